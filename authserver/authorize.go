@@ -1,0 +1,351 @@
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// ignoredScopes are dropped from client requests before resolution: they
+// concern the gateway's own session, not the MCP server's API.
+var ignoredScopes = scopes.MustParse("openid offline_access")
+
+// maxFormBytes bounds every form and JSON body the edge reads.
+const maxFormBytes = 64 << 10
+
+// authorizeRequest is a validated authorization request.
+type authorizeRequest struct {
+	client      *grants.Client
+	redirectURI string
+	state       string
+	challenge   string
+	scopes      scopes.Set
+	resource    string
+}
+
+// serveAuthorize handles the authorization endpoint. Errors found before the
+// client and its redirect URI are trusted are shown to the user as a page,
+// never redirected (no open redirect); later errors go back to the client.
+func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server) {
+	if !requireMethod(w, r, http.MethodGet, http.MethodPost) {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		e.errorPage(w, http.StatusBadRequest, "The authorization request could not be read", "Its parameters are malformed or too large. Start again from your MCP client.")
+		return
+	}
+	q := r.Form
+	for _, name := range []string{"client_id", "redirect_uri", "response_type", "state", "code_challenge", "code_challenge_method", "scope", "resource"} {
+		if len(q[name]) > 1 {
+			e.errorPage(w, http.StatusBadRequest, "The authorization request is ambiguous", "The parameter "+name+" appears more than once. Start again from your MCP client.")
+			return
+		}
+	}
+	ctx := r.Context()
+	clientID := q.Get("client_id")
+	if clientID == "" {
+		e.errorPage(w, http.StatusBadRequest, "The authorization request names no client", "The client_id parameter is missing. The MCP client that sent you here must register first.")
+		return
+	}
+	client, err := e.lookupClient(ctx, s.Gateway, clientID)
+	if err != nil {
+		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
+		return
+	}
+	redirectURI := q.Get("redirect_uri")
+	if redirectURI == "" && len(client.RedirectURIs) == 1 && !isLoopbackRedirect(client.RedirectURIs[0]) {
+		redirectURI = client.RedirectURIs[0]
+	}
+	if redirectURI == "" || !redirectURIMatches(client.RedirectURIs, redirectURI) {
+		e.errorPage(w, http.StatusBadRequest, "Redirect URI not registered",
+			"The application asked to return you to an address it did not register. For your safety the gateway does not send you there.")
+		return
+	}
+
+	// From here on the redirect URI is trusted: errors go back to the client.
+	state := q.Get("state")
+	fail := func(code, desc string) {
+		e.redirectError(w, r, s, redirectURI, state, code, desc)
+	}
+	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
+		fail("unauthorized_client", "this client may not authorize for server "+s.Name)
+		return
+	}
+	if rt := q.Get("response_type"); rt != "code" {
+		fail("unsupported_response_type", "only response_type=code is supported")
+		return
+	}
+	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
+	switch {
+	case challenge == "":
+		fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
+		return
+	case method != "S256":
+		fail("invalid_request", "code_challenge_method must be S256 (plain is not accepted)")
+		return
+	case !isS256Challenge(challenge):
+		fail("invalid_request", "code_challenge must be the 43-character base64url SHA-256 of the code verifier")
+		return
+	}
+	requested, err := scopes.Parse(q.Get("scope"))
+	if err != nil {
+		fail("invalid_scope", err.Error())
+		return
+	}
+	granted, err := s.Rule.Resolve(requested.Minus(ignoredScopes))
+	if err != nil {
+		fail("invalid_scope", err.Error())
+		return
+	}
+	if q.Has("resource") {
+		if !e.resourceMatches(s, q.Get("resource")) {
+			fail("invalid_target", "resource "+q.Get("resource")+" is not served by this authorization endpoint; use "+s.Resource+" (the issuer of each MCP server is "+e.opts.PublicURL+OAuthPrefix+"<server>)")
+			return
+		}
+	}
+	req := &authorizeRequest{client: client, redirectURI: redirectURI, state: state, challenge: challenge, scopes: granted, resource: s.Resource}
+
+	browser := e.browserCookie(w, r)
+	now := e.opts.Now()
+	p := &grants.Pending{
+		Server:        s.Name,
+		ClientID:      client.ID,
+		RedirectURI:   req.redirectURI,
+		State:         req.state,
+		CodeChallenge: req.challenge,
+		Scopes:        req.scopes.String(),
+		Resource:      req.resource,
+		BrowserHash:   hashWithLabel("browser", browser),
+		CreatedAt:     now,
+		ExpiresAt:     now.Add(e.opts.AuthorizationTTL),
+	}
+	if e.consentRemembered(ctx, s, browser, p) {
+		e.startDownstream(w, r, s, p)
+		return
+	}
+	handle := randomToken()
+	if err := s.Gateway.Ledger.SavePending(ctx, handle, p); err != nil {
+		e.log.Error("saving a pending authorization", zap.String("server", s.Name), zap.Error(err))
+		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot record your authorization right now", "Its storage is unavailable. Try again in a moment.")
+		return
+	}
+	e.renderConsent(w, s, client, req, handle, hashWithLabel("csrf", browser+"\x00"+handle))
+}
+
+// serveConsent receives the consent form. The pending authorization is taken
+// (single use), bound to the browser that started it, and CSRF-checked.
+func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
+	if r.Method != http.MethodPost {
+		e.errorPage(w, http.StatusMethodNotAllowed, "Use the consent form", "This address only accepts the consent form's answer.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		e.errorPage(w, http.StatusBadRequest, "The consent answer could not be read", "Start again from your MCP client.")
+		return
+	}
+	handle, csrf := r.PostForm.Get("handle"), r.PostForm.Get("csrf")
+	browser := readCookie(r, e.browserCookieName())
+	if handle == "" || browser == "" || csrf == "" ||
+		subtle.ConstantTimeCompare([]byte(csrf), []byte(hashWithLabel("csrf", browser+"\x00"+handle))) != 1 {
+		e.errorPage(w, http.StatusForbidden, "This consent answer was not sent from the consent page", "It lacks the page's security token or came from another browser. Start again from your MCP client.")
+		return
+	}
+	ctx := r.Context()
+	p, err := s.Gateway.Ledger.TakePending(ctx, handle)
+	if err != nil {
+		e.pendingErrorPage(w, s, err)
+		return
+	}
+	if p.Server != s.Name || subtle.ConstantTimeCompare([]byte(p.BrowserHash), []byte(hashWithLabel("browser", browser))) != 1 {
+		e.errorPage(w, http.StatusForbidden, "This authorization belongs to another browser", "Start again from your MCP client in this browser.")
+		return
+	}
+	if r.PostForm.Get("decision") != "approve" {
+		e.audit("consent refused", s, p.ClientID, "", p.Scopes)
+		e.redirectError(w, r, s, p.RedirectURI, p.State, "access_denied", "the user denied the authorization request")
+		return
+	}
+	e.startDownstream(w, r, s, p)
+}
+
+// startDownstream stores the consented authorization under a fresh
+// downstream state and sends the browser to the downstream server's login.
+func (e *Edge) startDownstream(w http.ResponseWriter, r *http.Request, s *Server, p *grants.Pending) {
+	ctx := r.Context()
+	state, verifier := randomToken(), randomToken()+randomToken()[:11] // 54 chars, within PKCE's 43-128
+	p.DownstreamVerifier = verifier
+	authURL, err := s.Gateway.Downstream.AuthCodeURL(ctx, state, verifier)
+	if err != nil {
+		e.log.Error("reaching the downstream authorization server", zap.String("gateway", s.Gateway.Name), zap.Error(err))
+		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the downstream authorization server cannot be reached; try again later")
+		return
+	}
+	if err := s.Gateway.Ledger.SavePending(ctx, state, p); err != nil {
+		e.log.Error("saving a pending authorization", zap.String("server", s.Name), zap.Error(err))
+		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the gateway's storage is unavailable; try again later")
+		return
+	}
+	http.Redirect(w, r, authURL, http.StatusFound)
+}
+
+// consentRemembered reports whether the user this browser last signed in as
+// already approved this client for this server with these scopes and this
+// redirect URI.
+func (e *Edge) consentRemembered(ctx context.Context, s *Server, browser string, p *grants.Pending) bool {
+	user, err := s.Gateway.Ledger.BrowserUser(ctx, hashWithLabel("browser", browser))
+	if err != nil {
+		return false
+	}
+	c, err := s.Gateway.Ledger.Consent(ctx, user, p.ClientID, s.Name)
+	if err != nil || c.RedirectURI != p.RedirectURI {
+		return false
+	}
+	consented, err1 := scopes.Parse(c.Scopes)
+	asked, err2 := scopes.Parse(p.Scopes)
+	return err1 == nil && err2 == nil && consented.ContainsAll(asked)
+}
+
+// redirectError sends the browser back to the client with an OAuth error,
+// its state and the issuer (RFC 9207).
+func (e *Edge) redirectError(w http.ResponseWriter, r *http.Request, s *Server, redirectURI, state, code, desc string) {
+	v := url.Values{"error": {code}, "error_description": {desc}, "iss": {s.Issuer}}
+	if state != "" {
+		v.Set("state", state)
+	}
+	http.Redirect(w, r, appendQuery(redirectURI, v), http.StatusFound)
+}
+
+func appendQuery(rawURL string, v url.Values) string {
+	sep := "?"
+	if strings.Contains(rawURL, "?") {
+		sep = "&"
+	}
+	return rawURL + sep + v.Encode()
+}
+
+// resourceMatches accepts the server's canonical resource URI as clients
+// really send it: with a trailing slash, an upper-case scheme or host, or
+// only the origin (which, on a server's own issuer, can mean only it).
+func (e *Edge) resourceMatches(s *Server, resource string) bool {
+	u, err := url.Parse(resource)
+	if err != nil || u.Fragment != "" || u.RawQuery != "" {
+		return false
+	}
+	got := strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
+	want, _ := url.Parse(s.Resource)
+	origin := want.Scheme + "://" + strings.ToLower(want.Host)
+	return got == origin+want.EscapedPath() || got == origin
+}
+
+func (e *Edge) browserCookieName() string {
+	if e.secure {
+		return "__Host-mcp_gateway_browser"
+	}
+	return "mcp_gateway_browser"
+}
+
+// browserCookie returns the browser-binding cookie, setting a new one when
+// the browser has none. It ties the consent, the downstream login and the
+// callback to one browser, so a flow cannot be completed elsewhere.
+func (e *Edge) browserCookie(w http.ResponseWriter, r *http.Request) string {
+	name := e.browserCookieName()
+	if v := readCookie(r, name); len(v) == 43 {
+		return v
+	}
+	v := randomToken()
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    v,
+		Path:     "/",
+		MaxAge:   int(e.opts.RefreshTokenTTL.Seconds()),
+		HttpOnly: true,
+		Secure:   e.secure,
+		SameSite: http.SameSiteLaxMode,
+	})
+	return v
+}
+
+func readCookie(r *http.Request, name string) string {
+	c, err := r.Cookie(name)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// isS256Challenge reports whether c looks like a base64url SHA-256 digest.
+func isS256Challenge(c string) bool {
+	if len(c) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(c)
+	return err == nil
+}
+
+// verifyPKCE checks an RFC 7636 code verifier against its S256 challenge.
+func verifyPKCE(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	for i := 0; i < len(verifier); i++ {
+		c := verifier[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
+
+// randomToken returns 256 random bits, base64url (43 characters).
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// hashWithLabel derives a value from a secret for one purpose only.
+func hashWithLabel(label, secret string) string {
+	sum := sha256.Sum256([]byte("mcp_gateway " + label + "\x00" + secret))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func clientLookupMessage(err error) string {
+	var fe *clientError
+	if errors.As(err, &fe) {
+		return fe.Error()
+	}
+	return "The application is not registered with this gateway (or its registration was removed). Reconnect it so it registers again."
+}
+
+// pendingErrorPage explains a pending authorization that cannot be found.
+func (e *Edge) pendingErrorPage(w http.ResponseWriter, s *Server, err error) {
+	if errors.Is(err, grants.ErrNotFound) || errors.Is(err, grants.ErrExpired) {
+		e.errorPage(w, http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from your MCP client.")
+		return
+	}
+	e.log.Error("reading a pending authorization", zap.String("server", s.Name), zap.Error(err))
+	e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read your authorization right now", "Its storage is unavailable. Try again in a moment.")
+}

@@ -1,0 +1,224 @@
+// Package authserver is the gateway's public auth edge: toward MCP clients it
+// is the OAuth 2.1 authorization server and the protected resource that the
+// MCP authorization specification asks for.
+//
+// Every MCP server behind the gateway gets its own issuer,
+// <public>/oauth/<server>, so a client that omits the resource parameter
+// still gets a token for the right server; all servers of one gateway share
+// that gateway's clients, grants, signing keys and downstream login. The
+// package has no Caddy dependency: the caddymodule package builds an Edge
+// from the Caddy config and hands it every request.
+package authserver
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// Paths of the auth edge, below the public URL.
+const (
+	// OAuthPrefix is where each server's authorization endpoints live:
+	// /oauth/<server>/authorize, /token, /register, /revoke, /jwks, /consent.
+	OAuthPrefix = "/oauth/"
+	// CallbackPath is the gateway's one redirect URI at every downstream
+	// authorization server.
+	CallbackPath = "/oauth/callback"
+
+	wellKnownResource   = "/.well-known/oauth-protected-resource"
+	wellKnownAuthServer = "/.well-known/oauth-authorization-server"
+	wellKnownOpenID     = "/.well-known/openid-configuration"
+)
+
+// Gateway is the runtime of one auth boundary: its downstream client, its
+// durable state and its signing keys. One Gateway may outlive many configs.
+type Gateway struct {
+	Name       string
+	Scopes     scopes.Set // the full set its servers may request
+	Downstream *downstream.Client
+	Ledger     *grants.Ledger
+	Broker     *grants.Broker
+	Keys       *accesstoken.Keyset
+	Verifier   *accesstoken.Verifier
+
+	// Clients registered in the config, by client ID.
+	Clients map[string]*grants.Client
+
+	// MetadataDocuments fetches client ID metadata documents.
+	MetadataDocuments *MetadataDocumentFetcher
+}
+
+// Server is one MCP server at a path of the site.
+type Server struct {
+	Name     string
+	Path     string      // e.g. "/support"
+	Resource string      // canonical resource URI: public URL + Path
+	Issuer   string      // public URL + /oauth/ + Name
+	Rule     scopes.Rule // what it offers and how requests are resolved
+	Gateway  *Gateway
+
+	challenge string // the WWW-Authenticate value of a plain 401
+}
+
+// Options are the edge-wide settings.
+type Options struct {
+	// PublicURL is the origin MCP clients reach the site at; every issuer,
+	// resource and redirect URI is built from it, never from the Host header.
+	PublicURL string
+
+	AccessTokenTTL   time.Duration // default 1h
+	RefreshTokenTTL  time.Duration // default 30 days
+	RefreshGrace     time.Duration // default 30s
+	CodeTTL          time.Duration // default 1m
+	AuthorizationTTL time.Duration // default 10m
+
+	Logger      *zap.Logger
+	AuditLogger *zap.Logger // security decisions; default Logger.Named("audit")
+	Now         func() time.Time
+}
+
+// Edge serves the OAuth endpoints of every server and authorizes MCP calls.
+type Edge struct {
+	opts     Options
+	secure   bool // served over https: __Host- cookies and Secure flags
+	servers  []*Server
+	byName   map[string]*Server
+	log      *zap.Logger
+	auditLog *zap.Logger
+}
+
+// New builds the edge. Servers must already be validated (unique names,
+// non-overlapping paths) and attached to their gateways.
+func New(opts Options, servers []*Server) *Edge {
+	opts.PublicURL = strings.TrimSuffix(opts.PublicURL, "/")
+	setDefault(&opts.AccessTokenTTL, time.Hour)
+	setDefault(&opts.RefreshTokenTTL, 30*24*time.Hour)
+	setDefault(&opts.RefreshGrace, 30*time.Second)
+	setDefault(&opts.CodeTTL, time.Minute)
+	setDefault(&opts.AuthorizationTTL, 10*time.Minute)
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	e := &Edge{
+		opts:     opts,
+		secure:   strings.HasPrefix(opts.PublicURL, "https://"),
+		servers:  servers,
+		byName:   make(map[string]*Server, len(servers)),
+		log:      opts.Logger,
+		auditLog: opts.AuditLogger,
+	}
+	if e.auditLog == nil {
+		e.auditLog = opts.Logger.Named("audit")
+	}
+	for _, s := range servers {
+		s.Resource = opts.PublicURL + s.Path
+		s.Issuer = opts.PublicURL + OAuthPrefix + s.Name
+		s.challenge = `Bearer resource_metadata="` + e.resourceMetadataURL(s) + `", scope="` + s.Rule.Offered.String() + `"`
+		e.byName[s.Name] = s
+	}
+	return e
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// Servers returns the servers of the edge.
+func (e *Edge) Servers() []*Server { return e.servers }
+
+// CallbackURL is the redirect URI to register at downstream servers.
+func (e *Edge) CallbackURL() string { return e.opts.PublicURL + CallbackPath }
+
+func (e *Edge) resourceMetadataURL(s *Server) string {
+	return e.opts.PublicURL + wellKnownResource + s.Path
+}
+
+// ServerAt returns the server whose path prefix covers path, if any.
+func (e *Edge) ServerAt(path string) *Server {
+	for _, s := range e.servers {
+		if path == s.Path || strings.HasPrefix(path, s.Path) && path[len(s.Path)] == '/' {
+			return s
+		}
+	}
+	return nil
+}
+
+// Owns reports whether path belongs to the edge's OAuth and metadata
+// surface (whether or not it names a known server).
+func (e *Edge) Owns(path string) bool {
+	return strings.HasPrefix(path, OAuthPrefix) || strings.HasPrefix(path, "/.well-known/oauth-") ||
+		strings.HasPrefix(path, wellKnownOpenID)
+}
+
+// ServeOAuth serves the request if it is for one of the edge's OAuth or
+// metadata endpoints and reports whether it did.
+func (e *Edge) ServeOAuth(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	switch {
+	case p == CallbackPath:
+		e.serveCallback(w, r)
+	case strings.HasPrefix(p, wellKnownResource):
+		return e.serveResourceMetadata(w, r, strings.TrimPrefix(p, wellKnownResource))
+	case strings.HasPrefix(p, wellKnownAuthServer):
+		return e.serveAuthServerMetadata(w, r, strings.TrimPrefix(p, wellKnownAuthServer))
+	case strings.HasPrefix(p, wellKnownOpenID):
+		return e.serveAuthServerMetadata(w, r, strings.TrimPrefix(p, wellKnownOpenID))
+	case strings.HasPrefix(p, OAuthPrefix):
+		name, endpoint, _ := strings.Cut(strings.TrimPrefix(p, OAuthPrefix), "/")
+		s := e.byName[name]
+		if s == nil {
+			return false
+		}
+		switch endpoint {
+		case "authorize":
+			e.serveAuthorize(w, r, s)
+		case "consent":
+			e.serveConsent(w, r, s)
+		case "token":
+			e.serveToken(w, r, s)
+		case "register":
+			e.serveRegister(w, r, s)
+		case "revoke":
+			e.serveRevoke(w, r, s)
+		case "jwks":
+			e.serveJWKS(w, r, s)
+		case ".well-known/openid-configuration", ".well-known/oauth-authorization-server":
+			// Path-appended discovery, which some clients still try.
+			return e.serveAuthServerMetadata(w, r, OAuthPrefix+name)
+		default:
+			return false
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// serverForIssuerPath maps "/oauth/<name>" to its server.
+func (e *Edge) serverForIssuerPath(p string) *Server {
+	if !strings.HasPrefix(p, OAuthPrefix) {
+		return nil
+	}
+	return e.byName[strings.TrimPrefix(p, OAuthPrefix)]
+}
+
+// url joins the public URL with a path and query.
+func (e *Edge) url(path string, q url.Values) string {
+	if len(q) == 0 {
+		return e.opts.PublicURL + path
+	}
+	return e.opts.PublicURL + path + "?" + q.Encode()
+}

@@ -1,0 +1,177 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+// MetadataDocumentOptions configure how client ID metadata documents are
+// fetched.
+type MetadataDocumentOptions struct {
+	// AllowPrivate permits fetching from loopback, private and link-local
+	// addresses. Off by default: a URL client ID must not become a way into
+	// the private network (SSRF).
+	AllowPrivate bool
+	Timeout      time.Duration // default 5s
+	MaxBytes     int64         // default 64 KiB
+	CacheTTL     time.Duration // default 5m
+	CacheSize    int           // default 1000
+}
+
+// MetadataDocumentFetcher fetches and caches client ID metadata documents:
+// clients (Claude Code, ChatGPT) whose client_id is an https URL serving
+// their metadata.
+type MetadataDocumentFetcher struct {
+	opts   MetadataDocumentOptions
+	client *http.Client
+
+	mu    sync.Mutex
+	cache map[string]cachedDocument
+}
+
+type cachedDocument struct {
+	client  *grants.Client
+	err     error
+	expires time.Time
+}
+
+// NewMetadataDocumentFetcher returns a fetcher; it performs no I/O.
+func NewMetadataDocumentFetcher(opts MetadataDocumentOptions) *MetadataDocumentFetcher {
+	setDefault(&opts.Timeout, 5*time.Second)
+	setDefault(&opts.CacheTTL, 5*time.Minute)
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 64 << 10
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 1000
+	}
+	dialer := &net.Dialer{Timeout: opts.Timeout}
+	if !opts.AllowPrivate {
+		// Checked on the address actually dialled, after DNS resolution, so
+		// a name that resolves (or re-resolves) to a private address fails.
+		dialer.Control = func(network, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			if ip := net.ParseIP(host); ip == nil || !isPublicIP(ip) {
+				return fmt.Errorf("address %s is not public", host)
+			}
+			return nil
+		}
+	}
+	transport := &http.Transport{
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   opts.Timeout,
+		ResponseHeaderTimeout: opts.Timeout,
+		MaxIdleConns:          10,
+		IdleConnTimeout:       30 * time.Second,
+	}
+	return &MetadataDocumentFetcher{
+		opts: opts,
+		client: &http.Client{
+			Transport: transport,
+			Timeout:   opts.Timeout,
+			// A document must be served at its own URL: redirects could
+			// lead to private addresses or to another client's document.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		cache: map[string]cachedDocument{},
+	}
+}
+
+func isPublicIP(ip net.IP) bool {
+	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast())
+}
+
+// isMetadataDocumentURL reports whether a client ID is a metadata document
+// URL: https with a path (the MCP specification's form).
+func isMetadataDocumentURL(id string) bool {
+	u, err := url.Parse(id)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.Path != "" && u.Path != "/"
+}
+
+// Client returns the client described by the document at clientID.
+func (f *MetadataDocumentFetcher) Client(ctx context.Context, clientID string) (*grants.Client, error) {
+	now := time.Now()
+	f.mu.Lock()
+	if c, ok := f.cache[clientID]; ok && now.Before(c.expires) {
+		f.mu.Unlock()
+		return c.client, c.err
+	}
+	f.mu.Unlock()
+
+	client, err := f.fetch(ctx, clientID)
+	ttl := f.opts.CacheTTL
+	if err != nil {
+		ttl = 10 * time.Second // remember failures briefly, to blunt floods
+	}
+	f.mu.Lock()
+	if len(f.cache) >= f.opts.CacheSize {
+		for k, v := range f.cache { // evict expired first, else any one
+			if now.After(v.expires) || len(f.cache) >= f.opts.CacheSize {
+				delete(f.cache, k)
+				if len(f.cache) < f.opts.CacheSize {
+					break
+				}
+			}
+		}
+	}
+	f.cache[clientID] = cachedDocument{client: client, err: err, expires: now.Add(ttl)}
+	f.mu.Unlock()
+	return client, err
+}
+
+func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*grants.Client, error) {
+	u, err := url.Parse(clientID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "https" && !(f.opts.AllowPrivate && u.Scheme == "http") {
+		return nil, errors.New("a client ID metadata document must be served over https")
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, errors.New("fetching it failed (unreachable, too slow, or not a public address)")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching it answered HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, f.opts.MaxBytes+1))
+	if err != nil {
+		return nil, errors.New("reading it failed")
+	}
+	if int64(len(body)) > f.opts.MaxBytes {
+		return nil, fmt.Errorf("it is larger than %d bytes", f.opts.MaxBytes)
+	}
+	md, err := parseClientMetadata(body)
+	if err != nil {
+		return nil, err
+	}
+	if md.ClientID != clientID {
+		return nil, fmt.Errorf("its client_id %q differs from the URL it was fetched from", md.ClientID)
+	}
+	if md.TokenEndpointAuthMethod != "" && md.TokenEndpointAuthMethod != "none" {
+		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata document clients; use none", md.TokenEndpointAuthMethod)
+	}
+	return md.toClient("metadata_document")
+}

@@ -1,0 +1,114 @@
+package authserver
+
+import (
+	"bytes"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+// The pages are plain HTML with inline styles: no script, no external
+// resource, nothing that a strict Content-Security-Policy would have to allow.
+var pages = template.Must(template.New("layout").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{{.Title}}</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;background:#f4f5f7;color:#1d2330;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;max-width:30rem;width:100%;margin:1rem;padding:2rem;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08)}
+h1{font-size:1.3rem;margin:0 0 1rem}
+p{line-height:1.5}
+.who{display:flex;gap:.75rem;align-items:center;margin-bottom:1rem}
+.who img{width:40px;height:40px;border-radius:8px}
+ul{padding-left:1.2rem}
+li code{background:#eef0f4;padding:.1rem .35rem;border-radius:4px}
+.meta{font-size:.9rem;color:#596173}
+.actions{display:flex;gap:.75rem;margin-top:1.5rem}
+button{flex:1;font:inherit;padding:.7rem;border-radius:8px;border:1px solid #c5cad4;background:#fff;cursor:pointer}
+button.approve{background:#1f5fd6;border-color:#1f5fd6;color:#fff}
+</style></head>
+<body><main>{{template "content" .}}</main></body></html>`))
+
+var consentPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "content"}}
+<div class="who">{{if .LogoURI}}<img src="{{.LogoURI}}" alt="">{{end}}<h1>{{.ClientName}} wants to use {{.Server}}</h1></div>
+<p>It asks for access to the MCP server <strong>{{.Server}}</strong> on your behalf, with these permissions:</p>
+<ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>
+<p class="meta">After you approve, you sign in at your identity provider. You will then be sent back to <strong>{{.RedirectHost}}</strong>.{{if .Unverified}} This application registered itself; only approve it if you started this connection.{{end}}</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="handle" value="{{.Handle}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<div class="actions">
+<button type="submit" name="decision" value="deny">Deny</button>
+<button type="submit" name="decision" value="approve" class="approve">Approve</button>
+</div></form>{{end}}`))
+
+var errorPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "content"}}<h1>{{.Title}}</h1><p>{{.Message}}</p>{{end}}`))
+
+// setPageHeaders forbids framing (clickjacking), caching and every resource
+// the pages do not need.
+func setPageHeaders(h http.Header) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'")
+}
+
+func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Client, req *authorizeRequest, handle, csrf string) {
+	name := client.Name
+	if name == "" {
+		name = client.ID
+	}
+	logo := ""
+	if u, err := url.Parse(client.LogoURI); err == nil && u.Scheme == "https" && u.Host != "" {
+		logo = u.String()
+	}
+	e.render(w, http.StatusOK, consentPage, map[string]any{
+		"Title":        "Authorize " + name,
+		"ClientName":   name,
+		"LogoURI":      logo,
+		"Server":       s.Name,
+		"Scopes":       req.scopes.Tokens(),
+		"RedirectHost": redirectHost(req.redirectURI),
+		"Unverified":   client.Source == "registered",
+		"Action":       s.Issuer + "/consent",
+		"Handle":       handle,
+		"CSRF":         csrf,
+	})
+}
+
+func (e *Edge) errorPage(w http.ResponseWriter, status int, title, message string) {
+	e.render(w, status, errorPage, map[string]any{"Title": title, "Message": message})
+}
+
+func (e *Edge) render(w http.ResponseWriter, status int, t *template.Template, data map[string]any) {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		e.log.Error("rendering a page", zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	setPageHeaders(w.Header())
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// redirectHost is what the consent page names as the destination: the host
+// of a web redirect, or the scheme of a native app's private-use redirect.
+func redirectHost(redirectURI string) string {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		return redirectURI
+	}
+	if u.Host != "" {
+		return u.Host
+	}
+	return u.Scheme + ":"
+}

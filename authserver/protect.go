@@ -1,0 +1,114 @@
+package authserver
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+// Access is what an authorized MCP request carries on to the upstream.
+type Access struct {
+	Server *Server
+	Claims *accesstoken.Claims
+	// DownstreamToken is the user's brokered downstream access token that
+	// replaces the client's token.
+	DownstreamToken string
+}
+
+// Authorize checks the bearer token of a request to server s. On success it
+// returns the access to forward; otherwise it has written the refusal (401
+// with the challenge, 403 insufficient_scope, or 503 when the downstream
+// server cannot refresh the user's token right now) and returns nil.
+//
+// A warm request costs a hash and two map lookups: the verified token and
+// the decrypted downstream token are both cached in memory.
+func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) *Access {
+	if allowCORS(w, r, "GET, POST, DELETE, OPTIONS") {
+		return nil
+	}
+	raw, ok := bearerToken(r)
+	if !ok {
+		e.challenge(w, s, "", "")
+		return nil
+	}
+	g := s.Gateway
+	claims, err := g.Verifier.Verify(raw)
+	if err != nil {
+		e.challenge(w, s, "invalid_token", tokenErrorDescription(err))
+		return nil
+	}
+	if claims.Audience != s.Resource || claims.Issuer != s.Issuer {
+		e.challenge(w, s, "invalid_token", "the access token was issued for another resource; authorize for "+s.Resource)
+		return nil
+	}
+	// The server may have been narrowed by a reload since the token was
+	// issued: at least one of its scopes must still be offered.
+	if !hasOfferedScope(claims.Scope, s) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="none of the token's scopes is offered by this server", scope="`+s.Rule.Offered.String()+`", resource_metadata="`+e.resourceMetadataURL(s)+`"`)
+		writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: "none of the token's scopes is offered by server " + s.Name + "; authorize again"})
+		return nil
+	}
+	tok, err := g.Broker.Token(r.Context(), claims.Subject)
+	switch {
+	case err == nil:
+	case errors.Is(err, grants.ErrGrantDead), errors.Is(err, grants.ErrNotFound):
+		e.challenge(w, s, "invalid_token", "the user's sign-in at the identity provider has ended; authorize again")
+		return nil
+	default:
+		e.log.Warn("downstream token unavailable", zap.String("gateway", g.Name), zap.String("server", s.Name), zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, &oauthError{Code: "temporarily_unavailable", Description: "the identity provider cannot refresh the user's access right now; retry shortly"})
+		return nil
+	}
+	return &Access{Server: s, Claims: claims, DownstreamToken: tok.AccessToken}
+}
+
+// challenge answers 401 with the RFC 9728 / RFC 6750 challenge that tells
+// MCP clients where to start authorization.
+func (e *Edge) challenge(w http.ResponseWriter, s *Server, code, desc string) {
+	h := w.Header()
+	if code == "" {
+		h.Set("WWW-Authenticate", s.challenge)
+		writeJSON(w, http.StatusUnauthorized, &oauthError{Code: "invalid_token", Description: "this MCP server requires authorization; see the WWW-Authenticate header"})
+		return
+	}
+	h.Set("WWW-Authenticate", `Bearer error="`+code+`", error_description="`+desc+`", `+strings.TrimPrefix(s.challenge, "Bearer "))
+	writeJSON(w, http.StatusUnauthorized, &oauthError{Code: code, Description: desc})
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Values("Authorization")
+	if len(h) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+func hasOfferedScope(scope string, s *Server) bool {
+	for scope != "" {
+		var tok string
+		tok, scope, _ = strings.Cut(scope, " ")
+		if s.Rule.Offered.Contains(tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func tokenErrorDescription(err error) string {
+	var ve *accesstoken.VerifyError
+	if errors.As(err, &ve) {
+		return ve.Error()
+	}
+	return "the access token is invalid"
+}

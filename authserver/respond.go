@@ -1,0 +1,96 @@
+package authserver
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// oauthError is an OAuth 2.0 error response (RFC 6749 §5.2, RFC 7591 §3.2.2,
+// RFC 6750 §3). Descriptions say what went wrong and what to do, and never
+// carry a token, code or secret.
+type oauthError struct {
+	Status      int    `json:"-"`
+	Code        string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+func errInvalidRequest(desc string) *oauthError {
+	return &oauthError{http.StatusBadRequest, "invalid_request", desc}
+}
+
+func errInvalidGrant(desc string) *oauthError {
+	return &oauthError{http.StatusBadRequest, "invalid_grant", desc}
+}
+
+func errInvalidClient(desc string) *oauthError {
+	return &oauthError{http.StatusUnauthorized, "invalid_client", desc}
+}
+
+func errServer(desc string) *oauthError {
+	return &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", desc}
+}
+
+// writeJSON writes v with the headers every OAuth JSON response carries.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	if e.Status == http.StatusUnauthorized && e.Code == "invalid_client" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_gateway"`)
+	}
+	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeJSON(w, e.Status, e)
+}
+
+// allowCORS lets browser-based MCP clients (MCP Inspector, web apps) call
+// the metadata, registration, token and revocation endpoints and read the
+// 401 challenge. None of these endpoints rely on cookies, so any origin may
+// call them. It answers preflight requests and reports whether it did.
+func allowCORS(w http.ResponseWriter, r *http.Request, methods string) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", methods)
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	return false
+}
+
+// requireMethod answers 405 unless r uses one of the methods.
+func requireMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	allow := ""
+	for i, m := range methods {
+		if i > 0 {
+			allow += ", "
+		}
+		allow += m
+	}
+	w.Header().Set("Allow", allow)
+	writeOAuthError(w, &oauthError{http.StatusMethodNotAllowed, "invalid_request", "this endpoint accepts " + allow})
+	return false
+}

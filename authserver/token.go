@@ -1,0 +1,329 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// tokenResponse is RFC 6749 §5.1.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope"`
+}
+
+// serveToken handles the token endpoint: authorization_code and
+// refresh_token grants.
+func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
+	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	ctx := r.Context()
+	client, oerr := e.authenticateClient(ctx, s, r, form)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	var resp *tokenResponse
+	switch gt := form.Get("grant_type"); gt {
+	case "authorization_code":
+		resp, oerr = e.exchangeCode(ctx, s, client, form)
+	case "refresh_token":
+		resp, oerr = e.refresh(ctx, s, client, form)
+	case "":
+		oerr = errInvalidRequest("grant_type is missing")
+	default:
+		oerr = &oauthError{http.StatusBadRequest, "unsupported_grant_type", "grant_type " + gt + " is not supported; use authorization_code or refresh_token"}
+	}
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Client, form url.Values) (*tokenResponse, *oauthError) {
+	code := form.Get("code")
+	if code == "" {
+		return nil, errInvalidRequest("code is missing")
+	}
+	if !allowsGrant(client, "authorization_code") {
+		return nil, &oauthError{http.StatusBadRequest, "unauthorized_client", "this client did not register the authorization_code grant"}
+	}
+	g := s.Gateway
+	familyID := randomToken()[:22]
+	c, err := g.Ledger.RedeemCode(ctx, code, familyID)
+	switch {
+	case errors.Is(err, grants.ErrCodeReused):
+		// A replayed code: whoever holds it may have stolen it, so what was
+		// issued from it is revoked (RFC 6749 §4.1.2).
+		e.revokeFamily(ctx, g, c.FamilyID, "authorization code replayed")
+		e.audit("code replayed, tokens revoked", s, client.ID, c.User, c.Scopes)
+		return nil, errInvalidGrant("the authorization code was already used; the tokens issued from it are revoked")
+	case errors.Is(err, grants.ErrNotFound), errors.Is(err, grants.ErrExpired):
+		return nil, errInvalidGrant("the authorization code is unknown or expired; authorize again")
+	case err != nil:
+		e.log.Error("redeeming an authorization code", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry")
+	}
+	switch {
+	case c.ClientID != client.ID:
+		return nil, errInvalidGrant("the authorization code was issued to another client")
+	case c.Server != s.Name:
+		return nil, errInvalidGrant("the authorization code was issued for another server; redeem it at that server's token endpoint")
+	case form.Get("redirect_uri") != "" && form.Get("redirect_uri") != c.RedirectURI:
+		return nil, errInvalidGrant("redirect_uri differs from the one of the authorization request")
+	case form.Get("code_verifier") == "":
+		return nil, errInvalidRequest("code_verifier is missing (PKCE is required)")
+	case !verifyPKCE(form.Get("code_verifier"), c.CodeChallenge):
+		return nil, errInvalidGrant("code_verifier does not match the code_challenge of the authorization request")
+	case form.Has("resource") && !e.resourceMatches(s, form.Get("resource")):
+		return nil, &oauthError{http.StatusBadRequest, "invalid_target", "resource must be " + s.Resource}
+	}
+	granted, err := scopes.Parse(c.Scopes)
+	if err != nil {
+		return nil, errInvalidGrant("the authorization code's scopes are unreadable; authorize again")
+	}
+	now := e.opts.Now()
+	refresh, err := g.Ledger.StartFamily(ctx, &grants.Family{
+		ID:        familyID,
+		ClientID:  client.ID,
+		Server:    s.Name,
+		Resource:  s.Resource,
+		User:      c.User,
+		Scopes:    c.Scopes,
+		CreatedAt: now,
+		RotatedAt: now,
+		ExpiresAt: now.Add(e.opts.RefreshTokenTTL),
+	})
+	if err != nil {
+		e.log.Error("starting a refresh token family", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; authorize again")
+	}
+	resp, oerr := e.issue(s, client, c.User, familyID, granted)
+	if oerr != nil {
+		return nil, oerr
+	}
+	resp.RefreshToken = refresh
+	e.audit("token issued", s, client.ID, c.User, granted.String(), zap.String("grant_type", "authorization_code"))
+	return resp, nil
+}
+
+func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, form url.Values) (*tokenResponse, *oauthError) {
+	token := form.Get("refresh_token")
+	if token == "" {
+		return nil, errInvalidRequest("refresh_token is missing")
+	}
+	g := s.Gateway
+	familyID, ok := grants.FamilyIDOf(token)
+	if !ok {
+		return nil, errInvalidGrant("the refresh token is not one this gateway issued")
+	}
+	fam, err := g.Ledger.Family(ctx, familyID)
+	switch {
+	case isNotFound(err):
+		return nil, errInvalidGrant("the refresh token is unknown; authorize again")
+	case err != nil:
+		e.log.Error("reading a refresh token family", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry")
+	case fam.ClientID != client.ID:
+		return nil, errInvalidGrant("the refresh token was issued to another client")
+	case fam.Server != s.Name:
+		return nil, errInvalidGrant("the refresh token was issued for another server; use that server's token endpoint")
+	}
+	famScopes, _ := scopes.Parse(fam.Scopes)
+	granted := famScopes.Intersect(s.Rule.Offered)
+	if form.Has("scope") {
+		asked, err := scopes.Parse(form.Get("scope"))
+		if err != nil {
+			return nil, &oauthError{http.StatusBadRequest, "invalid_scope", err.Error()}
+		}
+		asked = asked.Minus(ignoredScopes)
+		if !asked.IsEmpty() {
+			if !famScopes.ContainsAll(asked) {
+				return nil, &oauthError{http.StatusBadRequest, "invalid_scope", "a refresh may narrow the scopes but not widen them: " + asked.Minus(famScopes).String() + " was not granted; authorize again to ask for it"}
+			}
+			granted = granted.Intersect(asked)
+		}
+	}
+	if granted.IsEmpty() {
+		return nil, &oauthError{http.StatusBadRequest, "invalid_scope", "none of the granted scopes is offered by server " + s.Name + " any more; authorize again"}
+	}
+	if grant, err := g.Ledger.Grant(ctx, fam.User); err == nil && grant.Dead {
+		e.revokeFamily(ctx, g, fam.ID, "downstream grant ended")
+		return nil, errInvalidGrant("the user's sign-in at the identity provider has ended; authorize again")
+	}
+	fam, next, err := g.Ledger.Rotate(ctx, token, e.opts.RefreshGrace)
+	switch {
+	case errors.Is(err, grants.ErrRefreshReused):
+		g.Verifier.RevokeFamily(familyID, e.opts.Now().Add(e.opts.RefreshTokenTTL))
+		e.audit("refresh token reused, family revoked", s, client.ID, "", "")
+		return nil, errInvalidGrant("the refresh token was already used; every token of this authorization is revoked; authorize again")
+	case errors.Is(err, grants.ErrRevoked), errors.Is(err, grants.ErrExpired), isNotFound(err):
+		return nil, errInvalidGrant("the refresh token is revoked or expired; authorize again")
+	case err != nil:
+		e.log.Error("rotating a refresh token", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry with the same refresh token")
+	}
+	resp, oerr := e.issue(s, client, fam.User, fam.ID, granted)
+	if oerr != nil {
+		return nil, oerr
+	}
+	resp.RefreshToken = next
+	e.audit("token refreshed", s, client.ID, fam.User, granted.String(), zap.String("grant_type", "refresh_token"))
+	return resp, nil
+}
+
+// issue signs an access token for the server.
+func (e *Edge) issue(s *Server, client *grants.Client, user, familyID string, granted scopes.Set) (*tokenResponse, *oauthError) {
+	now := e.opts.Now()
+	at, err := s.Gateway.Keys.Issue(accesstoken.Claims{
+		Issuer:    s.Issuer,
+		Subject:   user,
+		Audience:  s.Resource,
+		Scope:     granted.String(),
+		ClientID:  client.ID,
+		FamilyID:  familyID,
+		IssuedAt:  now,
+		NotBefore: now,
+		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
+	})
+	if err != nil {
+		e.log.Error("signing an access token", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway cannot sign tokens right now; retry")
+	}
+	return &tokenResponse{
+		AccessToken: at,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(e.opts.AccessTokenTTL.Seconds()),
+		Scope:       granted.String(),
+	}, nil
+}
+
+// serveRevoke handles RFC 7009 revocation of refresh and access tokens. It
+// answers 200 whether or not the token was known, as the RFC requires.
+func (e *Edge) serveRevoke(w http.ResponseWriter, r *http.Request, s *Server) {
+	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	ctx := r.Context()
+	client, oerr := e.authenticateClient(ctx, s, r, form)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	token := form.Get("token")
+	if token == "" {
+		writeOAuthError(w, errInvalidRequest("token is missing"))
+		return
+	}
+	g := s.Gateway
+	familyID := ""
+	if id, ok := grants.FamilyIDOf(token); ok {
+		if fam, err := g.Ledger.Family(ctx, id); err == nil && fam.ClientID == client.ID {
+			familyID = fam.ID
+		}
+	} else if claims, err := g.Verifier.Verify(token); err == nil && claims.ClientID == client.ID {
+		familyID = claims.FamilyID
+	}
+	if familyID != "" {
+		e.revokeFamily(ctx, g, familyID, "revoked by the client")
+		e.audit("token revoked", s, client.ID, "", "")
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// revokeFamily revokes a refresh family and the access tokens issued from it.
+func (e *Edge) revokeFamily(ctx context.Context, g *Gateway, familyID, reason string) {
+	if familyID == "" {
+		return
+	}
+	g.Verifier.RevokeFamily(familyID, e.opts.Now().Add(e.opts.AccessTokenTTL+e.opts.RefreshTokenTTL))
+	if err := g.Ledger.RevokeFamily(ctx, familyID, reason); err != nil && !isNotFound(err) {
+		e.log.Error("revoking a refresh token family", zap.String("gateway", g.Name), zap.Error(err))
+	}
+}
+
+// readForm reads a bounded application/x-www-form-urlencoded body.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+		return nil, errInvalidRequest("the body must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return nil, errInvalidRequest("the body could not be read: it is malformed or larger than 64 KiB")
+	}
+	for name, vals := range r.PostForm {
+		if len(vals) > 1 {
+			return nil, errInvalidRequest("parameter " + name + " appears more than once")
+		}
+	}
+	return r.PostForm, nil
+}
+
+// authenticateClient identifies the client at the token and revocation
+// endpoints: client_secret_basic, client_secret_post, or a public client's
+// client_id. Secrets are compared in constant time.
+func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Request, form url.Values) (*grants.Client, *oauthError) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return nil, errInvalidClient("malformed HTTP Basic client credentials")
+		}
+		if form.Has("client_secret") {
+			return nil, errInvalidRequest("use one client authentication method, not both Basic and client_secret")
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	if form.Has("client_id") && form.Get("client_id") != id {
+		return nil, errInvalidClient("client_id differs from the authenticated client")
+	}
+	if id == "" {
+		return nil, errInvalidClient("client authentication is missing: send client_id (public clients) or client credentials")
+	}
+	client, err := e.lookupClient(ctx, s.Gateway, id)
+	if err != nil {
+		return nil, errInvalidClient("unknown client; register again")
+	}
+	if len(client.SecretHash) > 0 {
+		if secret == "" || !client.CheckSecret(secret) {
+			return nil, errInvalidClient("client authentication failed")
+		}
+	} else if secret != "" {
+		return nil, errInvalidClient("this client is public and has no secret")
+	}
+	return client, nil
+}
+
+func allowsGrant(c *grants.Client, grant string) bool {
+	return len(c.GrantTypes) == 0 || contains(c.GrantTypes, grant)
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, grants.ErrNotFound)
+}

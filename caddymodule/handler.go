@@ -1,0 +1,279 @@
+// Package caddymodule registers the mcp_gateway HTTP handler with Caddy: one
+// shared OAuth gateway in front of several MCP servers.
+//
+// The handler owns the whole MCP surface of a site: the OAuth endpoints and
+// metadata of every server (served by package authserver), and the server
+// paths themselves, where each request is authorized inline, its token
+// swapped for the user's downstream token, and handed to the server's
+// upstream handler (Caddy's reverse_proxy).
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the mcp_gateway HTTP handler: one or more gateways (auth
+// boundaries toward downstream authorization servers) and the MCP servers
+// attached to them.
+type Handler struct {
+	// PublicURL is the origin MCP clients reach this site at, e.g.
+	// "https://mcp.example.com". Issuers, resource URIs and the downstream
+	// redirect URI (<public_url>/oauth/callback) are built from it.
+	PublicURL string `json:"public_url"`
+
+	// Gateways are the auth boundaries. Each holds the full scope set its
+	// servers may request.
+	Gateways []*Gateway `json:"gateways"`
+
+	// Servers are the MCP servers, each at a path prefix of this site and
+	// attached to one gateway.
+	Servers []*Server `json:"servers"`
+
+	// Lifetimes of the tokens and codes the gateway issues.
+	Lifetimes Lifetimes `json:"lifetimes,omitzero"`
+
+	edge      *authserver.Edge
+	runtimes  []*gatewayRuntime
+	upstreams map[string]caddyhttp.MiddlewareHandler
+	acquired  []string // usage pool keys this instance took
+	logger    *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_gateway",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves runtime placeholders, attaches each gateway to the
+// state it shares with earlier configs (through a usage pool, so a reload
+// drops no cache or key), and loads each server's upstream handler. It does
+// no network or storage I/O: that happens on the first request.
+func (g *Handler) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	if err := g.check(); err != nil {
+		return err
+	}
+	repl := caddy.NewReplacer()
+	publicURL := repl.ReplaceKnown(g.PublicURL, "")
+	if err := checkPublicURL(publicURL); err != nil {
+		return err
+	}
+	publicURL = strings.TrimSuffix(publicURL, "/")
+
+	storage := ctx.Storage()
+	storageID := fmt.Sprintf("%T:%v", storage, storage)
+	runtimes := map[string]*gatewayRuntime{}
+	gws := map[string]*authserver.Gateway{}
+	for i, gw := range g.Gateways {
+		resolved, err := resolveGateway(repl, gw)
+		if err != nil {
+			return &ConfigError{fmt.Sprintf("gateways/%d", i), err.Error()}
+		}
+		key := poolKey(storageID, publicURL, resolved)
+		val, _, err := gatewayPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return newGatewayState(storage, publicURL, resolved), nil
+		})
+		if err != nil {
+			return err
+		}
+		g.acquired = append(g.acquired, key)
+		state := val.(*gatewayState)
+		rt := &gatewayRuntime{state: state, gateway: &authserver.Gateway{
+			Name:              gw.Name,
+			Scopes:            scopes.MustParse(strings.Join(gw.Scopes, " ")),
+			Downstream:        state.downstream,
+			Clients:           resolved.clients,
+			MetadataDocuments: state.documents,
+		}}
+		runtimes[gw.Name] = rt
+		gws[gw.Name] = rt.gateway
+		g.runtimes = append(g.runtimes, rt)
+	}
+
+	var servers []*authserver.Server
+	g.upstreams = make(map[string]caddyhttp.MiddlewareHandler, len(g.Servers))
+	for _, srv := range g.Servers {
+		gw := gatewayOf(srv, g.Gateways)
+		full := gws[gw.Name].Scopes
+		offered := full
+		if len(srv.Scopes) > 0 {
+			offered = scopes.MustParse(strings.Join(srv.Scopes, " "))
+		}
+		servers = append(servers, &authserver.Server{
+			Name:    srv.Name,
+			Path:    srv.Path,
+			Rule:    scopes.Rule{Offered: offered, Strict: srv.StrictScopes},
+			Gateway: gws[gw.Name],
+		})
+		mod, err := ctx.LoadModule(srv, "UpstreamRaw")
+		if err != nil {
+			return fmt.Errorf("server %q: loading its upstream handler: %w", srv.Name, err)
+		}
+		g.upstreams[srv.Name] = mod.(caddyhttp.MiddlewareHandler)
+	}
+
+	g.edge = authserver.New(authserver.Options{
+		PublicURL:        publicURL,
+		AccessTokenTTL:   time.Duration(g.Lifetimes.AccessToken),
+		RefreshTokenTTL:  time.Duration(g.Lifetimes.RefreshToken),
+		RefreshGrace:     time.Duration(g.Lifetimes.RefreshGrace),
+		CodeTTL:          time.Duration(g.Lifetimes.AuthorizationCode),
+		AuthorizationTTL: time.Duration(g.Lifetimes.Authorization),
+		Logger:           g.logger,
+		AuditLogger:      ctx.Logger().Named("audit"),
+	}, servers)
+	return nil
+}
+
+// Validate checks the configuration; Provision already refused what it
+// could not build, so this repeats only the pure rules for `caddy validate`.
+func (g *Handler) Validate() error {
+	return g.check()
+}
+
+// Cleanup releases the shared gateway state this instance took. Requests
+// still in flight on this instance (long SSE streams) keep working: the
+// state is destroyed only when the last config using it is gone.
+func (g *Handler) Cleanup() error {
+	var errs []error
+	for _, key := range g.acquired {
+		if _, err := gatewayPool.Delete(key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	g.acquired = nil
+	return errors.Join(errs...)
+}
+
+// ServeHTTP serves the gateway's OAuth endpoints and its servers' paths, and
+// passes every other request to the next handler.
+func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	s := g.edge.ServerAt(r.URL.Path)
+	if s == nil && !g.edge.Owns(r.URL.Path) {
+		return next.ServeHTTP(w, r)
+	}
+	if err := g.ready(r.Context()); err != nil {
+		g.logger.Error("gateway state unavailable", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	if s == nil {
+		if g.edge.ServeOAuth(w, r) {
+			return nil
+		}
+		return next.ServeHTTP(w, r)
+	}
+	access := g.edge.Authorize(w, r, s)
+	if access == nil {
+		return nil
+	}
+	// The client's token never reaches the upstream: the user's downstream
+	// token takes its place (MCP forbids token passthrough).
+	r.Header.Set("Authorization", "Bearer "+access.DownstreamToken)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", access.Claims.Subject)
+		repl.Set("http.mcp_gateway.server", s.Name)
+		repl.Set("http.mcp_gateway.client_id", access.Claims.ClientID)
+		repl.Set("http.mcp_gateway.scopes", access.Claims.Scope)
+	}
+	stripPrefix(r, s.Path)
+	return g.upstreams[s.Name].ServeHTTP(w, r, next)
+}
+
+// stripPrefix removes the server's path prefix, so the upstream sees the
+// paths it serves itself.
+func stripPrefix(r *http.Request, prefix string) {
+	u := *r.URL
+	u.Path = strings.TrimPrefix(u.Path, prefix)
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	if u.RawPath != "" {
+		u.RawPath = strings.TrimPrefix(u.RawPath, prefix)
+		if u.RawPath == "" {
+			u.RawPath = "/"
+		}
+	}
+	r.URL = &u
+}
+
+// ready loads each gateway's durable state (sealing key, signing keys) on
+// first use; it is retried until it succeeds.
+func (g *Handler) ready(ctx context.Context) error {
+	for _, rt := range g.runtimes {
+		if err := rt.ready(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gatewayRuntime is one config's view of a gateway: its per-config settings
+// plus the shared state, attached on first use.
+type gatewayRuntime struct {
+	state   *gatewayState
+	gateway *authserver.Gateway
+
+	mu   sync.Mutex
+	done bool
+}
+
+func (rt *gatewayRuntime) ready(ctx context.Context) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.done {
+		return nil
+	}
+	if err := rt.state.load(ctx); err != nil {
+		return err
+	}
+	rt.gateway.Ledger = rt.state.ledger
+	rt.gateway.Broker = rt.state.broker
+	rt.gateway.Keys = rt.state.keys
+	rt.gateway.Verifier = rt.state.verifier
+	rt.done = true
+	return nil
+}
+
+func poolKey(storageID, publicURL string, r *resolvedGateway) string {
+	h := sha256.New()
+	for _, part := range []string{storageID, publicURL, r.name, r.issuer, r.clientID, r.clientSecret, r.resource,
+		strings.Join(r.downstreamScopes, " "), r.identitySource, r.identityClaim, r.encryptionKey,
+		strings.Join(r.previousKeys, "\x00"), fmt.Sprint(r.allowPrivateDocuments)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return "mcp_gateway:" + r.name + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)

@@ -1,0 +1,202 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+// gatewayPool holds each gateway's live state across config reloads: Caddy
+// provisions a new config before it cleans up the old one, and both must
+// share one set of caches, keys and in-flight refreshes.
+var gatewayPool = caddy.NewUsagePool()
+
+// resolvedGateway is a gateway's config with runtime placeholders resolved.
+type resolvedGateway struct {
+	name, issuer, clientID, clientSecret, resource string
+	downstreamScopes                               []string
+	identitySource, identityClaim                  string
+	encryptionKey                                  string
+	previousKeys                                   []string
+	allowPrivateDocuments                          bool
+	clients                                        map[string]*grants.Client
+}
+
+func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error) {
+	r := &resolvedGateway{
+		name:                  gw.Name,
+		issuer:                strings.TrimSuffix(repl.ReplaceKnown(gw.AuthorizationServer, ""), "/"),
+		clientID:              repl.ReplaceKnown(gw.ClientID, ""),
+		clientSecret:          repl.ReplaceKnown(gw.ClientSecret, ""),
+		resource:              repl.ReplaceKnown(gw.Resource, ""),
+		encryptionKey:         repl.ReplaceKnown(gw.EncryptionKey, ""),
+		allowPrivateDocuments: gw.AllowPrivateMetadataDocuments,
+		identitySource:        downstream.SourceIDToken,
+		identityClaim:         "sub",
+		clients:               map[string]*grants.Client{},
+	}
+	if err := checkAbsoluteURL(r.issuer); err != nil || r.issuer == "" {
+		return nil, fmt.Errorf("authorization_server %q (after placeholders) must be an absolute http(s) URL", r.issuer)
+	}
+	if r.clientID == "" {
+		return nil, fmt.Errorf("client_id %q resolved to an empty value; is the environment variable set?", gw.ClientID)
+	}
+	if gw.ClientSecret != "" && r.clientSecret == "" {
+		return nil, fmt.Errorf("client_secret resolved to an empty value; is the environment variable or file set?")
+	}
+	if gw.EncryptionKey != "" && len(r.encryptionKey) < 16 {
+		return nil, fmt.Errorf("encryption_key must resolve to at least 16 bytes")
+	}
+	for _, k := range gw.PreviousEncryptionKeys {
+		r.previousKeys = append(r.previousKeys, repl.ReplaceKnown(k, ""))
+	}
+	if id := gw.Identity; id != nil {
+		if id.Source != "" {
+			r.identitySource = id.Source
+		}
+		if id.Claim != "" {
+			r.identityClaim = id.Claim
+		}
+	}
+	// The gateway asks the downstream server for its whole scope set once,
+	// plus what it needs for identity and refresh; each MCP server's tokens
+	// then carry only that server's subset.
+	r.downstreamScopes = append([]string{"openid", "offline_access"}, gw.Scopes...)
+	for _, c := range gw.Clients {
+		client := &grants.Client{
+			ID:            c.ID,
+			Name:          c.Name,
+			RedirectURIs:  c.RedirectURIs,
+			GrantTypes:    []string{"authorization_code", "refresh_token"},
+			ResponseTypes: []string{"code"},
+			Servers:       c.Servers,
+			Source:        "config",
+		}
+		client.TokenEndpointAuthMethod = "none"
+		if c.Secret != "" {
+			secret := repl.ReplaceKnown(c.Secret, "")
+			if secret == "" {
+				return nil, fmt.Errorf("client %q: secret resolved to an empty value", c.ID)
+			}
+			client.SecretHash = grants.HashSecret(secret)
+			client.TokenEndpointAuthMethod = "client_secret_basic"
+		}
+		r.clients[c.ID] = client
+	}
+	return r, nil
+}
+
+// gatewayState is the part of a gateway that outlives a config: its durable
+// state's handles and its in-memory caches.
+type gatewayState struct {
+	storage   grants.Store
+	prefix    string
+	cfg       *resolvedGateway
+	documents *authserver.MetadataDocumentFetcher
+
+	downstream *downstream.Client
+	httpClient *http.Client
+
+	mu       sync.Mutex
+	ledger   *grants.Ledger
+	broker   *grants.Broker
+	keys     *accesstoken.Keyset
+	verifier *accesstoken.Verifier
+}
+
+func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGateway) *gatewayState {
+	httpClient := &http.Client{Timeout: 10 * time.Second}
+	return &gatewayState{
+		storage:    storage,
+		prefix:     "mcp_gateway/" + cfg.name,
+		cfg:        cfg,
+		documents:  authserver.NewMetadataDocumentFetcher(authserver.MetadataDocumentOptions{AllowPrivate: cfg.allowPrivateDocuments}),
+		httpClient: httpClient,
+		downstream: downstream.New(downstream.Config{
+			Issuer:         cfg.issuer,
+			ClientID:       cfg.clientID,
+			ClientSecret:   cfg.clientSecret,
+			Resource:       cfg.resource,
+			Scopes:         cfg.downstreamScopes,
+			RedirectURL:    publicURL + authserver.CallbackPath,
+			IdentitySource: cfg.identitySource,
+			IdentityClaim:  cfg.identityClaim,
+			HTTPClient:     httpClient,
+		}),
+	}
+}
+
+// load reads (or creates, once across every instance sharing the storage)
+// the sealing key and the signing keys. It is retried until it succeeds.
+func (st *gatewayState) load(ctx context.Context) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.verifier != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	sealer, err := st.sealer(ctx)
+	if err != nil {
+		return fmt.Errorf("gateway %q: loading its encryption key: %w", st.cfg.name, err)
+	}
+	keys, err := accesstoken.LoadKeyset(ctx, st.storage, st.prefix+"/signing_keys", sealer, nil)
+	if err != nil {
+		return fmt.Errorf("gateway %q: loading its signing keys: %w", st.cfg.name, err)
+	}
+	st.ledger = grants.NewLedger(st.storage, st.prefix, sealer, nil)
+	st.broker = &grants.Broker{
+		Ledger:     st.ledger,
+		Config:     st.downstream.OAuth2Config,
+		HTTPClient: st.httpClient,
+	}
+	st.keys = keys
+	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})
+	return nil
+}
+
+func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {
+	var primary []byte
+	var err error
+	if st.cfg.encryptionKey != "" {
+		primary, err = grants.KeyFromSecret(st.cfg.encryptionKey)
+	} else {
+		primary, err = grants.LoadOrCreateKey(ctx, st.storage, st.prefix+"/encryption_key")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var older [][]byte
+	for _, s := range st.cfg.previousKeys {
+		k, err := grants.KeyFromSecret(s)
+		if err != nil {
+			return nil, err
+		}
+		older = append(older, k)
+	}
+	if st.cfg.encryptionKey != "" {
+		// A key generated before an encryption_key was configured still
+		// opens the records sealed under it.
+		if k, err := st.storage.Load(ctx, st.prefix+"/encryption_key"); err == nil && len(k) == 32 {
+			older = append(older, k)
+		}
+	}
+	return grants.NewSealer(primary, older...)
+}
+
+// Destruct implements caddy.Destructor: the last config using this gateway
+// is gone.
+func (st *gatewayState) Destruct() error {
+	st.httpClient.CloseIdleConnections()
+	return nil
+}

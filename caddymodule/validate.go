@@ -1,0 +1,234 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// ConfigError is a configuration mistake, located by its JSON path (and, in
+// a Caddyfile, by file and line) and said in words that name the fix.
+type ConfigError struct {
+	// Path is the JSON path of the offending value, e.g. "servers/1/scopes".
+	Path string
+	// Msg says what is wrong and what to do.
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return e.Path + ": " + e.Msg }
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// hasPlaceholder reports whether a value is resolved only at provision time.
+func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
+
+// check validates the configuration without any I/O: the same rules run at
+// Caddyfile adaptation (with file:line), at `caddy validate` and at every load.
+func (g *Handler) check() error {
+	if err := checkPublicURL(g.PublicURL); err != nil {
+		return err
+	}
+	if len(g.Gateways) == 0 {
+		return &ConfigError{"gateways", "declare at least one gateway: the downstream authorization server, client ID and scopes its servers share"}
+	}
+	gateways := map[string]*Gateway{}
+	for i, gw := range g.Gateways {
+		path := fmt.Sprintf("gateways/%d", i)
+		if err := checkGateway(path, gw); err != nil {
+			return err
+		}
+		if gateways[gw.Name] != nil {
+			return &ConfigError{path + "/name", fmt.Sprintf("gateway %q is declared twice; give each gateway its own name", gw.Name)}
+		}
+		gateways[gw.Name] = gw
+	}
+	if len(g.Servers) == 0 {
+		return &ConfigError{"servers", "declare at least one server: a name, a path and the upstream that serves it"}
+	}
+	servers := map[string]*Server{}
+	for i, srv := range g.Servers {
+		path := fmt.Sprintf("servers/%d", i)
+		if err := checkServer(path, srv, g.Gateways); err != nil {
+			return err
+		}
+		if servers[srv.Name] != nil {
+			return &ConfigError{path + "/name", fmt.Sprintf("server %q is declared twice; give each server its own name", srv.Name)}
+		}
+		for _, other := range g.Servers[:i] {
+			if pathsOverlap(srv.Path, other.Path) {
+				return &ConfigError{path + "/path", fmt.Sprintf("server %q at %s overlaps server %q at %s; give each server its own path", srv.Name, srv.Path, other.Name, other.Path)}
+			}
+		}
+		servers[srv.Name] = srv
+	}
+	for i, gw := range g.Gateways {
+		for j, c := range gw.Clients {
+			for k, name := range c.Servers {
+				srv := servers[name]
+				if srv == nil || gatewayOf(srv, g.Gateways) != gw {
+					return &ConfigError{fmt.Sprintf("gateways/%d/clients/%d/servers/%d", i, j, k), fmt.Sprintf("client %q names server %q, which is not attached to gateway %q", c.ID, name, gw.Name)}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func checkPublicURL(raw string) error {
+	const path = "public_url"
+	if raw == "" {
+		return &ConfigError{path, "public_url is required: the origin MCP clients reach this site at, e.g. https://mcp.example.com (issuer and resource URIs are built from it, never from the Host header)"}
+	}
+	if hasPlaceholder(raw) {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return &ConfigError{path, fmt.Sprintf("public_url %q must be an absolute http(s) URL such as https://mcp.example.com", raw)}
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return &ConfigError{path, fmt.Sprintf("public_url %q uses http on a public host; OAuth requires https except on loopback addresses", raw)}
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return &ConfigError{path, fmt.Sprintf("public_url %q must be an origin only (scheme, host, optional port), without path, query or user info", raw)}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkGateway(path string, gw *Gateway) error {
+	if !namePattern.MatchString(gw.Name) {
+		return &ConfigError{path + "/name", fmt.Sprintf("gateway name %q must be 1-64 letters, digits, '.', '_' or '-'", gw.Name)}
+	}
+	who := fmt.Sprintf("gateway %q", gw.Name)
+	if gw.AuthorizationServer == "" {
+		return &ConfigError{path + "/authorization_server", who + " needs authorization_server: the issuer URL of the downstream OAuth/OpenID server"}
+	}
+	if err := checkAbsoluteURL(gw.AuthorizationServer); err != nil {
+		return &ConfigError{path + "/authorization_server", who + ": authorization_server " + err.Error()}
+	}
+	if gw.ClientID == "" {
+		return &ConfigError{path + "/client_id", who + " needs client_id: the gateway's client ID at " + gw.AuthorizationServer}
+	}
+	if len(gw.Scopes) == 0 {
+		return &ConfigError{path + "/scopes", who + " needs scopes: the full set of scopes its servers may request"}
+	}
+	if _, err := scopes.New(gw.Scopes...); err != nil {
+		return &ConfigError{path + "/scopes", who + ": " + err.Error()}
+	}
+	if id := gw.Identity; id != nil {
+		if id.Source != "" && id.Source != "id_token" && id.Source != "userinfo" {
+			return &ConfigError{path + "/identity/source", fmt.Sprintf("%s: identity source %q must be id_token or userinfo", who, id.Source)}
+		}
+	}
+	seen := map[string]bool{}
+	for j, c := range gw.Clients {
+		cpath := fmt.Sprintf("%s/clients/%d", path, j)
+		if c.ID == "" {
+			return &ConfigError{cpath + "/id", who + ": a pre-registered client needs an id"}
+		}
+		if seen[c.ID] {
+			return &ConfigError{cpath + "/id", fmt.Sprintf("%s: client %q is declared twice", who, c.ID)}
+		}
+		seen[c.ID] = true
+		if len(c.RedirectURIs) == 0 {
+			return &ConfigError{cpath + "/redirect_uris", fmt.Sprintf("%s: client %q needs redirect_uris", who, c.ID)}
+		}
+		for k, u := range c.RedirectURIs {
+			if err := authserver.ValidateRedirectURI(u); err != nil {
+				return &ConfigError{fmt.Sprintf("%s/redirect_uris/%d", cpath, k), fmt.Sprintf("%s: client %q: %v", who, c.ID, err)}
+			}
+		}
+	}
+	return nil
+}
+
+func checkAbsoluteURL(raw string) error {
+	if hasPlaceholder(raw) {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%q uses http on a public host; use https", raw)
+	}
+	return nil
+}
+
+func checkServer(path string, srv *Server, list []*Gateway) error {
+	if !namePattern.MatchString(srv.Name) {
+		return &ConfigError{path + "/name", fmt.Sprintf("server name %q must be 1-64 letters, digits, '.', '_' or '-'", srv.Name)}
+	}
+	who := fmt.Sprintf("server %q", srv.Name)
+	p := srv.Path
+	switch {
+	case !strings.HasPrefix(p, "/") || p == "/":
+		return &ConfigError{path + "/path", fmt.Sprintf("%s: path %q must start with / and name a prefix such as /support", who, p)}
+	case strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#*{} ") || strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../"):
+		return &ConfigError{path + "/path", fmt.Sprintf("%s: path %q must be a plain prefix without trailing slash, wildcards or dot segments", who, p)}
+	case pathsOverlap(p, "/oauth") || pathsOverlap(p, "/.well-known"):
+		return &ConfigError{path + "/path", fmt.Sprintf("%s: path %q is reserved for the gateway's OAuth endpoints; choose another", who, p)}
+	}
+	gw := gatewayOf(srv, list)
+	if gw == nil {
+		if srv.Gateway == "" {
+			names := make([]string, 0, len(list))
+			for _, g := range list {
+				names = append(names, g.Name)
+			}
+			return &ConfigError{path + "/gateway", fmt.Sprintf("%s must name its gateway: several are declared (%s)", who, strings.Join(names, ", "))}
+		}
+		return &ConfigError{path + "/gateway", fmt.Sprintf("%s names gateway %q, which is not declared", who, srv.Gateway)}
+	}
+	if len(srv.Scopes) > 0 {
+		asked, err := scopes.New(srv.Scopes...)
+		if err != nil {
+			return &ConfigError{path + "/scopes", who + ": " + err.Error()}
+		}
+		full, _ := scopes.New(gw.Scopes...)
+		if extra := asked.Minus(full); !extra.IsEmpty() {
+			return &ConfigError{path + "/scopes", fmt.Sprintf("%s requests scope(s) %s outside gateway %q's set (%s): add them to the gateway's scopes, or remove them from the server",
+				who, extra, gw.Name, full)}
+		}
+	}
+	if len(srv.UpstreamRaw) == 0 {
+		return &ConfigError{path + "/upstream", who + " needs an upstream: e.g. reverse_proxy 127.0.0.1:9001 in its block"}
+	}
+	return nil
+}
+
+// gatewayOf returns the gateway a server is attached to: the one it names,
+// or the only one.
+func gatewayOf(srv *Server, list []*Gateway) *Gateway {
+	if srv.Gateway == "" {
+		if len(list) == 1 {
+			return list[0]
+		}
+		return nil
+	}
+	for _, g := range list {
+		if g.Name == srv.Gateway {
+			return g
+		}
+	}
+	return nil
+}
+
+// pathsOverlap reports whether one path prefix covers the other.
+func pathsOverlap(a, b string) bool {
+	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
+}
