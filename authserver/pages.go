@@ -39,7 +39,7 @@ var consentPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "co
 <p>It asks for access to the MCP server <strong>{{.Server}}</strong> on your behalf, with these permissions:</p>
 <ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>
 <p class="meta">After you approve, you sign in at your identity provider. You will then be sent back to <strong>{{.RedirectHost}}</strong>.{{if .Unverified}} This application registered itself; only approve it if you started this connection.{{end}}</p>
-<form method="post" action="{{.Action}}">
+<form id="consent" method="post" action="{{.Action}}">
 <input type="hidden" name="handle" value="{{.Handle}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
 <div class="actions">

@@ -156,9 +156,9 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	st.ledger = grants.NewLedger(st.storage, st.prefix, sealer, nil)
 	st.broker = &grants.Broker{
-		Ledger:     st.ledger,
-		Config:     st.downstream.OAuth2Config,
-		HTTPClient: st.httpClient,
+		Ledger:       st.ledger,
+		ConfigSource: st.downstream.OAuth2Config,
+		HTTPClient:   st.httpClient,
 	}
 	st.keys = keys
 	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})

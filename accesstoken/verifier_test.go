@@ -1,0 +1,401 @@
+package accesstoken
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var ecdsaCurve = elliptic.P256()
+
+// forge signs arbitrary header members and claims; a nil header value
+// removes the member.
+func forge(t testing.TB, method jwt.SigningMethod, key any, header map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	for name, v := range header {
+		if v == nil {
+			delete(tok.Header, name)
+		} else {
+			tok.Header[name] = v
+		}
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatalf("forging a token: %v", err)
+	}
+	return s
+}
+
+func (f *fixture) mapClaims() jwt.MapClaims {
+	c := f.claims()
+	return jwt.MapClaims{
+		"iss": c.Issuer, "sub": c.Subject, "aud": c.Audience, "scope": c.Scope,
+		"client_id": c.ClientID, "jti": "jti-1", "fam": c.FamilyID,
+		"iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(), "exp": c.ExpiresAt.Unix(),
+	}
+}
+
+func with(m jwt.MapClaims, name string, v any) jwt.MapClaims {
+	out := jwt.MapClaims{}
+	for k, val := range m {
+		out[k] = val
+	}
+	if v == nil {
+		delete(out, name)
+	} else {
+		out[name] = v
+	}
+	return out
+}
+
+func TestVerifyRefusesForgeries(t *testing.T) {
+	f := newFixture(t, VerifierOptions{Leeway: 30 * time.Second})
+	signer := f.keys.state.Load().signer
+	own := func(header map[string]any, claims jwt.MapClaims) string {
+		h := map[string]any{"typ": "at+jwt", "kid": signer.kid}
+		for k, v := range header {
+			h[k] = v
+		}
+		return forge(t, jwt.SigningMethodES256, signer.priv, h, claims)
+	}
+	claims := f.mapClaims()
+	now := f.clock.Now()
+
+	pubDER, err := x509.MarshalPKIXPublicKey(&signer.priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	valid := own(nil, claims)
+	parts := strings.Split(valid, ".")
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(
+		strings.Replace(string(mustDecode(t, parts[1])), "alice@example.com", "admin@example.com", 1))) + "." + parts[2]
+	// Set an unused low bit of the signature's last character (64 bytes
+	// leave four): the same bytes under a second spelling.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	sig := parts[2]
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	nonCanonical := parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(alphabet[last+1])
+
+	tests := []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"alg none", forge(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, map[string]any{"typ": "at+jwt", "kid": signer.kid}, claims), ErrBadSignature},
+		{"alg none, no signature", base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt","kid":"`+signer.kid+`"}`)) + "." + parts[1] + ".", ErrBadSignature},
+		{"HS256 with the public key as secret", forge(t, jwt.SigningMethodHS256, pubPEM, map[string]any{"typ": "at+jwt", "kid": signer.kid}, claims), ErrBadSignature},
+		{"HS256 with the public key DER as secret", forge(t, jwt.SigningMethodHS256, pubDER, map[string]any{"typ": "at+jwt", "kid": signer.kid}, claims), ErrBadSignature},
+		{"ES384", forge(t, jwt.SigningMethodES384, p384, map[string]any{"typ": "at+jwt", "kid": signer.kid}, claims), ErrBadSignature},
+		{"another key with the same kid", forge(t, jwt.SigningMethodES256, mustKey(t), map[string]any{"typ": "at+jwt", "kid": signer.kid}, claims), ErrBadSignature},
+		{"unknown kid", forge(t, jwt.SigningMethodES256, mustKey(t), map[string]any{"typ": "at+jwt", "kid": strings.Repeat("A", 43)}, claims), ErrUnknownKey},
+		{"kid with path characters", own(map[string]any{"kid": "../../" + testKey}, claims), ErrUnknownKey},
+		{"kid not a string", own(map[string]any{"kid": 7}, claims), ErrUnknownKey},
+		{"no kid", own(map[string]any{"kid": nil}, claims), ErrUnknownKey},
+		{"tampered payload", tampered, ErrBadSignature},
+		{"non-canonical signature encoding", nonCanonical, ErrMalformed},
+		{"expired", own(nil, with(claims, "exp", now.Add(-time.Second).Unix())), ErrExpired},
+		{"expires now", own(nil, with(claims, "exp", now.Unix())), ErrExpired},
+		{"nbf in the future", own(nil, with(claims, "nbf", now.Add(time.Minute).Unix())), ErrNotYetValid},
+		{"iat in the future", own(nil, with(claims, "iat", now.Add(time.Minute).Unix())), ErrNotYetValid},
+		{"missing exp", own(nil, with(claims, "exp", nil)), ErrMalformed},
+		{"missing iat", own(nil, with(claims, "iat", nil)), ErrMalformed},
+		{"missing nbf", own(nil, with(claims, "nbf", nil)), ErrMalformed},
+		{"missing sub", own(nil, with(claims, "sub", nil)), ErrMalformed},
+		{"exp not a number", own(nil, with(claims, "exp", "tomorrow")), ErrMalformed},
+		{"aud an array", own(nil, with(claims, "aud", []string{"https://mcp.example.com/support"})), ErrMalformed},
+		{"typ JWT", own(map[string]any{"typ": "JWT"}, claims), ErrMalformed},
+		{"no typ", own(map[string]any{"typ": nil}, claims), ErrMalformed},
+		{"critical header", own(map[string]any{"crit": []string{"exp"}}, claims), ErrMalformed},
+		{"refresh-token-like opaque string", "rt_" + base64.RawURLEncoding.EncodeToString(randomBytes(t, 32)), ErrMalformed},
+		{"two segments", parts[0] + "." + parts[1], ErrMalformed},
+		{"four segments", valid + ".x", ErrMalformed},
+		{"header not JSON", base64.RawURLEncoding.EncodeToString([]byte("{")) + "." + parts[1] + "." + parts[2], ErrMalformed},
+		{"padded signature", valid + "==", ErrMalformed},
+		{"empty", "", ErrMalformed},
+		{"too long", valid + strings.Repeat("A", MaxTokenBytes), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := f.v.Verify(tt.token)
+			if err == nil {
+				t.Fatalf("Verify accepted the forgery: %+v", c)
+			}
+			var ve *VerifyError
+			if !errors.As(err, &ve) || !errors.Is(err, tt.want) {
+				t.Fatalf("Verify error = %v (%T), want a *VerifyError wrapping %v", err, err, tt.want)
+			}
+			checkDescription(t, err, tt.token)
+			if n := f.v.cache.len(); n != 0 {
+				t.Fatalf("a refused token entered the cache (%d entries)", n)
+			}
+		})
+	}
+
+	// The forgeries were refused for the stated reason, not by accident:
+	// the same construction with valid parts verifies.
+	for name, tok := range map[string]string{
+		"own":                    valid,
+		"typ application/at+jwt": own(map[string]any{"typ": "application/at+jwt"}, claims),
+		"typ AT+JWT":             own(map[string]any{"typ": "AT+JWT"}, claims),
+		"nbf within the leeway":  own(nil, with(claims, "nbf", now.Add(30*time.Second).Unix())),
+		"iat within the leeway":  own(nil, with(claims, "iat", now.Add(30*time.Second).Unix())),
+		"no family":              own(nil, with(claims, "fam", nil)),
+	} {
+		if _, err := f.v.Verify(tok); err != nil {
+			t.Errorf("control %q: %v", name, err)
+		}
+	}
+}
+
+// checkDescription checks that an error can serve as an error_description
+// (RFC 6750 §3: no quote, no backslash, printable ASCII) and quotes no part
+// of the token.
+func checkDescription(t *testing.T, err error, token string) {
+	t.Helper()
+	msg := err.Error()
+	for _, r := range msg {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			t.Fatalf("error %q has %q, which an error_description cannot carry", msg, r)
+		}
+	}
+	for _, part := range strings.Split(token, ".") {
+		for i := 0; i+8 <= len(part); i += 8 {
+			if strings.Contains(msg, part[i:i+8]) {
+				t.Fatalf("error %q quotes the token", msg)
+			}
+		}
+	}
+}
+
+func mustDecode(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestVerifyTimeWindow(t *testing.T) {
+	f := newFixture(t, VerifierOptions{})
+	tok := f.issue(t, f.claims()) // expires in an hour
+	tests := []struct {
+		advance time.Duration
+		want    error
+	}{
+		{0, nil},
+		{59 * time.Minute, nil},
+		{time.Minute - time.Nanosecond, nil},
+		{time.Nanosecond, ErrExpired},
+		{time.Hour, ErrExpired},
+	}
+	for _, tt := range tests {
+		f.clock.Advance(tt.advance)
+		_, err := f.v.Verify(tok)
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Fatalf("at %v: Verify error = %v, want %v", f.clock.Now(), err, tt.want)
+		}
+	}
+	if n := f.v.cache.len(); n != 0 {
+		t.Fatalf("the expired token is still cached (%d entries)", n)
+	}
+}
+
+func TestVerifyLeewayOptions(t *testing.T) {
+	tests := []struct {
+		leeway time.Duration
+		nbfIn  time.Duration
+		want   error
+	}{
+		{0, DefaultLeeway, nil},
+		{0, DefaultLeeway + time.Second, ErrNotYetValid},
+		{-1, time.Second, ErrNotYetValid},
+		{-1, 0, nil},
+		{5 * time.Minute, 5 * time.Minute, nil},
+	}
+	for _, tt := range tests {
+		f := newFixture(t, VerifierOptions{Leeway: tt.leeway})
+		c := f.claims()
+		c.NotBefore = c.IssuedAt.Add(tt.nbfIn)
+		_, err := f.v.Verify(f.issue(t, c))
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("leeway %v, nbf in %v: Verify error = %v, want %v", tt.leeway, tt.nbfIn, err, tt.want)
+		}
+	}
+}
+
+func TestRevokedFamily(t *testing.T) {
+	f := newFixture(t, VerifierOptions{})
+	c := f.claims()
+	cached := f.issue(t, c)
+	if _, err := f.v.Verify(cached); err != nil {
+		t.Fatal(err)
+	}
+	uncached := f.issue(t, c)
+	c.FamilyID = "fam-2"
+	otherFamily := f.issue(t, c)
+
+	until := f.clock.Now().Add(2 * time.Hour)
+	f.v.RevokeFamily("fam-1", until)
+	f.v.RevokeFamily("", until) // tokens without a family are not revoked by it
+	if !f.v.FamilyRevoked("fam-1") || f.v.FamilyRevoked("fam-2") || f.v.FamilyRevoked("") {
+		t.Fatal("FamilyRevoked disagrees with RevokeFamily")
+	}
+	for name, tok := range map[string]string{"cached": cached, "uncached": uncached} {
+		_, err := f.v.Verify(tok)
+		if !errors.Is(err, ErrRevoked) {
+			t.Errorf("%s token of a revoked family: %v, want ErrRevoked", name, err)
+		}
+	}
+	if _, err := f.v.Verify(otherFamily); err != nil {
+		t.Errorf("token of another family: %v", err)
+	}
+
+	// An earlier until does not shorten a revocation; a lapsed one goes.
+	f.v.RevokeFamily("fam-1", f.clock.Now().Add(time.Minute))
+	f.clock.Advance(time.Hour)
+	if !f.v.FamilyRevoked("fam-1") {
+		t.Fatal("a shorter second revocation shortened the first")
+	}
+	f.clock.Advance(time.Hour)
+	if f.v.FamilyRevoked("fam-1") {
+		t.Fatal("revocation outlived its until")
+	}
+	f.v.RevokeFamily("fam-3", f.clock.Now().Add(time.Hour))
+	if m := *f.v.revoked.Load(); len(m) != 1 {
+		t.Fatalf("revocation list holds %d families, want the lapsed one dropped", len(m))
+	}
+	f.v.RevokeFamily("fam-4", f.clock.Now().Add(-time.Second))
+	if f.v.FamilyRevoked("fam-4") {
+		t.Fatal("a revocation that already lapsed took effect")
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	for _, size := range []int{1, 7, 50} {
+		f := newFixture(t, VerifierOptions{CacheSize: size})
+		c := f.claims()
+		for i := range size * 3 {
+			// Some expire early, so that eviction sees both kinds.
+			c.ExpiresAt = f.clock.Now().Add(time.Duration(1+i%5) * time.Minute)
+			if _, err := f.v.Verify(f.issue(t, c)); err != nil {
+				t.Fatal(err)
+			}
+			if n := f.v.cache.len(); n > size {
+				t.Fatalf("CacheSize %d: cache holds %d tokens after %d insertions", size, n, i+1)
+			}
+			f.clock.Advance(10 * time.Second)
+		}
+	}
+}
+
+func TestCacheDisabled(t *testing.T) {
+	f := newFixture(t, VerifierOptions{CacheSize: -1})
+	tok := f.issue(t, f.claims())
+	for range 2 {
+		if _, err := f.v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.v.cache != nil {
+		t.Fatal("a negative CacheSize left a cache")
+	}
+}
+
+func TestShardEvict(t *testing.T) {
+	sum := func(b byte) [32]byte { return [32]byte{b} }
+	tests := []struct {
+		name string
+		exps []int64 // of entries 0, 1, 2...
+		now  int64
+		want []byte // entries left
+	}{
+		{"drops the expired", []int64{10, 20, 30, 5}, 15, []byte{1, 2}},
+		{"drops the first to expire when none has", []int64{30, 10, 20}, 0, []byte{0, 2}},
+		{"expiring exactly now counts as expired", []int64{10, 20}, 10, []byte{1}},
+		{"empty", nil, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &cacheShard{entries: map[[32]byte]*cacheEntry{}}
+			for i, exp := range tt.exps {
+				s.entries[sum(byte(i))] = &cacheEntry{exp: exp}
+			}
+			s.evict(tt.now)
+			if len(s.entries) != len(tt.want) {
+				t.Fatalf("left %d entries, want %v", len(s.entries), tt.want)
+			}
+			for _, b := range tt.want {
+				if s.entries[sum(b)] == nil {
+					t.Fatalf("entry %d was evicted; want %v left", b, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestNewCacheSplitsSizeExactly(t *testing.T) {
+	for _, size := range []int{1, 2, 3, 15, 16, 17, 100, 10000} {
+		c := newCache(size)
+		total := 0
+		for i := range c.shards {
+			if c.shards[i].limit < 1 {
+				t.Fatalf("size %d: shard %d has limit %d", size, i, c.shards[i].limit)
+			}
+			total += c.shards[i].limit
+		}
+		if total != size || len(c.shards) > maxShards || len(c.shards)&(len(c.shards)-1) != 0 {
+			t.Fatalf("size %d: %d shards with %d in all", size, len(c.shards), total)
+		}
+	}
+}
+
+func TestVerifyConcurrent(t *testing.T) {
+	f := newFixture(t, VerifierOptions{CacheSize: 8})
+	tokens := make([]string, 16)
+	for i := range tokens {
+		c := f.claims()
+		c.FamilyID = string(rune('a' + i))
+		tokens[i] = f.issue(t, c)
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			var err error
+			for i := range 200 {
+				tok := tokens[(g+i)%len(tokens)]
+				if _, err = f.v.Verify(tok); err != nil {
+					break
+				}
+				if i%50 == 0 {
+					f.v.RevokeFamily("unrelated", f.clock.Now().Add(time.Hour))
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.v.cache.len(); n > 8 {
+		t.Fatalf("cache holds %d tokens, want at most 8", n)
+	}
+}

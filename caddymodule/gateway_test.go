@@ -1,0 +1,449 @@
+package caddymodule_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+)
+
+// env is one running gateway with its real parts: the OIDC provider, both
+// MCP servers, and Caddy in this process.
+type env struct {
+	t        *testing.T
+	public   string
+	admin    string
+	provider *testenv.Provider
+	support  *testenv.MCPServer
+	ops      *testenv.MCPServer
+	storage  string
+}
+
+const gatewayCaddyfile = `{
+	admin %[1]s
+	persist_config off
+	storage file_system %[2]s
+}
+
+%[3]s {
+	mcp_gateway {
+		public_url %[3]s
+		gateway acme {
+			authorization_server %[4]s
+			client_id mcp-gateway
+			client_secret {env.MCP_GATEWAY_TEST_SECRET}
+			resource https://api.example.com
+			scopes tickets.read tickets.write accounts.read admin.read
+			identity claim sub
+		}
+		server support-assistant /support {
+			gateway acme
+			scopes %[5]s
+			reverse_proxy %[6]s
+		}
+		server ops-console /ops {
+			gateway acme
+			scopes tickets.write admin.read
+			reverse_proxy %[7]s
+		}
+	}
+	respond "next handler" 200
+}
+`
+
+func startEnv(t *testing.T, providerCfg testenv.ProviderConfig) *env {
+	t.Helper()
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, public: "http://" + addr, admin: adminAddr, storage: t.TempDir()}
+	providerCfg.RedirectURIs = []string{e.public + "/oauth/callback"}
+	if e.provider, err = testenv.StartProvider(providerCfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.provider.Close() })
+	if e.support, err = testenv.StartMCPServer(testenv.MCPServerConfig{Name: "support-assistant"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.support.Close() })
+	if e.ops, err = testenv.StartMCPServer(testenv.MCPServerConfig{Name: "ops-console"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.ops.Close() })
+	t.Setenv("MCP_GATEWAY_TEST_SECRET", testenv.DefaultClientSecret)
+	e.load("tickets.read accounts.read")
+	t.Cleanup(func() { _ = testenv.StopCaddy() })
+	return e
+}
+
+func (e *env) caddyfile(supportScopes string) string {
+	return fmt.Sprintf(gatewayCaddyfile, e.admin, e.storage, e.public, e.provider.Issuer(), supportScopes,
+		hostPort(e.support.URL()), hostPort(e.ops.URL()))
+}
+
+func (e *env) load(supportScopes string) {
+	e.t.Helper()
+	if err := testenv.RunCaddyfile([]byte(e.caddyfile(supportScopes))); err != nil {
+		e.t.Fatalf("loading the gateway config: %v", err)
+	}
+}
+
+func hostPort(raw string) string {
+	u, _ := url.Parse(raw)
+	return u.Host
+}
+
+// client is a scripted MCP client: it registers, authorizes through the
+// browser and redeems its code.
+type client struct {
+	e           *env
+	id          string
+	redirectURI string
+	browser     *testenv.Browser
+}
+
+func (e *env) register(t *testing.T, server string) *client {
+	t.Helper()
+	redirect := "http://127.0.0.1:33418/callback"
+	body := `{"redirect_uris":["` + redirect + `"],"client_name":"Test <Client>","token_endpoint_auth_method":"none"}`
+	resp, err := http.Post(e.public+"/oauth/"+server+"/register", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reg struct {
+		ClientID string `json:"client_id"`
+	}
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("registration: status %d: %s", resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reg); err != nil || reg.ClientID == "" {
+		t.Fatalf("registration response: %v", err)
+	}
+	b := testenv.NewBrowser()
+	b.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
+	return &client{e: e, id: reg.ClientID, redirectURI: redirect, browser: b}
+}
+
+func pkce() (verifier, challenge string) {
+	verifier = oauth2.GenerateVerifier()
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// authorize runs the browser part of the flow and returns the final redirect
+// to the client. approve chooses the consent answer.
+func (c *client) authorize(t *testing.T, server string, params url.Values, approve bool) *url.URL {
+	t.Helper()
+	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirectURI}, "state": {"st-123"}}
+	for k, v := range params {
+		q[k] = v
+	}
+	page, err := c.browser.Get(c.e.public + "/oauth/" + server + "/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form := page.Form("consent"); form != nil {
+		decision := "decision=deny"
+		if approve {
+			decision = "decision=approve"
+		}
+		if page, err = c.browser.Submit(form, decision, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if form := page.Form("login"); form != nil {
+		if page, err = c.browser.Submit(form, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if page.URL.Host != "127.0.0.1:33418" {
+		t.Fatalf("the flow ended at %s (status %d), not at the client's redirect URI:\n%s", page.URL, page.Status, page.Body)
+	}
+	return page.URL
+}
+
+type tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Scope        string `json:"scope"`
+	ExpiresIn    int    `json:"expires_in"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+	status       int
+}
+
+func (c *client) token(t *testing.T, server string, form url.Values) tokens {
+	t.Helper()
+	form.Set("client_id", c.id)
+	resp, err := http.PostForm(c.e.public+"/oauth/"+server+"/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok tokens
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
+		t.Fatalf("token response: %v", err)
+	}
+	tok.status = resp.StatusCode
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("token response Cache-Control = %q, want no-store", got)
+	}
+	return tok
+}
+
+// login runs the whole flow for one server and returns its tokens.
+func (c *client) login(t *testing.T, server, scope string) tokens {
+	t.Helper()
+	verifier, challenge := pkce()
+	params := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+	if scope != "" {
+		params.Set("scope", scope)
+	}
+	back := c.authorize(t, server, params, true)
+	q := back.Query()
+	if q.Get("error") != "" {
+		t.Fatalf("authorization failed: %s: %s", q.Get("error"), q.Get("error_description"))
+	}
+	if q.Get("state") != "st-123" || q.Get("iss") != c.e.public+"/oauth/"+server {
+		t.Fatalf("redirect carries state %q and iss %q", q.Get("state"), q.Get("iss"))
+	}
+	tok := c.token(t, server, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"redirect_uri": {c.redirectURI}, "code_verifier": {verifier}})
+	if tok.status != http.StatusOK || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("token exchange: status %d: %s %s", tok.status, tok.Error, tok.Description)
+	}
+	return tok
+}
+
+// callTool connects the official go-sdk client through the gateway with a
+// bearer token and calls a tool.
+func (e *env) callTool(t *testing.T, path, bearer, tool string, args any) (*mcp.CallToolResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	httpClient := &http.Client{Transport: &bearerTransport{token: bearer}}
+	cl := mcp.NewClient(&mcp.Implementation{Name: "gateway-test", Version: "1"}, nil)
+	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + path, HTTPClient: httpClient}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer session.Close()
+	return session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+}
+
+type bearerTransport struct{ token string }
+
+func (b *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func whoami(t *testing.T, res *mcp.CallToolResult) testenv.WhoAmI {
+	t.Helper()
+	var who testenv.WhoAmI
+	raw, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(raw, &who); err != nil {
+		t.Fatalf("whoami result: %v", err)
+	}
+	return who
+}
+
+func TestServerPathsRequireAuthorization(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{})
+	for _, tc := range []struct{ path, scope string }{
+		{"/support", "accounts.read tickets.read"},
+		{"/ops/mcp", "admin.read tickets.write"},
+	} {
+		resp, err := http.Post(e.public+tc.path, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s without token: status %d, want 401", tc.path, resp.StatusCode)
+		}
+		server := strings.SplitN(strings.TrimPrefix(tc.path, "/"), "/", 2)[0]
+		want := `Bearer resource_metadata="` + e.public + `/.well-known/oauth-protected-resource/` + server + `", scope="` + tc.scope + `"`
+		if got := resp.Header.Get("WWW-Authenticate"); got != want {
+			t.Errorf("%s challenge\n got %s\nwant %s", tc.path, got, want)
+		}
+	}
+	resp, err := http.Get(e.public + "/elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "next handler" {
+		t.Errorf("a path outside the gateway got %q, want the next handler's answer", body)
+	}
+}
+
+func TestSeedFlowBothServers(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{})
+	c := e.register(t, "support-assistant")
+
+	support := c.login(t, "support-assistant", "tickets.read accounts.read")
+	if support.Scope != "accounts.read tickets.read" {
+		t.Errorf("support-assistant scope = %q", support.Scope)
+	}
+	ops := c.login(t, "ops-console", "tickets.write admin.read")
+	if ops.Scope != "admin.read tickets.write" {
+		t.Errorf("ops-console scope = %q", ops.Scope)
+	}
+	// A request outside the server's subset is narrowed, an empty one gets
+	// the fallback.
+	if got := c.login(t, "support-assistant", "admin.read tickets.read").Scope; got != "tickets.read" {
+		t.Errorf("narrowed scope = %q, want tickets.read", got)
+	}
+	if got := c.login(t, "ops-console", "").Scope; got != "admin.read tickets.write" {
+		t.Errorf("fallback scope = %q, want the server's subset", got)
+	}
+	if ids := slices.Compact(slices.Sorted(slices.Values(e.provider.ClientIDs()))); len(ids) != 1 || ids[0] != "mcp-gateway" {
+		t.Errorf("the downstream provider saw client IDs %v, want only the gateway's", ids)
+	}
+
+	// The token swap: the upstream sees the provider's token, never the
+	// gateway's.
+	res, err := e.callTool(t, "/support", support.AccessToken, "whoami", map[string]any{})
+	if err != nil {
+		t.Fatalf("calling whoami through the gateway: %v", err)
+	}
+	who := whoami(t, res)
+	if who.Server != "support-assistant" {
+		t.Errorf("whoami answered from %q", who.Server)
+	}
+	downstreamToken := strings.TrimPrefix(who.Authorization, "Bearer ")
+	if downstreamToken == support.AccessToken || strings.Contains(who.Authorization, support.AccessToken) {
+		t.Fatal("the gateway's own token reached the upstream")
+	}
+	info, ok := e.provider.TokenInfo(downstreamToken)
+	if !ok {
+		t.Fatalf("the upstream got %q, which the provider did not issue", who.Authorization)
+	}
+	if info.Subject != testenv.DefaultUser().Subject || !slices.Contains(info.Audience, "https://api.example.com") {
+		t.Errorf("downstream token info = %+v", info)
+	}
+
+	// Tokens are bound to their server.
+	if _, err := e.callTool(t, "/ops", support.AccessToken, "whoami", map[string]any{}); err == nil {
+		t.Error("a support-assistant token was accepted by ops-console")
+	}
+	res, err = e.callTool(t, "/ops", ops.AccessToken, "whoami", map[string]any{})
+	if err != nil {
+		t.Fatalf("ops-console whoami: %v", err)
+	}
+	if who := whoami(t, res); who.Server != "ops-console" {
+		t.Errorf("ops whoami answered from %q", who.Server)
+	}
+}
+
+func TestStreamingThroughGateway(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{})
+	c := e.register(t, "support-assistant")
+	tok := c.login(t, "support-assistant", "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var arrivals []time.Time
+	progress := make(chan struct{}, 16)
+	cl := mcp.NewClient(&mcp.Implementation{Name: "stream-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) {
+			progress <- struct{}{}
+		},
+	})
+	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + "/support",
+		HTTPClient: &http.Client{Transport: &bearerTransport{token: tok.AccessToken}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	params := &mcp.CallToolParams{Name: "stream_progress", Arguments: map[string]any{"count": 3, "interval_ms": 300}}
+	params.SetProgressToken("p1")
+	done := make(chan error, 1)
+	go func() {
+		_, err := session.CallTool(ctx, params)
+		done <- err
+	}()
+	for len(arrivals) < 3 {
+		select {
+		case <-progress:
+			arrivals = append(arrivals, time.Now())
+		case err := <-done:
+			t.Fatalf("the call ended (err %v) after %d progress events: events were buffered", err, len(arrivals))
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for progress")
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadKeepsTokensAndAppliesNewScopes(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{})
+	c := e.register(t, "support-assistant")
+	tok := c.login(t, "support-assistant", "")
+
+	// POST a changed config to the admin API's /load.
+	cfg, err := testenv.AdaptCaddyfile([]byte(e.caddyfile("tickets.read")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+e.admin+"/load", "application/json", strings.NewReader(string(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/load: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(e.public + "/.well-known/oauth-protected-resource/support")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prm struct {
+		ScopesSupported []string `json:"scopes_supported"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&prm)
+	resp.Body.Close()
+	if !slices.Equal(prm.ScopesSupported, []string{"tickets.read"}) {
+		t.Errorf("after the reload the metadata offers %v, want [tickets.read]", prm.ScopesSupported)
+	}
+	// The token issued before the reload still works (same keys, same grant).
+	if _, err := e.callTool(t, "/support", tok.AccessToken, "whoami", map[string]any{}); err != nil {
+		t.Errorf("a token issued before the reload was refused: %v", err)
+	}
+	// And the refresh narrows to what the server offers now.
+	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	if ref.status != http.StatusOK || ref.Scope != "tickets.read" {
+		t.Errorf("refresh after reload: %d %q %s", ref.status, ref.Scope, ref.Description)
+	}
+	if _, err := os.Stat(filepath.Join(e.storage)); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,319 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+const (
+	defaultLeeway  = 30 * time.Second
+	defaultTimeout = 30 * time.Second
+	// maxCacheAge bounds how long a token without an expiry is served from
+	// memory, so a change made by another instance (a new sign-in, a dead
+	// grant) is seen eventually.
+	maxCacheAge = 5 * time.Minute
+)
+
+// Broker hands out a user's downstream access token on the proxy's hot path,
+// refreshing it shortly before it expires. Set its fields before first use
+// and do not change them afterwards. A Broker is safe for concurrent use and
+// must not be copied.
+type Broker struct {
+	// Ledger holds the grants.
+	Ledger *Ledger
+	// Config is the gateway's downstream client: token endpoint, client ID
+	// and secret.
+	Config *oauth2.Config
+	// ConfigSource supplies the downstream client when Config is nil, for
+	// gateways that discover the token endpoint lazily. Its errors count as
+	// transient (ErrDownstreamUnavailable).
+	ConfigSource func(ctx context.Context) (*oauth2.Config, error)
+	// HTTPClient makes the refresh requests; give it a timeout. Nil means
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// Leeway is how long before its expiry a token is refreshed; 0 means 30
+	// seconds. It is capped at half the token's lifetime, so a short-lived
+	// token is not refreshed on every request.
+	Leeway time.Duration
+	// Timeout bounds one refresh, waiting for the storage lock included; 0
+	// means 30 seconds.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu    sync.RWMutex
+	cache map[string]cachedToken // by user
+
+	flights singleflight.Group // refreshes in progress, by user
+}
+
+// cachedToken is a user's decrypted access token, served until fresh
+// passes.
+type cachedToken struct {
+	token *oauth2.Token
+	fresh time.Time
+}
+
+// Token returns a valid downstream access token for user. The token is
+// shared with other callers and must not be modified.
+//
+// A token in memory and not about to expire is returned without reading
+// storage. Otherwise the grant is read, and an expiring token is refreshed
+// once however many goroutines ask, under the storage lock after a re-read
+// (another instance may have refreshed it already); the new token is stored
+// before it is returned. A caller's ctx ending releases that caller, but not
+// the refresh, which others may be waiting for.
+//
+// An unknown user is ErrNotFound. A definitive refusal by the downstream
+// server (error "invalid_grant", or status 400 or 401) marks the grant dead
+// and is ErrGrantDead, as is every later call until the user signs in
+// again. Any other failure (timeout, 5xx, network) wraps
+// ErrDownstreamUnavailable and leaves the grant as it was.
+func (b *Broker) Token(ctx context.Context, user string) (*oauth2.Token, error) {
+	if t := b.cached(user, b.now()); t != nil {
+		return t, nil
+	}
+	// The refresh runs detached from the first caller's cancellation since
+	// every caller for this user shares it; Timeout bounds it instead.
+	ch := b.flights.DoChan(user, func() (any, error) {
+		return b.obtain(context.WithoutCancel(ctx), user)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*oauth2.Token), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Put stores g and caches its token: the grant obtained by the user's
+// downstream sign-in. It replaces the user's earlier grant, dead or not.
+func (b *Broker) Put(ctx context.Context, g *Grant) error {
+	if g.User == "" || g.Token == nil {
+		return errors.New("grants: a grant needs a user and a token")
+	}
+	l := b.Ledger
+	// Under the lock, so a refresh in progress elsewhere cannot overwrite
+	// the new sign-in with the old grant.
+	err := l.locked(ctx, l.grantKey(g.User), func() error {
+		return l.SaveGrant(ctx, g)
+	})
+	if err != nil {
+		return err
+	}
+	if g.Dead {
+		b.Forget(g.User)
+	} else {
+		b.remember(g, b.now())
+	}
+	return nil
+}
+
+// Forget drops the cached token of user, so the next Token call reads the
+// grant from storage.
+func (b *Broker) Forget(user string) {
+	b.mu.Lock()
+	delete(b.cache, user)
+	b.mu.Unlock()
+}
+
+// cached returns the user's token from memory if it is fresh at now.
+func (b *Broker) cached(user string, now time.Time) *oauth2.Token {
+	b.mu.RLock()
+	c, ok := b.cache[user]
+	b.mu.RUnlock()
+	if ok && now.Before(c.fresh) {
+		return c.token
+	}
+	return nil
+}
+
+// remember caches g's token until it is due for refresh.
+func (b *Broker) remember(g *Grant, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cache == nil {
+		b.cache = make(map[string]cachedToken)
+	}
+	b.cache[g.User] = cachedToken{token: g.Token, fresh: b.freshUntil(g, now)}
+}
+
+// freshUntil is when g's token becomes due for refresh.
+func (b *Broker) freshUntil(g *Grant, now time.Time) time.Time {
+	exp := g.Token.Expiry
+	if exp.IsZero() {
+		return now.Add(maxCacheAge)
+	}
+	leeway := b.Leeway
+	if leeway <= 0 {
+		leeway = defaultLeeway
+	}
+	issued := g.RefreshedAt
+	if issued.IsZero() {
+		issued = g.CreatedAt
+	}
+	if half := exp.Sub(issued) / 2; !issued.IsZero() && half >= 0 && half < leeway {
+		leeway = half
+	}
+	return exp.Add(-leeway)
+}
+
+// obtain returns the user's token, from storage or from a refresh. It runs
+// once at a time per user (the singleflight).
+func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error) {
+	timeout := b.Timeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	now := b.now()
+	// A refresh that ended just before this one began has cached a token.
+	if t := b.cached(user, now); t != nil {
+		return t, nil
+	}
+	g, err := b.Ledger.Grant(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if g.Dead {
+		return nil, deadError(g)
+	}
+	if now.Before(b.freshUntil(g, now)) {
+		b.remember(g, now)
+		return g.Token, nil
+	}
+
+	l := b.Ledger
+	var token *oauth2.Token
+	err = l.locked(ctx, l.grantKey(user), func() error {
+		// Another instance may have refreshed (or ended) the grant while
+		// this one waited for the lock.
+		g, err := l.Grant(ctx, user)
+		if err != nil {
+			return err
+		}
+		now := b.now()
+		switch {
+		case g.Dead:
+			return deadError(g)
+		case now.Before(b.freshUntil(g, now)):
+			b.remember(g, now)
+			token = g.Token
+			return nil
+		case g.Token.RefreshToken == "":
+			if g.Token.Expiry.After(now) {
+				// Not renewable, but still valid for a moment.
+				token = g.Token
+				return nil
+			}
+			return b.bury(ctx, g, "the access token expired and the downstream server issued no refresh token")
+		}
+		next, err := b.refresh(ctx, g.Token.RefreshToken)
+		if err != nil {
+			if reason, dead := definitive(err); dead {
+				return b.bury(ctx, g, reason)
+			}
+			return fmt.Errorf("%w: refreshing a downstream token: %w", ErrDownstreamUnavailable, err)
+		}
+		g.Token, g.RefreshedAt = next, now
+		if s, ok := next.Extra("scope").(string); ok && s != "" {
+			g.Scopes = s
+		}
+		// Stored before it is handed out: the downstream server may have
+		// rotated the refresh token, and the old one is then spent. So the
+		// save is not cut short by the refresh's deadline either.
+		if err := l.SaveGrant(context.WithoutCancel(ctx), g); err != nil {
+			return fmt.Errorf("grants: keeping a refreshed downstream token: %w", err)
+		}
+		b.remember(g, now)
+		token = next
+		return nil
+	})
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
+		// Timed out waiting for the lock, which another instance holds while
+		// it refreshes: as unavailable as a slow token endpoint.
+		return nil, fmt.Errorf("%w: the refresh did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return token, nil
+}
+
+// refresh asks the downstream token endpoint for a new token.
+func (b *Broker) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	if b.HTTPClient != nil {
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, b.HTTPClient)
+	}
+	// A token without an access token is invalid, so the source refreshes.
+	// It keeps the old refresh token if the server sends no new one.
+	conf := b.Config
+	if conf == nil {
+		var err error
+		if conf, err = b.ConfigSource(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+}
+
+// bury marks g dead, stores it, and returns ErrGrantDead.
+func (b *Broker) bury(ctx context.Context, g *Grant, reason string) error {
+	g.Dead, g.DeadReason = true, reason
+	b.Forget(g.User)
+	if err := b.Ledger.SaveGrant(ctx, g); err != nil {
+		return fmt.Errorf("%w (%s), but recording that failed: %w", ErrGrantDead, reason, err)
+	}
+	return deadError(g)
+}
+
+func deadError(g *Grant) error {
+	if g.DeadReason == "" {
+		return ErrGrantDead
+	}
+	return fmt.Errorf("%w: %s", ErrGrantDead, g.DeadReason)
+}
+
+// definitive reports whether a refresh failure means the grant is over,
+// and why. The reason quotes only the error code and status, not the
+// server's free-form description.
+func definitive(err error) (reason string, dead bool) {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return "", false
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	if re.ErrorCode != "invalid_grant" && status != http.StatusBadRequest && status != http.StatusUnauthorized {
+		return "", false
+	}
+	code := re.ErrorCode
+	if len(code) > 64 || !isBase64URL(code) {
+		code = "" // not an RFC 6749 error code: do not echo it
+	}
+	if code == "" {
+		return fmt.Sprintf("the downstream server refused the refresh token (HTTP %d)", status), true
+	}
+	return fmt.Sprintf("the downstream server refused the refresh token (HTTP %d, %s)", status, code), true
+}
+
+func (b *Broker) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}

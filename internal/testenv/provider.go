@@ -1,0 +1,392 @@
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/oauth2"
+)
+
+// Defaults of ProviderConfig.
+const (
+	DefaultProviderAddr   = "127.0.0.1:0"
+	DefaultClientID       = "mcp-gateway"
+	DefaultClientSecret   = "demo-secret"
+	DefaultAudience       = "https://api.example.com"
+	DefaultAccessTokenTTL = time.Hour
+)
+
+// DefaultScopes are the API scopes a provider offers when ProviderConfig
+// names none: the full scope set of the shared-gateway example, which one
+// support server and one operations server split between them.
+func DefaultScopes() []string {
+	return []string{"tickets.read", "tickets.write", "accounts.read", "admin.read"}
+}
+
+// DefaultUser is the person who signs in when ProviderConfig names no users.
+func DefaultUser() User {
+	return User{
+		Subject:  "demo-user",
+		Username: "demo",
+		Password: "demo",
+		Email:    "demo@example.com",
+		Name:     "Demo User",
+	}
+}
+
+const (
+	// maxRequestBody bounds every request body the provider reads.
+	maxRequestBody = 64 << 10
+	// maxRecordedClientIDs bounds ClientIDs against clients that invent IDs.
+	maxRecordedClientIDs = 100
+)
+
+// User is an account at the provider.
+type User struct {
+	Subject  string // stable identifier, the "sub" claim
+	Username string // what the person types on the login page
+	Password string
+	Email    string
+	Name     string
+}
+
+// ProviderConfig configures StartProvider. The zero value is a working
+// provider with the defaults documented on each field.
+type ProviderConfig struct {
+	// Addr is the TCP address to listen on; default DefaultProviderAddr.
+	Addr string
+	// ClientID and ClientSecret are the credentials of the one confidential
+	// client, the gateway; defaults DefaultClientID and DefaultClientSecret.
+	ClientID, ClientSecret string
+	// RedirectURIs are the gateway callback URIs allowed for that client,
+	// matched exactly. More can be added after start with AddRedirectURI.
+	RedirectURIs []string
+	// Scopes are the API scopes offered besides openid, profile, email and
+	// offline_access; default DefaultScopes(). Unknown scopes in a request
+	// are dropped, as op does, not refused.
+	Scopes []string
+	// Audience is the API audience an access token is bound to when the
+	// request names it as RFC 8707 resource; default DefaultAudience.
+	Audience string
+	// AccessTokenTTL is the access token lifetime, announced as expires_in;
+	// default DefaultAccessTokenTTL. Tests use a few seconds to force
+	// refreshes.
+	AccessTokenTTL time.Duration
+	// Users are the accounts that can sign in; default DefaultUser() alone.
+	// The first user's credentials are prefilled on the login page.
+	Users []User
+}
+
+func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
+	if c.Addr == "" {
+		c.Addr = DefaultProviderAddr
+	}
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.ClientSecret == "" {
+		c.ClientSecret = DefaultClientSecret
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = DefaultScopes()
+	}
+	if c.Audience == "" {
+		c.Audience = DefaultAudience
+	}
+	if c.AccessTokenTTL == 0 {
+		c.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if len(c.Users) == 0 {
+		c.Users = []User{DefaultUser()}
+	}
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
+	c.Scopes = slices.Clone(c.Scopes)
+	c.Users = slices.Clone(c.Users)
+
+	if c.AccessTokenTTL < time.Second {
+		return c, fmt.Errorf("testenv: AccessTokenTTL %v is below one second, the resolution of expires_in", c.AccessTokenTTL)
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\r\n") {
+			return c, fmt.Errorf("testenv: scope %q is empty or contains white space", s)
+		}
+	}
+	seen := make(map[string]bool)
+	for _, u := range c.Users {
+		if u.Subject == "" || u.Username == "" {
+			return c, errors.New("testenv: every user needs a Subject and a Username")
+		}
+		if seen["s:"+u.Subject] || seen["u:"+u.Username] {
+			return c, fmt.Errorf("testenv: user %q or subject %q appears twice", u.Username, u.Subject)
+		}
+		seen["s:"+u.Subject], seen["u:"+u.Username] = true, true
+	}
+	return c, nil
+}
+
+// AuthorizeRequest is what a client asked for at the authorization endpoint.
+type AuthorizeRequest struct {
+	ClientID    string
+	RedirectURI string
+	Resources   []string // RFC 8707 resource values, in order
+	Scopes      []string // as requested, before the provider drops unknown ones
+}
+
+// TokenInfo describes an access token the provider issued.
+type TokenInfo struct {
+	Subject  string
+	ClientID string
+	Scopes   []string
+	Audience []string
+	// Expiry is the token's "exp", in whole seconds like the claim.
+	Expiry time.Time
+}
+
+// Provider is a running OpenID provider acting as the downstream
+// authorization server. Its methods are safe for concurrent use.
+type Provider struct {
+	cfg    ProviderConfig
+	issuer string
+	op     *op.Provider
+	store  *storage
+	server *http.Server
+
+	tokenDown atomic.Bool
+
+	mu            sync.Mutex
+	clientIDs     []string
+	lastAuthorize *AuthorizeRequest
+}
+
+// StartProvider starts a provider on cfg.Addr and returns once it accepts
+// connections. Its issuer is http://<listen address>; discovery is at
+// Issuer()+"/.well-known/openid-configuration".
+func StartProvider(cfg ProviderConfig) (*Provider, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: provider listen: %w", err)
+	}
+	store, err := newStorage(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("testenv: generate signing key: %w", err)
+	}
+	p := &Provider{cfg: cfg, issuer: "http://" + dialableAddr(ln.Addr()), store: store}
+
+	var cryptoKey [32]byte
+	rand.Read(cryptoKey[:])
+	p.op, err = op.NewProvider(&op.Config{
+		CryptoKey:             cryptoKey,
+		CodeMethodS256:        true,
+		AuthMethodPost:        true,
+		GrantTypeRefreshToken: true,
+		SupportedScopes: append([]string{
+			oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopeOfflineAccess,
+		}, cfg.Scopes...),
+	}, store, op.StaticIssuer(p.issuer), op.WithAllowInsecure())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("testenv: create provider: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(loginPath, op.NewIssuerInterceptor(p.op.IssuerFromRequest).Handler(&loginPage{
+		store:    store,
+		prefill:  cfg.Users[0],
+		callback: op.AuthCallbackURL(p.op),
+	}))
+	mux.Handle("/", p.op)
+	p.server = &http.Server{Handler: p.observe(mux), ReadHeaderTimeout: 10 * time.Second}
+	go p.server.Serve(ln)
+	return p, nil
+}
+
+// dialableAddr turns a listen address into one a client can dial: a
+// wildcard host becomes the loopback address.
+func dialableAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// observe is the thin layer in front of op: it records what clients send,
+// carries RFC 8707 resource values to storage, and can take the token
+// endpoint down.
+func (p *Provider) observe(next http.Handler) http.Handler {
+	authorizePath := p.op.AuthorizationEndpoint().Relative()
+	tokenPath := p.op.TokenEndpoint().Relative()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		switch r.URL.Path {
+		case authorizePath:
+			if r.ParseForm() == nil {
+				p.recordAuthorize(r.Form)
+				r = r.WithContext(withResources(r.Context(), r.Form["resource"]))
+			}
+		case tokenPath:
+			if p.tokenDown.Load() {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"the token endpoint is down"}`))
+				return
+			}
+			if r.ParseForm() == nil {
+				id := r.PostForm.Get("client_id")
+				if user, _, ok := r.BasicAuth(); ok {
+					// RFC 6749 section 2.3.1: the ID is form-encoded in Basic.
+					if unescaped, err := url.QueryUnescape(user); err == nil {
+						id = unescaped
+					}
+				}
+				p.recordClientID(id)
+				r = r.WithContext(withResources(r.Context(), r.PostForm["resource"]))
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (p *Provider) recordAuthorize(form url.Values) {
+	req := &AuthorizeRequest{
+		ClientID:    form.Get("client_id"),
+		RedirectURI: form.Get("redirect_uri"),
+		Resources:   slices.Clone(form["resource"]),
+		Scopes:      strings.Fields(form.Get("scope")),
+	}
+	p.recordClientID(req.ClientID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastAuthorize = req
+}
+
+func (p *Provider) recordClientID(id string) {
+	if id == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !slices.Contains(p.clientIDs, id) && len(p.clientIDs) < maxRecordedClientIDs {
+		p.clientIDs = append(p.clientIDs, id)
+	}
+}
+
+// Issuer returns the issuer URL, without a trailing slash.
+func (p *Provider) Issuer() string { return p.issuer }
+
+// Config returns the configuration in effect, defaults filled in.
+func (p *Provider) Config() ProviderConfig {
+	c := p.cfg
+	c.Scopes = slices.Clone(c.Scopes)
+	c.Users = slices.Clone(c.Users)
+	p.store.mu.Lock()
+	c.RedirectURIs = slices.Clone(p.store.redirectURIs)
+	p.store.mu.Unlock()
+	return c
+}
+
+// Endpoint returns the authorization and token endpoints for
+// golang.org/x/oauth2, with the client authenticating by HTTP Basic.
+func (p *Provider) Endpoint() oauth2.Endpoint {
+	return oauth2.Endpoint{
+		AuthURL:   p.op.AuthorizationEndpoint().Absolute(p.issuer),
+		TokenURL:  p.op.TokenEndpoint().Absolute(p.issuer),
+		AuthStyle: oauth2.AuthStyleInHeader,
+	}
+}
+
+// AddRedirectURI allows one more callback URI for the client, for a gateway
+// whose address is known only after the provider started.
+func (p *Provider) AddRedirectURI(uri string) { p.store.addRedirectURI(uri) }
+
+// RefreshCount reports how many refresh-token grants the provider has
+// served successfully.
+func (p *Provider) RefreshCount() int { return p.store.refreshes() }
+
+// ClientIDs returns every distinct client ID presented at the authorization
+// and token endpoints, in the order first seen.
+func (p *Provider) ClientIDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.clientIDs)
+}
+
+// LastAuthorize returns the most recent authorization request, and false if
+// there was none.
+func (p *Provider) LastAuthorize() (AuthorizeRequest, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastAuthorize == nil {
+		return AuthorizeRequest{}, false
+	}
+	r := *p.lastAuthorize
+	r.Resources = slices.Clone(r.Resources)
+	r.Scopes = slices.Clone(r.Scopes)
+	return r, true
+}
+
+// RevokeUserTokens invalidates every refresh token of the user with this
+// subject, as an administrator revoking sessions at the provider would: the
+// next refresh with any of them fails with invalid_grant. Access tokens stay
+// valid until they expire. It reports how many refresh tokens it revoked.
+func (p *Provider) RevokeUserTokens(subject string) int { return p.store.revokeSubject(subject) }
+
+// TokenInfo reports on an access token this provider signed, and false if
+// the signature does not verify or the token was revoked or long expired.
+// It is for tests proving which token reached an upstream.
+func (p *Provider) TokenInfo(accessToken string) (TokenInfo, bool) {
+	jws, err := jose.ParseSigned(accessToken, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return TokenInfo{}, false
+	}
+	payload, err := jws.Verify(&p.store.signingKey.key.PublicKey)
+	if err != nil {
+		return TokenInfo{}, false
+	}
+	var claims struct {
+		ID string `json:"jti"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return TokenInfo{}, false
+	}
+	t, ok := p.store.accessTokenByID(claims.ID)
+	if !ok {
+		return TokenInfo{}, false
+	}
+	return TokenInfo{
+		Subject:  t.subject,
+		ClientID: t.clientID,
+		Scopes:   t.scopes,
+		Audience: t.audience,
+		Expiry:   t.expiry.Truncate(time.Second),
+	}, true
+}
+
+// SetTokenEndpointDown makes the token endpoint answer 503 with
+// temporarily_unavailable while down is true, to test transient failures.
+func (p *Provider) SetTokenEndpointDown(down bool) { p.tokenDown.Store(down) }
+
+// Close stops the provider at once, dropping open connections.
+func (p *Provider) Close() error { return p.server.Close() }
