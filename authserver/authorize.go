@@ -221,7 +221,7 @@ func (e *Edge) consentRemembered(ctx context.Context, s *Server, browser string,
 // redirectError sends the browser back to the client with an OAuth error,
 // its state and the issuer (RFC 9207).
 func (e *Edge) redirectError(w http.ResponseWriter, r *http.Request, s *Server, redirectURI, state, code, desc string) {
-	v := url.Values{"error": {code}, "error_description": {desc}, "iss": {s.Issuer}}
+	v := url.Values{"error": {code}, "error_description": {describe(desc)}, "iss": {s.Issuer}}
 	if state != "" {
 		v.Set("state", state)
 	}

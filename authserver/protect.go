@@ -77,6 +77,7 @@ func (e *Edge) challenge(w http.ResponseWriter, s *Server, code, desc string) {
 		writeJSON(w, http.StatusUnauthorized, &oauthError{Code: "invalid_token", Description: "this MCP server requires authorization; see the WWW-Authenticate header"})
 		return
 	}
+	desc = describe(desc)
 	h.Set("WWW-Authenticate", `Bearer error="`+code+`", error_description="`+desc+`", `+strings.TrimPrefix(s.challenge, "Bearer "))
 	writeJSON(w, http.StatusUnauthorized, &oauthError{Code: code, Description: desc})
 }

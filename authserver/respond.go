@@ -49,6 +49,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	e.Description = describe(e.Description)
 	if e.Status == http.StatusUnauthorized && e.Code == "invalid_client" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_gateway"`)
 	}
@@ -93,4 +94,28 @@ func requireMethod(w http.ResponseWriter, r *http.Request, methods ...string) bo
 	w.Header().Set("Allow", allow)
 	writeOAuthError(w, &oauthError{http.StatusMethodNotAllowed, "invalid_request", "this endpoint accepts " + allow})
 	return false
+}
+
+// maxDescription bounds an error_description: enough to say what to do.
+const maxDescription = 400
+
+// describe makes text a legal error_description (RFC 6749 §5.2: printable
+// ASCII without '"' and '\\'), so that it can also sit inside a quoted
+// WWW-Authenticate parameter. Descriptions may quote what a client sent;
+// this keeps such echoes from breaking out of the header or the JSON.
+func describe(text string) string {
+	b := make([]byte, 0, min(len(text), maxDescription))
+	for i := 0; i < len(text) && len(b) < maxDescription; i++ {
+		switch c := text[i]; {
+		case c == '"':
+			b = append(b, '\'')
+		case c == '\\':
+			b = append(b, '/')
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }

@@ -115,6 +115,7 @@ func (g *Handler) unmarshal(h httpcaddyfile.Helper) error {
 				return err
 			}
 		case "access_token_lifetime", "refresh_token_lifetime", "refresh_grace", "authorization_code_lifetime", "authorization_lifetime":
+			at["lifetimes/"+strings.TrimSuffix(d.Val(), "_lifetime")] = position(d)
 			if err := g.unmarshalLifetime(d); err != nil {
 				return err
 			}

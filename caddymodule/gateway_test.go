@@ -32,17 +32,44 @@ type env struct {
 	support  *testenv.MCPServer
 	ops      *testenv.MCPServer
 	storage  string
+
+	// globalExtra, handlerExtra and gatewayExtra are Caddyfile lines added
+	// to the global options, the mcp_gateway block and gateway acme's block.
+	globalExtra, handlerExtra, gatewayExtra string
+	// storageLine replaces the file_system storage directive.
+	storageLine string
+}
+
+// envOption adjusts an env before its first config load.
+type envOption func(*env)
+
+// withLines adds Caddyfile lines to the mcp_gateway block and to gateway
+// acme's block.
+func withLines(handler, gateway string) envOption {
+	return func(e *env) { e.handlerExtra, e.gatewayExtra = handler, gateway }
+}
+
+// withStorage replaces the storage directive of the global options.
+func withStorage(line string) envOption {
+	return func(e *env) { e.storageLine = line }
+}
+
+// withGlobal adds Caddyfile lines to the global options.
+func withGlobal(lines string) envOption {
+	return func(e *env) { e.globalExtra = lines }
 }
 
 const gatewayCaddyfile = `{
 	admin %[1]s
 	persist_config off
-	storage file_system %[2]s
+	%[2]s
+	%[10]s
 }
 
 %[3]s {
 	mcp_gateway {
 		public_url %[3]s
+		%[8]s
 		gateway acme {
 			authorization_server %[4]s
 			client_id mcp-gateway
@@ -50,6 +77,7 @@ const gatewayCaddyfile = `{
 			resource https://api.example.com
 			scopes tickets.read tickets.write accounts.read admin.read
 			identity claim sub
+			%[9]s
 		}
 		server support-assistant /support {
 			gateway acme
@@ -66,7 +94,7 @@ const gatewayCaddyfile = `{
 }
 `
 
-func startEnv(t *testing.T, providerCfg testenv.ProviderConfig) *env {
+func startEnv(t *testing.T, providerCfg testenv.ProviderConfig, opts ...envOption) *env {
 	t.Helper()
 	addr, err := testenv.FreeAddr()
 	if err != nil {
@@ -77,6 +105,12 @@ func startEnv(t *testing.T, providerCfg testenv.ProviderConfig) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, public: "http://" + addr, admin: adminAddr, storage: t.TempDir()}
+	for _, opt := range opts {
+		opt(e)
+	}
+	if providerCfg.Addr == "" {
+		providerCfg.Addr = "127.0.0.1:0"
+	}
 	providerCfg.RedirectURIs = []string{e.public + "/oauth/callback"}
 	if e.provider, err = testenv.StartProvider(providerCfg); err != nil {
 		t.Fatal(err)
@@ -97,8 +131,12 @@ func startEnv(t *testing.T, providerCfg testenv.ProviderConfig) *env {
 }
 
 func (e *env) caddyfile(supportScopes string) string {
-	return fmt.Sprintf(gatewayCaddyfile, e.admin, e.storage, e.public, e.provider.Issuer(), supportScopes,
-		hostPort(e.support.URL()), hostPort(e.ops.URL()))
+	storage := "storage file_system " + e.storage
+	if e.storageLine != "" {
+		storage = e.storageLine
+	}
+	return fmt.Sprintf(gatewayCaddyfile, e.admin, storage, e.public, e.provider.Issuer(), supportScopes,
+		hostPort(e.support.URL()), hostPort(e.ops.URL()), e.handlerExtra, e.gatewayExtra, e.globalExtra)
 }
 
 func (e *env) load(supportScopes string) {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -94,7 +95,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		}
 		key := poolKey(storageID, publicURL, resolved)
 		val, _, err := gatewayPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-			return newGatewayState(storage, publicURL, resolved), nil
+			return newGatewayState(storage, publicURL, resolved, g.logger), nil
 		})
 		if err != nil {
 			return err
@@ -204,7 +205,48 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.mcp_gateway.scopes", access.Claims.Scope)
 	}
 	stripPrefix(r, s.Path)
-	return g.upstreams[s.Name].ServeHTTP(w, r, next)
+	tracked := &writeTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err := g.upstreams[s.Name].ServeHTTP(tracked, r, next)
+	if err == nil || tracked.wrote {
+		return err
+	}
+	// The upstream failed before answering (down, refused, timed out). MCP
+	// clients read JSON, not Caddy's empty error page; the user's grant is
+	// untouched, so the client only has to retry.
+	status := http.StatusBadGateway
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode >= 500 {
+		status = he.StatusCode
+	}
+	g.logger.Error("MCP upstream failed", zap.String("server", s.Name), zap.Int("status", status), zap.Error(err))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{
+		"error":             "upstream_unavailable",
+		"error_description": "MCP server " + s.Name + " did not answer; try again later",
+	})
+	return nil
+}
+
+// writeTracker records whether a response was started, so an upstream
+// error is answered only when nothing reached the client yet. The wrapper
+// keeps Flush, Hijack and Unwrap, which SSE streaming needs.
+type writeTracker struct {
+	*caddyhttp.ResponseWriterWrapper
+	wrote bool
+}
+
+func (t *writeTracker) WriteHeader(status int) {
+	if status >= 200 {
+		t.wrote = true
+	}
+	t.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (t *writeTracker) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriterWrapper.Write(b)
 }
 
 // stripPrefix removes the server's path prefix, so the upstream sees the

@@ -3,12 +3,14 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
@@ -112,11 +114,43 @@ type gatewayState struct {
 	broker   *grants.Broker
 	keys     *accesstoken.Keyset
 	verifier *accesstoken.Verifier
+
+	// stopSweeping ends the sweep of expired records; set once loaded.
+	stopSweeping context.CancelFunc
+	logger       *zap.Logger
 }
 
-func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGateway) *gatewayState {
+// sweepInterval is how often expired codes, pending authorizations,
+// refresh families and browser records are deleted. Every instance sweeps;
+// sweeping concurrently is harmless (grants.Ledger.Prune).
+const sweepInterval = time.Hour
+
+// sweep deletes expired records until ctx ends. The first sweep waits a
+// random part of the interval, so instances started together spread out.
+func (st *gatewayState) sweep(ctx context.Context, ledger *grants.Ledger) {
+	wait := time.Duration(mathrand.Int64N(int64(sweepInterval)))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = sweepInterval
+		sweepCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		n, err := ledger.Prune(sweepCtx)
+		cancel()
+		if err != nil {
+			st.logger.Warn("sweeping expired records", zap.String("gateway", st.cfg.name), zap.Error(err))
+			continue
+		}
+		st.logger.Debug("swept expired records", zap.String("gateway", st.cfg.name), zap.Int("deleted", n))
+	}
+}
+
+func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGateway, logger *zap.Logger) *gatewayState {
 	httpClient := &http.Client{Timeout: 10 * time.Second}
 	return &gatewayState{
+		logger:     logger,
 		storage:    storage,
 		prefix:     "mcp_gateway/" + cfg.name,
 		cfg:        cfg,
@@ -162,6 +196,9 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	st.keys = keys
 	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})
+	sweepCtx, stop := context.WithCancel(context.Background())
+	st.stopSweeping = stop
+	go st.sweep(sweepCtx, st.ledger)
 	return nil
 }
 
@@ -197,6 +234,11 @@ func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {
 // Destruct implements caddy.Destructor: the last config using this gateway
 // is gone.
 func (st *gatewayState) Destruct() error {
+	st.mu.Lock()
+	if st.stopSweeping != nil {
+		st.stopSweeping()
+	}
+	st.mu.Unlock()
 	st.httpClient.CloseIdleConnections()
 	return nil
 }

@@ -6,7 +6,11 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
@@ -31,6 +35,9 @@ func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
 // Caddyfile adaptation (with file:line), at `caddy validate` and at every load.
 func (g *Handler) check() error {
 	if err := checkPublicURL(g.PublicURL); err != nil {
+		return err
+	}
+	if err := g.Lifetimes.check(); err != nil {
 		return err
 	}
 	if len(g.Gateways) == 0 {
@@ -231,4 +238,27 @@ func gatewayOf(srv *Server, list []*Gateway) *Gateway {
 // pathsOverlap reports whether one path prefix covers the other.
 func pathsOverlap(a, b string) bool {
 	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
+}
+
+// check bounds each lifetime: negative values are mistakes, and access
+// tokens that outlive a day would make revocation meaningless (the
+// verifier refuses them anyway).
+func (l Lifetimes) check() error {
+	limits := []struct {
+		field string
+		value caddy.Duration
+		max   time.Duration
+	}{
+		{"access_token", l.AccessToken, accesstoken.MaxLifetime},
+		{"refresh_token", l.RefreshToken, 365 * 24 * time.Hour},
+		{"refresh_grace", l.RefreshGrace, 5 * time.Minute},
+		{"authorization_code", l.AuthorizationCode, 10 * time.Minute},
+		{"authorization", l.Authorization, time.Hour},
+	}
+	for _, lim := range limits {
+		if d := time.Duration(lim.value); d < 0 || d > lim.max {
+			return &ConfigError{"lifetimes/" + lim.field, fmt.Sprintf("%s lifetime %s is out of range: use a duration between 0 (the default) and %s", lim.field, d, lim.max)}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,153 @@
+package caddymodule_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+)
+
+// TestReloadMidFlow reloads the config through the admin API, with a
+// Caddyfile as `caddy reload` sends it, while an SSE stream is open and an
+// authorization waits on its consent page: the stream finishes, the
+// authorization completes, and the earlier tokens keep working.
+func TestReloadMidFlow(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{})
+	c := e.register(t, "support-assistant")
+	tok := c.login(t, "support-assistant", "")
+
+	waiting := e.register(t, "support-assistant")
+	verifier, challenge := pkce()
+	form := waiting.begin(t, "support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}).Form("consent")
+	if form == nil {
+		t.Fatal("no consent page")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	progress := make(chan struct{}, 16)
+	cl := mcp.NewClient(&mcp.Implementation{Name: "reload-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { progress <- struct{}{} },
+	})
+	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + "/support",
+		HTTPClient: &http.Client{Transport: &bearerTransport{token: tok.AccessToken}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	params := &mcp.CallToolParams{Name: "stream_progress", Arguments: map[string]any{"count": 4, "interval_ms": 400}}
+	params.SetProgressToken("reload")
+	done := make(chan error, 1)
+	go func() {
+		_, err := session.CallTool(ctx, params)
+		done <- err
+	}()
+	select {
+	case <-progress:
+	case <-ctx.Done():
+		t.Fatal("no progress before the reload")
+	}
+
+	// The same servers with the scope subset written in another order: a
+	// new config for Caddy, the same gateway for its users.
+	resp, err := http.Post("http://"+e.admin+"/load", "text/caddyfile", strings.NewReader(e.caddyfile("accounts.read tickets.read")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/load: %d %s", resp.StatusCode, body)
+	}
+
+	events := 1
+	for events < 4 {
+		select {
+		case <-progress:
+			events++
+		case err := <-done:
+			if events < 4 {
+				t.Fatalf("the stream ended (err %v) after %d of 4 events across the reload", err, events)
+			}
+		case <-ctx.Done():
+			t.Fatalf("the stream stalled after %d events across the reload", events)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the streamed call failed across the reload: %v", err)
+	}
+
+	// The authorization that waited on its consent page completes.
+	page := mustAnswer(t, waiting, mustSubmit(t, waiting, form), true)
+	code := page.URL.Query().Get("code")
+	if code == "" {
+		t.Fatalf("the pending authorization did not complete after the reload: %s", page.URL)
+	}
+	if got := waiting.redeem(t, "support-assistant", code, verifier); got.status != http.StatusOK {
+		t.Fatalf("redeeming after the reload: %d %s", got.status, got.Description)
+	}
+	if status, _ := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusOK {
+		t.Errorf("a token from before the reload: %d", status)
+	}
+	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	if ref.status != http.StatusOK {
+		t.Errorf("refresh after the reload: %d %s", ref.status, ref.Description)
+	}
+}
+
+func mustSubmit(t *testing.T, c *client, form *testenv.Form) *testenv.Page {
+	t.Helper()
+	page, err := c.browser.Submit(form, "decision=approve", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
+// TestStorageOutage freezes the Redis server behind Caddy's storage: the
+// gateway answers 503 instead of issuing what it could not record, and
+// recovers, with nothing lost, when storage returns.
+func TestStorageOutage(t *testing.T) {
+	redis, err := testenv.StartRedis()
+	if errors.Is(err, testenv.ErrNoRedis) {
+		t.Skip("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer redis.Close()
+	e := startEnv(t, testenv.ProviderConfig{}, withStorage("storage mcp_gateway_test_redis {\n\t\taddress "+redis.Addr+"\n\t}"))
+	c := e.register(t, "support-assistant")
+	tok := c.login(t, "support-assistant", "")
+
+	if err := redis.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	if ref.status != http.StatusServiceUnavailable || ref.AccessToken != "" || ref.Error == "" {
+		t.Errorf("refresh during the outage: %d %q (token issued: %v)", ref.status, ref.Error, ref.AccessToken != "")
+	}
+	page := c.begin(t, "support-assistant", url.Values{"code_challenge": {pkceChallenge(t)}, "code_challenge_method": {"S256"}})
+	if page.Status != http.StatusServiceUnavailable {
+		t.Errorf("authorize during the outage: %d", page.Status)
+	}
+	if err := redis.Resume(); err != nil {
+		t.Fatal(err)
+	}
+
+	ref = c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	if ref.status != http.StatusOK {
+		t.Fatalf("refresh after the outage: %d %s", ref.status, ref.Description)
+	}
+	if status, _ := challengeOf(t, e.public+"/support", ref.AccessToken); status != http.StatusOK {
+		t.Errorf("a token issued after the outage: %d", status)
+	}
+}
