@@ -60,6 +60,10 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		return
 	}
 	client, err := e.lookupClient(ctx, s.Gateway, clientID)
+	if storageUnavailable(err) {
+		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read its registrations right now", clientLookupMessage(err))
+		return
+	}
 	if err != nil {
 		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
 		return

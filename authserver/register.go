@@ -223,9 +223,21 @@ func (md *clientMetadata) toClient(source string) (*grants.Client, error) {
 
 // clientError says why a client ID could not be resolved, in words fit for
 // the error page.
-type clientError struct{ msg string }
+type clientError struct {
+	msg string
+	// unavailable means storage failed: the client may well exist, so the
+	// answer is 503, not "unknown client".
+	unavailable bool
+}
 
 func (e *clientError) Error() string { return e.msg }
+
+// storageUnavailable reports whether err is a client lookup that failed
+// because storage did not answer.
+func storageUnavailable(err error) bool {
+	var ce *clientError
+	return errors.As(err, &ce) && ce.unavailable
+}
 
 // lookupClient resolves a client ID in the order the MCP specification
 // gives: pre-registered in the config, then a client ID metadata document (a
@@ -237,7 +249,7 @@ func (e *Edge) lookupClient(ctx context.Context, g *Gateway, id string) (*grants
 	if isMetadataDocumentURL(id) {
 		c, err := g.MetadataDocuments.Client(ctx, id)
 		if err != nil {
-			return nil, &clientError{"The application's client ID is a metadata document URL, but the document could not be used: " + err.Error()}
+			return nil, &clientError{msg: "The application's client ID is a metadata document URL, but the document could not be used: " + err.Error()}
 		}
 		return c, nil
 	}
@@ -245,7 +257,7 @@ func (e *Edge) lookupClient(ctx context.Context, g *Gateway, id string) (*grants
 	if err != nil {
 		if !isNotFound(err) {
 			e.log.Error("reading a registered client", zap.String("gateway", g.Name), zap.Error(err))
-			return nil, &clientError{"The gateway cannot read its client registrations right now. Try again in a moment."}
+			return nil, &clientError{"The gateway cannot read its client registrations right now. Try again in a moment.", true}
 		}
 		return nil, err
 	}

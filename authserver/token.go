@@ -307,6 +307,9 @@ func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Reques
 		return nil, errInvalidClient("client authentication is missing: send client_id (public clients) or client credentials")
 	}
 	client, err := e.lookupClient(ctx, s.Gateway, id)
+	if storageUnavailable(err) {
+		return nil, errServer("the gateway's storage is unavailable; retry shortly")
+	}
 	if err != nil {
 		return nil, errInvalidClient("unknown client; register again")
 	}

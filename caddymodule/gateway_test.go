@@ -82,7 +82,10 @@ const gatewayCaddyfile = `{
 		server support-assistant /support {
 			gateway acme
 			scopes %[5]s
-			reverse_proxy %[6]s
+			reverse_proxy %[6]s {
+				header_up X-Mcp-User {http.auth.user.id}
+				header_up X-Mcp-Scopes {http.mcp_gateway.scopes}
+			}
 		}
 		server ops-console /ops {
 			gateway acme
@@ -373,6 +376,10 @@ func TestSeedFlowBothServers(t *testing.T) {
 	who := whoami(t, res)
 	if who.Server != "support-assistant" {
 		t.Errorf("whoami answered from %q", who.Server)
+	}
+	// Headers built from the gateway's placeholders reach the upstream.
+	if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Subject || who.XHeaders["X-Mcp-Scopes"] != "accounts.read tickets.read" {
+		t.Errorf("placeholder headers at the upstream: %v", who.XHeaders)
 	}
 	downstreamToken := strings.TrimPrefix(who.Authorization, "Bearer ")
 	if downstreamToken == support.AccessToken || strings.Contains(who.Authorization, support.AccessToken) {
