@@ -220,17 +220,8 @@ func TestTwoGatewaysStayApart(t *testing.T) {
 // returns the status.
 func bearerStatus(t *testing.T, target, token string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _ := challengeOf(t, target, token)
+	return status
 }
 
 // begin opens the authorize endpoint in the client's browser without
