@@ -171,16 +171,24 @@ func TestTwoInstancesShareState(t *testing.T) {
 		testTwoInstances(t, "storage file_system "+t.TempDir())
 	})
 	t.Run("redis storage", func(t *testing.T) {
-		redis, err := testenv.StartRedis()
-		if errors.Is(err, testenv.ErrNoRedis) {
-			t.Skip("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer redis.Close()
-		testTwoInstances(t, "storage mcp_gateway_test_redis {\n\t\taddress "+redis.Addr+"\n\t}")
+		_, storage := startRedis(t)
+		testTwoInstances(t, storage)
 	})
+}
+
+// startRedis starts a redis-server for the test and returns it with the
+// storage directive that points Caddy at it.
+func startRedis(t *testing.T) (*testenv.RedisServer, string) {
+	t.Helper()
+	redis, err := testenv.StartRedis()
+	if errors.Is(err, testenv.ErrNoRedis) {
+		t.Skip("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { redis.Close() })
+	return redis, "storage mcp_gateway_test_redis {\n\t\taddress " + redis.Addr + "\n\t}"
 }
 
 func testTwoInstances(t *testing.T, storage string) {

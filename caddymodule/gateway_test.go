@@ -197,27 +197,9 @@ func pkce() (verifier, challenge string) {
 // to the client. approve chooses the consent answer.
 func (c *client) authorize(t *testing.T, server string, params url.Values, approve bool) *url.URL {
 	t.Helper()
-	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirectURI}, "state": {"st-123"}}
-	for k, v := range params {
-		q[k] = v
-	}
-	page, err := c.browser.Get(c.e.public + "/oauth/" + server + "/authorize?" + q.Encode())
+	page, err := passConsentAndLogin(c.browser, c.begin(t, server, params), approve)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if form := page.Form("consent"); form != nil {
-		decision := "decision=deny"
-		if approve {
-			decision = "decision=approve"
-		}
-		if page, err = c.browser.Submit(form, decision, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if form := page.Form("login"); form != nil {
-		if page, err = c.browser.Submit(form, "", nil); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if page.URL.Host != "127.0.0.1:33418" {
 		t.Fatalf("the flow ended at %s (status %d), not at the client's redirect URI:\n%s", page.URL, page.Status, page.Body)

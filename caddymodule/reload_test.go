@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -116,15 +115,8 @@ func mustSubmit(t *testing.T, c *client, form *testenv.Form) *testenv.Page {
 // gateway answers 503 instead of issuing what it could not record, and
 // recovers, with nothing lost, when storage returns.
 func TestStorageOutage(t *testing.T) {
-	redis, err := testenv.StartRedis()
-	if errors.Is(err, testenv.ErrNoRedis) {
-		t.Skip("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer redis.Close()
-	e := startEnv(t, testenv.ProviderConfig{}, withStorage("storage mcp_gateway_test_redis {\n\t\taddress "+redis.Addr+"\n\t}"))
+	redis, storage := startRedis(t)
+	e := startEnv(t, testenv.ProviderConfig{}, withStorage(storage))
 	c := e.register(t, "support-assistant")
 	tok := c.login(t, "support-assistant", "")
 
