@@ -41,6 +41,10 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 	if !requireMethod(w, r, http.MethodGet, http.MethodPost) {
 		return
 	}
+	if t := take(e.limits.authorize, e.clientAddress(r), "authorization"); t != nil {
+		e.refuseTooMany(w, r, s, "", t, true)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		e.errorPage(w, http.StatusBadRequest, "The authorization request could not be read", "Its parameters are malformed or too large. Start again from your MCP client.")

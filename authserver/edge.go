@@ -80,6 +80,13 @@ type Options struct {
 	CodeTTL          time.Duration // default 1m
 	AuthorizationTTL time.Duration // default 10m
 
+	// Limits are the rate limits; the zero value limits nothing.
+	Limits Limits
+	// ClientIP is the address a request came from, for the rate limits.
+	// Default: the host of RemoteAddr. Caddy passes its client IP, which
+	// honours the server's trusted_proxies.
+	ClientIP func(*http.Request) string
+
 	Logger      *zap.Logger
 	AuditLogger *zap.Logger // security decisions; default Logger.Named("audit")
 	Now         func() time.Time
@@ -93,6 +100,7 @@ type Edge struct {
 	byName   map[string]*Server
 	log      *zap.Logger
 	auditLog *zap.Logger
+	limits   limiters
 }
 
 // New builds the edge. Servers must already be validated (unique names,
@@ -117,6 +125,7 @@ func New(opts Options, servers []*Server) *Edge {
 		byName:   make(map[string]*Server, len(servers)),
 		log:      opts.Logger,
 		auditLog: opts.AuditLogger,
+		limits:   newLimiters(opts.Limits, opts.Now),
 	}
 	if e.auditLog == nil {
 		e.auditLog = opts.Logger.Named("audit")

@@ -47,9 +47,13 @@ func (e *Edge) serveRegister(w http.ResponseWriter, r *http.Request, s *Server) 
 	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
 		return
 	}
+	if t := take(e.limits.register, e.clientAddress(r), "registration"); t != nil {
+		e.refuseTooMany(w, r, s, "", t, false)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
 	if err != nil {
-		writeOAuthError(w, &oauthError{http.StatusRequestEntityTooLarge, "invalid_client_metadata", "the registration request is larger than 64 KiB"})
+		writeOAuthError(w, &oauthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_client_metadata", Description: "the registration request is larger than 64 KiB"})
 		return
 	}
 	md, err := parseClientMetadata(body)
@@ -100,9 +104,9 @@ func (e *metadataError) Error() string { return e.msg }
 func registrationError(err error) *oauthError {
 	var me *metadataError
 	if errors.As(err, &me) {
-		return &oauthError{http.StatusBadRequest, me.code, me.msg}
+		return &oauthError{Status: http.StatusBadRequest, Code: me.code, Description: me.msg}
 	}
-	return &oauthError{http.StatusBadRequest, "invalid_client_metadata", err.Error()}
+	return &oauthError{Status: http.StatusBadRequest, Code: "invalid_client_metadata", Description: err.Error()}
 }
 
 func badMetadata(format string, args ...any) error {

@@ -13,24 +13,27 @@ type oauthError struct {
 	Status      int    `json:"-"`
 	Code        string `json:"error"`
 	Description string `json:"error_description,omitempty"`
+
+	// RetryAfter is the Retry-After of a 429 or 503, in seconds; default 5.
+	RetryAfter int `json:"-"`
 }
 
 func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
 
 func errInvalidRequest(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_request", desc}
+	return &oauthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: desc}
 }
 
 func errInvalidGrant(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_grant", desc}
+	return &oauthError{Status: http.StatusBadRequest, Code: "invalid_grant", Description: desc}
 }
 
 func errInvalidClient(desc string) *oauthError {
-	return &oauthError{http.StatusUnauthorized, "invalid_client", desc}
+	return &oauthError{Status: http.StatusUnauthorized, Code: "invalid_client", Description: desc}
 }
 
 func errServer(desc string) *oauthError {
-	return &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", desc}
+	return &oauthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: desc}
 }
 
 // writeJSON writes v with the headers every OAuth JSON response carries.
@@ -54,7 +57,11 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_gateway"`)
 	}
 	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "5")
+		retry := 5
+		if e.RetryAfter > 0 {
+			retry = e.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
 	}
 	writeJSON(w, e.Status, e)
 }
@@ -92,7 +99,7 @@ func requireMethod(w http.ResponseWriter, r *http.Request, methods ...string) bo
 		allow += m
 	}
 	w.Header().Set("Allow", allow)
-	writeOAuthError(w, &oauthError{http.StatusMethodNotAllowed, "invalid_request", "this endpoint accepts " + allow})
+	writeOAuthError(w, &oauthError{Status: http.StatusMethodNotAllowed, Code: "invalid_request", Description: "this endpoint accepts " + allow})
 	return false
 }
 

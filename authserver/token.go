@@ -29,6 +29,10 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
 		return
 	}
+	if t := take(e.limits.token, e.clientAddress(r), "token"); t != nil {
+		e.refuseTooMany(w, r, s, "", t, false)
+		return
+	}
 	form, oerr := readForm(w, r)
 	if oerr != nil {
 		writeOAuthError(w, oerr)
@@ -49,7 +53,7 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 	case "":
 		oerr = errInvalidRequest("grant_type is missing")
 	default:
-		oerr = &oauthError{http.StatusBadRequest, "unsupported_grant_type", "grant_type " + gt + " is not supported; use authorization_code or refresh_token"}
+		oerr = &oauthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type", Description: "grant_type " + gt + " is not supported; use authorization_code or refresh_token"}
 	}
 	if oerr != nil {
 		writeOAuthError(w, oerr)
@@ -64,7 +68,7 @@ func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Clien
 		return nil, errInvalidRequest("code is missing")
 	}
 	if !allowsGrant(client, "authorization_code") {
-		return nil, &oauthError{http.StatusBadRequest, "unauthorized_client", "this client did not register the authorization_code grant"}
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client did not register the authorization_code grant"}
 	}
 	g := s.Gateway
 	familyID := randomToken()[:22]
@@ -94,7 +98,7 @@ func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Clien
 	case !verifyPKCE(form.Get("code_verifier"), c.CodeChallenge):
 		return nil, errInvalidGrant("code_verifier does not match the code_challenge of the authorization request")
 	case form.Has("resource") && !e.resourceMatches(s, form.Get("resource")):
-		return nil, &oauthError{http.StatusBadRequest, "invalid_target", "resource must be " + s.Resource}
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
 	}
 	granted, err := scopes.Parse(c.Scopes)
 	if err != nil {
@@ -152,18 +156,18 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 	if form.Has("scope") {
 		asked, err := scopes.Parse(form.Get("scope"))
 		if err != nil {
-			return nil, &oauthError{http.StatusBadRequest, "invalid_scope", err.Error()}
+			return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: err.Error()}
 		}
 		asked = asked.Minus(ignoredScopes)
 		if !asked.IsEmpty() {
 			if !famScopes.ContainsAll(asked) {
-				return nil, &oauthError{http.StatusBadRequest, "invalid_scope", "a refresh may narrow the scopes but not widen them: " + asked.Minus(famScopes).String() + " was not granted; authorize again to ask for it"}
+				return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "a refresh may narrow the scopes but not widen them: " + asked.Minus(famScopes).String() + " was not granted; authorize again to ask for it"}
 			}
 			granted = granted.Intersect(asked)
 		}
 	}
 	if granted.IsEmpty() {
-		return nil, &oauthError{http.StatusBadRequest, "invalid_scope", "none of the granted scopes is offered by server " + s.Name + " any more; authorize again"}
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "none of the granted scopes is offered by server " + s.Name + " any more; authorize again"}
 	}
 	if grant, err := g.Ledger.Grant(ctx, fam.User); err == nil && grant.Dead {
 		e.revokeFamily(ctx, g, fam.ID, "downstream grant ended")
@@ -220,6 +224,10 @@ func (e *Edge) issue(s *Server, client *grants.Client, user, familyID string, gr
 // answers 200 whether or not the token was known, as the RFC requires.
 func (e *Edge) serveRevoke(w http.ResponseWriter, r *http.Request, s *Server) {
 	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
+		return
+	}
+	if t := take(e.limits.token, e.clientAddress(r), "token"); t != nil {
+		e.refuseTooMany(w, r, s, "", t, false)
 		return
 	}
 	form, oerr := readForm(w, r)
@@ -314,9 +322,16 @@ func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Reques
 		return nil, errInvalidClient("unknown client; register again")
 	}
 	if len(client.SecretHash) > 0 {
+		// Every attempt is charged and a success refunded, so that
+		// concurrent guesses are counted exactly.
+		if t := take(e.limits.clientAuth, client.ID, "client authentication"); t != nil {
+			e.audit("request refused", s, client.ID, "", "", zap.String("reason", "too many failed client authentications"))
+			return nil, t.oauthError()
+		}
 		if secret == "" || !client.CheckSecret(secret) {
 			return nil, errInvalidClient("client authentication failed")
 		}
+		e.limits.clientAuth.Refund(client.ID)
 	} else if secret != "" {
 		return nil, errInvalidClient("this client is public and has no secret")
 	}

@@ -28,6 +28,15 @@ func init() {
 //		access_token_lifetime <duration>
 //		refresh_token_lifetime <duration>
 //		refresh_grace <duration>
+//		authorization_code_lifetime <duration>
+//		authorization_lifetime <duration>
+//		rate_limit off
+//		rate_limit {
+//			register <events>/<window>|off
+//			authorize <events>/<window>|off
+//			token <events>/<window>|off
+//			client_auth_failures <events>/<window>|off
+//		}
 //
 //		gateway <name> {
 //			authorization_server <issuer url>
@@ -119,6 +128,11 @@ func (g *Handler) unmarshal(h httpcaddyfile.Helper) error {
 			if err := g.unmarshalLifetime(d); err != nil {
 				return err
 			}
+		case "rate_limit":
+			at["rate_limits"] = position(d)
+			if err := g.unmarshalRateLimits(d, at.under("rate_limits")); err != nil {
+				return err
+			}
 		case "gateway":
 			gw, err := unmarshalGateway(d, at.under(fmt.Sprintf("gateways/%d", len(g.Gateways))))
 			if err != nil {
@@ -132,7 +146,7 @@ func (g *Handler) unmarshal(h httpcaddyfile.Helper) error {
 			}
 			g.Servers = append(g.Servers, srv)
 		default:
-			return d.Errf("unrecognized mcp_gateway option %q (expected public_url, gateway, server or a lifetime)", d.Val())
+			return d.Errf("unrecognized mcp_gateway option %q (expected public_url, gateway, server, rate_limit or a lifetime)", d.Val())
 		}
 	}
 	// The rules that span several blocks (a server's scopes against its
@@ -201,6 +215,43 @@ func (g *Handler) unmarshalLifetime(d *caddyfile.Dispenser) error {
 		"authorization_lifetime":      &g.Lifetimes.Authorization,
 	}[name]
 	*target = caddy.Duration(dur)
+	return nil
+}
+
+// unmarshalRateLimits reads "rate_limit off" or a rate_limit block.
+func (g *Handler) unmarshalRateLimits(d *caddyfile.Dispenser, record func(string, *caddyfile.Dispenser)) error {
+	if g.RateLimits != nil {
+		return d.Err("rate_limit is given twice; put every limit in one rate_limit block")
+	}
+	g.RateLimits = new(RateLimits)
+	if d.NextArg() {
+		if d.Val() != "off" {
+			return d.Errf("rate_limit takes no argument but off, got %q; limits go in its block", d.Val())
+		}
+		if d.NextArg() {
+			return d.Errf("rate_limit off takes nothing more, got %q", d.Val())
+		}
+		g.RateLimits.Off = true
+		if d.NextBlock(d.Nesting()) {
+			return d.Err("rate_limit off takes no block")
+		}
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		target := map[string]*string{
+			"register":             &g.RateLimits.Register,
+			"authorize":            &g.RateLimits.Authorize,
+			"token":                &g.RateLimits.Token,
+			"client_auth_failures": &g.RateLimits.ClientAuthFailures,
+		}[d.Val()]
+		if target == nil {
+			return d.Errf("unrecognized rate limit %q (expected register, authorize, token or client_auth_failures)", d.Val())
+		}
+		record(d.Val(), d)
+		if err := oneArg(d, target); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

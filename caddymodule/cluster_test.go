@@ -114,7 +114,7 @@ func TestRestartKeepsState(t *testing.T) {
 	if status, _ := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusOK {
 		t.Errorf("a token issued before the restart: %d", status)
 	}
-	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
 	if ref.status != http.StatusOK {
 		t.Errorf("refresh after the restart: %d %s", ref.status, ref.Description)
 	}
@@ -241,7 +241,7 @@ func testTwoInstances(t *testing.T, storage string) {
 	// A family started on A refreshes on B; the old refresh token is then
 	// refused on both once the grace window has passed.
 	refresh := func(on *client, token string) tokens {
-		return on.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}})
+		return on.refresh(t, "support-assistant", token)
 	}
 	next := refresh(onB, fresh.RefreshToken)
 	if next.status != http.StatusOK {

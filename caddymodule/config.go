@@ -153,3 +153,31 @@ type Lifetimes struct {
 	// request and the end of the downstream login. Default: 10m.
 	Authorization caddy.Duration `json:"authorization,omitempty"`
 }
+
+// RateLimits bound how often one client address may use the auth endpoints,
+// and how often one client may fail to authenticate. Each limit is
+// "<events>/<window>", e.g. "30/10m": a burst of up to events, refilled
+// evenly over the window. "off" lifts one limit; unset limits take the
+// defaults. A refused request gets 429 with Retry-After. Limits are counted
+// by each instance on its own; client addresses are Caddy's client IP, so
+// set the server's trusted_proxies when the gateway sits behind a proxy.
+type RateLimits struct {
+	// Off lifts every limit, e.g. where a proxy in front already limits.
+	Off bool `json:"off,omitempty"`
+
+	// Register bounds dynamic client registrations per client address.
+	// Default: 60/10m.
+	Register string `json:"register,omitempty"`
+
+	// Authorize bounds authorization requests per client address.
+	// Default: 120/1m.
+	Authorize string `json:"authorize,omitempty"`
+
+	// Token bounds token and revocation requests per client address.
+	// Default: 300/1m.
+	Token string `json:"token,omitempty"`
+
+	// ClientAuthFailures bounds failed client authentications per client ID,
+	// from any address. Default: 10/1m.
+	ClientAuthFailures string `json:"client_auth_failures,omitempty"`
+}

@@ -120,7 +120,7 @@ func TestRevocation(t *testing.T) {
 	if status := revoke(first.RefreshToken); status != http.StatusOK {
 		t.Fatalf("revoking a refresh token: %d", status)
 	}
-	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}})
+	ref := c.refresh(t, "support-assistant", first.RefreshToken)
 	wantTokenError(t, ref, http.StatusBadRequest, "invalid_grant")
 	if status, _ := challengeOf(t, e.public+"/support", first.AccessToken); status != http.StatusUnauthorized {
 		t.Errorf("an access token of a revoked family still works: %d", status)

@@ -236,6 +236,12 @@ func (c *client) token(t *testing.T, server string, form url.Values) tokens {
 	return tok
 }
 
+// refresh redeems a refresh token at a server's token endpoint.
+func (c *client) refresh(t *testing.T, server, refreshToken string) tokens {
+	t.Helper()
+	return c.token(t, server, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+}
+
 // login runs the whole flow for one server and returns its tokens.
 func (c *client) login(t *testing.T, server, scope string) tokens {
 	t.Helper()
@@ -466,7 +472,7 @@ func TestReloadKeepsTokensAndAppliesNewScopes(t *testing.T) {
 		t.Errorf("a token issued before the reload was refused: %v", err)
 	}
 	// And the refresh narrows to what the server offers now.
-	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
 	if ref.status != http.StatusOK || ref.Scope != "tickets.read" {
 		t.Errorf("refresh after reload: %d %q %s", ref.status, ref.Scope, ref.Description)
 	}

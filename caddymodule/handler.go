@@ -53,6 +53,10 @@ type Handler struct {
 	// Lifetimes of the tokens and codes the gateway issues.
 	Lifetimes Lifetimes `json:"lifetimes,omitzero"`
 
+	// RateLimits bound the auth endpoints per client address. Default: see
+	// RateLimits; the limits apply even when this is unset.
+	RateLimits *RateLimits `json:"rate_limits,omitempty"`
+
 	edge      *authserver.Edge
 	runtimes  []*gatewayRuntime
 	upstreams map[string]caddyhttp.MiddlewareHandler
@@ -136,6 +140,10 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.upstreams[srv.Name] = mod.(caddyhttp.MiddlewareHandler)
 	}
 
+	limits, err := g.RateLimits.resolve()
+	if err != nil {
+		return err
+	}
 	g.edge = authserver.New(authserver.Options{
 		PublicURL:        publicURL,
 		AccessTokenTTL:   time.Duration(g.Lifetimes.AccessToken),
@@ -143,6 +151,8 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		RefreshGrace:     time.Duration(g.Lifetimes.RefreshGrace),
 		CodeTTL:          time.Duration(g.Lifetimes.AuthorizationCode),
 		AuthorizationTTL: time.Duration(g.Lifetimes.Authorization),
+		Limits:           limits,
+		ClientIP:         clientIP,
 		Logger:           g.logger,
 		AuditLogger:      ctx.Logger().Named("audit"),
 	}, servers)
@@ -302,6 +312,13 @@ func (rt *gatewayRuntime) ready(ctx context.Context) error {
 	rt.gateway.Verifier = rt.state.verifier
 	rt.done = true
 	return nil
+}
+
+// clientIP is the address Caddy resolved for the request, honouring the
+// server's trusted_proxies; the rate limits count per this address.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
 }
 
 func poolKey(storageID, publicURL string, r *resolvedGateway) string {

@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +26,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	downstream := strings.TrimPrefix(whoami(t, res).Authorization, "Bearer ")
-	next := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	next := c.refresh(t, "support-assistant", tok.RefreshToken)
 	// Refusals are logged too: a replayed code and a token on the wrong server.
 	c.redeem(t, "support-assistant", code, verifier)
 	challengeOf(t, e.public+"/ops", next.AccessToken)

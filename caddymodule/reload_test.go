@@ -96,7 +96,7 @@ func TestReloadMidFlow(t *testing.T) {
 	if status, _ := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusOK {
 		t.Errorf("a token from before the reload: %d", status)
 	}
-	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
 	if ref.status != http.StatusOK {
 		t.Errorf("refresh after the reload: %d %s", ref.status, ref.Description)
 	}
@@ -123,7 +123,7 @@ func TestStorageOutage(t *testing.T) {
 	if err := redis.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	ref := c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
 	if ref.status != http.StatusServiceUnavailable || ref.AccessToken != "" || ref.Error == "" {
 		t.Errorf("refresh during the outage: %d %q (token issued: %v)", ref.status, ref.Error, ref.AccessToken != "")
 	}
@@ -135,7 +135,7 @@ func TestStorageOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ref = c.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	ref = c.refresh(t, "support-assistant", tok.RefreshToken)
 	if ref.status != http.StatusOK {
 		t.Fatalf("refresh after the outage: %d %s", ref.status, ref.Description)
 	}

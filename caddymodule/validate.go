@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/ratelimit"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
@@ -38,6 +39,9 @@ func (g *Handler) check() error {
 		return err
 	}
 	if err := g.Lifetimes.check(); err != nil {
+		return err
+	}
+	if _, err := g.RateLimits.resolve(); err != nil {
 		return err
 	}
 	if len(g.Gateways) == 0 {
@@ -261,4 +265,38 @@ func (l Lifetimes) check() error {
 		}
 	}
 	return nil
+}
+
+// resolve reads the rate limits over the defaults; a nil RateLimits is the
+// defaults.
+func (rl *RateLimits) resolve() (authserver.Limits, error) {
+	limits := authserver.DefaultLimits
+	if rl == nil {
+		return limits, nil
+	}
+	if rl.Off {
+		return authserver.Limits{}, nil
+	}
+	for _, l := range []struct {
+		field, value string
+		target       *ratelimit.Rate
+	}{
+		{"register", rl.Register, &limits.Register},
+		{"authorize", rl.Authorize, &limits.Authorize},
+		{"token", rl.Token, &limits.Token},
+		{"client_auth_failures", rl.ClientAuthFailures, &limits.ClientAuthFailures},
+	} {
+		switch l.value {
+		case "":
+		case "off":
+			*l.target = ratelimit.Rate{}
+		default:
+			rate, err := ratelimit.ParseRate(l.value)
+			if err != nil {
+				return authserver.Limits{}, &ConfigError{"rate_limits/" + l.field, err.Error() + `; or "off" to lift this limit`}
+			}
+			*l.target = rate
+		}
+	}
+	return limits, nil
 }

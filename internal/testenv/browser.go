@@ -178,6 +178,14 @@ func (f *Form) button(spec string) (Button, error) {
 
 func (b *Browser) do(req *http.Request) (*Page, error) {
 	resp, err := b.client.Do(req)
+	if err != nil && strings.Contains(err.Error(), "server closed idle connection") && req.GetBody != nil {
+		// A kept-alive connection was closed under the request before any
+		// answer (a server reloading, say). Browsers send the request
+		// again on a new connection, form posts included; so does this one.
+		if req.Body, err = req.GetBody(); err == nil {
+			resp, err = b.client.Do(req)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

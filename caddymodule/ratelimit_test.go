@@ -1,0 +1,111 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+)
+
+// TestRateLimits floods the registration, authorization and token
+// endpoints from one address, and guesses a confidential client's secret:
+// each limit answers 429 with Retry-After, as JSON for clients and as a page
+// for browsers, and a limit on one endpoint leaves the others alone.
+func TestRateLimits(t *testing.T) {
+	t.Setenv("DESKTOP_SECRET", "desk-secret")
+	e := startEnv(t, testenv.ProviderConfig{}, withLines(`rate_limit {
+			register 3/1h
+			authorize 4/1h
+			token 6/1h
+			client_auth_failures 2/1h
+		}`, `client desktop-app {
+				secret {env.DESKTOP_SECRET}
+				redirect_uris http://127.0.0.1:33418/callback
+			}`))
+
+	// Registration: three pass, the fourth is refused for about 20 minutes.
+	var c *client
+	for range 3 {
+		c = e.register(t, "support-assistant")
+	}
+	resp, err := http.Post(e.public+"/oauth/support-assistant/register", "application/json",
+		strings.NewReader(`{"redirect_uris":["http://127.0.0.1:33418/callback"],"token_endpoint_auth_method":"none"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTooMany(t, resp, 1000, 1200)
+
+	// Authorization: the browser gets a page, not a redirect to the client.
+	_, challenge := pkce()
+	params := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+	code, verifier := c.code(t, "support-assistant", nil) // one authorize request
+	for range 3 {
+		if page := c.begin(t, "support-assistant", params); page.Status == http.StatusTooManyRequests {
+			t.Fatal("an authorization request within the limit was refused")
+		}
+	}
+	page := c.begin(t, "support-assistant", params)
+	wantErrorPage(t, page, http.StatusTooManyRequests, "Too many requests")
+	if retry, _ := strconv.Atoi(page.Header.Get("Retry-After")); retry < 600 || retry > 900 {
+		t.Errorf("the authorization page's Retry-After is %q, want about 15 minutes", page.Header.Get("Retry-After"))
+	}
+
+	// Client authentication: two wrong secrets use up the client's budget;
+	// then even the right secret is refused until it refills, from any
+	// address, while the public client is unaffected.
+	desktop := &client{e: e, id: "desktop-app", redirectURI: "http://127.0.0.1:33418/callback"}
+	guess := func(secret string) tokens {
+		return desktop.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_secret": {secret}})
+	}
+	wantTokenError(t, guess("wrong-1"), http.StatusUnauthorized, "invalid_client")
+	wantTokenError(t, guess("wrong-2"), http.StatusUnauthorized, "invalid_client")
+	wantTokenError(t, guess("desk-secret"), http.StatusTooManyRequests, "temporarily_unavailable")
+	if tok := c.redeem(t, "support-assistant", code, verifier); tok.status != http.StatusOK {
+		t.Fatalf("a public client's redemption within the token limit: %d %s", tok.status, tok.Description)
+	}
+
+	// Token endpoint: six requests from this address so far (three guesses,
+	// one redemption, and these two); the seventh is refused.
+	for range 2 {
+		wantTokenError(t, c.refresh(t, "support-assistant", "not-a-token"), http.StatusBadRequest, "invalid_grant")
+	}
+	resp, err = http.PostForm(e.public+"/oauth/support-assistant/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {c.id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTooMany(t, resp, 500, 600)
+
+	// Revocation shares the token limit; metadata is never limited.
+	resp, err = http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {"x"}, "client_id": {c.id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTooMany(t, resp, 500, 600)
+	if resp, err := http.Get(e.public + "/.well-known/oauth-authorization-server/oauth/support-assistant"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metadata after the limits were hit: %v %v", resp, err)
+	}
+}
+
+// wantTooMany checks a 429 OAuth error JSON whose Retry-After lies within
+// [minSeconds, maxSeconds].
+func wantTooMany(t *testing.T, resp *http.Response, minSeconds, maxSeconds int) {
+	t.Helper()
+	defer resp.Body.Close()
+	var body struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("429 body: %v", err)
+	}
+	if resp.StatusCode != http.StatusTooManyRequests || body.Error != "temporarily_unavailable" || !strings.Contains(body.Description, "retry after") {
+		t.Fatalf("want 429 temporarily_unavailable saying when to retry; got %d %q %q", resp.StatusCode, body.Error, body.Description)
+	}
+	if retry, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || retry < minSeconds || retry > maxSeconds {
+		t.Errorf("Retry-After = %q, want %d to %d seconds", resp.Header.Get("Retry-After"), minSeconds, maxSeconds)
+	}
+}
