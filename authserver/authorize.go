@@ -72,58 +72,20 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
 		return
 	}
-	redirectURI := q.Get("redirect_uri")
-	if redirectURI == "" && len(client.RedirectURIs) == 1 && !isLoopbackRedirect(client.RedirectURIs[0]) {
-		redirectURI = client.RedirectURIs[0]
-	}
-	if redirectURI == "" || !redirectURIMatches(client.RedirectURIs, redirectURI) {
-		e.errorPage(w, http.StatusBadRequest, "Redirect URI not registered",
-			"The application asked to return you to an address it did not register. For your safety the gateway does not send you there.")
-		return
-	}
-
-	// From here on the redirect URI is trusted: errors go back to the client.
-	state := q.Get("state")
-	fail := func(code, desc string) {
-		e.redirectError(w, r, s, redirectURI, state, code, desc)
-	}
-	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
-		fail("unauthorized_client", "this client may not authorize for server "+s.Name)
-		return
-	}
-	if rt := q.Get("response_type"); rt != "code" {
-		fail("unsupported_response_type", "only response_type=code is supported")
-		return
-	}
-	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
-	switch {
-	case challenge == "":
-		fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
-		return
-	case method != "S256":
-		fail("invalid_request", "code_challenge_method must be S256 (plain is not accepted)")
-		return
-	case !isS256Challenge(challenge):
-		fail("invalid_request", "code_challenge must be the 43-character base64url SHA-256 of the code verifier")
-		return
-	}
-	requested, err := scopes.Parse(q.Get("scope"))
-	if err != nil {
-		fail("invalid_scope", err.Error())
-		return
-	}
-	granted, err := s.Rule.Resolve(requested.Minus(ignoredScopes))
-	if err != nil {
-		fail("invalid_scope", err.Error())
-		return
-	}
-	if q.Has("resource") {
-		if !e.resourceMatches(s, q.Get("resource")) {
-			fail("invalid_target", "resource "+q.Get("resource")+" is not served by this authorization endpoint; use "+s.Resource+" (the issuer of each MCP server is "+e.opts.PublicURL+OAuthPrefix+"<server>)")
-			return
+	req, refused := e.checkAuthorizeRequest(s, client, q)
+	if refused != nil {
+		reason := refused.code
+		if reason == "" {
+			reason = "redirect_uri not registered"
 		}
+		e.audit("authorization refused", s, client.ID, "", "", zap.String("reason", reason))
+		if refused.redirectURI == "" {
+			e.errorPage(w, http.StatusBadRequest, refused.title, refused.message)
+		} else {
+			e.redirectError(w, r, s, refused.redirectURI, refused.state, refused.code, refused.description)
+		}
+		return
 	}
-	req := &authorizeRequest{client: client, redirectURI: redirectURI, state: state, challenge: challenge, scopes: granted, resource: s.Resource}
 
 	browser := e.browserCookie(w, r)
 	now := e.opts.Now()
@@ -150,6 +112,61 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		return
 	}
 	e.renderConsent(w, s, client, req, handle, hashWithLabel("csrf", browser+"\x00"+handle))
+}
+
+// authorizeRefusal is a refused authorization request. While the redirect
+// URI is not trusted (redirectURI is empty) the user is shown a page with
+// title and message; after, the client gets code and description at its
+// redirect URI.
+type authorizeRefusal struct {
+	title, message                        string
+	redirectURI, state, code, description string
+}
+
+// checkAuthorizeRequest validates the parameters of an authorization
+// request from a known client. It does no I/O, so it can be fuzzed.
+func (e *Edge) checkAuthorizeRequest(s *Server, client *grants.Client, q url.Values) (*authorizeRequest, *authorizeRefusal) {
+	redirectURI := q.Get("redirect_uri")
+	if redirectURI == "" && len(client.RedirectURIs) == 1 && !isLoopbackRedirect(client.RedirectURIs[0]) {
+		redirectURI = client.RedirectURIs[0]
+	}
+	if redirectURI == "" || !redirectURIMatches(client.RedirectURIs, redirectURI) {
+		return nil, &authorizeRefusal{title: "Redirect URI not registered",
+			message: "The application asked to return you to an address it did not register. For your safety the gateway does not send you there."}
+	}
+
+	// From here on the redirect URI is trusted: errors go back to the client.
+	state := q.Get("state")
+	fail := func(code, desc string) (*authorizeRequest, *authorizeRefusal) {
+		return nil, &authorizeRefusal{redirectURI: redirectURI, state: state, code: code, description: desc}
+	}
+	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
+		return fail("unauthorized_client", "this client may not authorize for server "+s.Name)
+	}
+	if rt := q.Get("response_type"); rt != "code" {
+		return fail("unsupported_response_type", "only response_type=code is supported")
+	}
+	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
+	switch {
+	case challenge == "":
+		return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
+	case method != "S256":
+		return fail("invalid_request", "code_challenge_method must be S256 (plain is not accepted)")
+	case !isS256Challenge(challenge):
+		return fail("invalid_request", "code_challenge must be the 43-character base64url SHA-256 of the code verifier")
+	}
+	requested, err := scopes.Parse(q.Get("scope"))
+	if err != nil {
+		return fail("invalid_scope", err.Error())
+	}
+	granted, err := s.Rule.Resolve(requested.Minus(ignoredScopes))
+	if err != nil {
+		return fail("invalid_scope", err.Error())
+	}
+	if q.Has("resource") && !e.resourceMatches(s, q.Get("resource")) {
+		return fail("invalid_target", "resource "+q.Get("resource")+" is not served by this authorization endpoint; use "+s.Resource+" (the issuer of each MCP server is "+e.opts.PublicURL+OAuthPrefix+"<server>)")
+	}
+	return &authorizeRequest{client: client, redirectURI: redirectURI, state: state, challenge: challenge, scopes: granted, resource: s.Resource}, nil
 }
 
 // serveConsent receives the consent form. The pending authorization is taken

@@ -4,6 +4,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
 // FuzzParseClientMetadata feeds registration bodies and metadata documents
@@ -70,6 +73,55 @@ func FuzzDescribe(f *testing.F) {
 			if c := out[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
 				t.Fatalf("illegal byte %#x in %q", c, out)
 			}
+		}
+	})
+}
+
+// FuzzAuthorizeRequest feeds raw authorization queries to the request
+// checks: a refusal before the redirect URI is trusted never names a
+// redirect URI, a refusal after it names a registered one, and an accepted
+// request carries a registered redirect URI, an S256 challenge, only the
+// server's scopes and the server's own resource.
+func FuzzAuthorizeRequest(f *testing.F) {
+	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+	f.Add("response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A33418%2Fcb&code_challenge=" + challenge + "&code_challenge_method=S256&scope=tickets.read&state=s")
+	f.Add("response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=" + challenge + "&code_challenge_method=S256&resource=https%3A%2F%2FMCP.example.com%2Fsupport%2F")
+	f.Add("response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1.evil.test%2Fcb&code_challenge=" + challenge + "&code_challenge_method=S256")
+	f.Add("response_type=token&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge=x&code_challenge_method=plain&scope=admin.write")
+	f.Add("redirect_uri=cursor%3A%2F%2Fcb&response_type=code&code_challenge=" + challenge + "&code_challenge_method=S256&scope=%20openid%20tickets.read%20%20")
+	offered := scopes.MustParse("tickets.read accounts.read")
+	s := &Server{Name: "support", Path: "/support", Rule: scopes.Rule{Offered: offered}, Gateway: &Gateway{Name: "acme"}}
+	e := New(Options{PublicURL: "https://mcp.example.com"}, []*Server{s})
+	client := &grants.Client{ID: "c1", RedirectURIs: []string{"http://127.0.0.1:33418/cb", "https://app.example/cb", "cursor://cb"}}
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return
+		}
+		req, refused := e.checkAuthorizeRequest(s, client, q)
+		if refused != nil {
+			if req != nil {
+				t.Fatal("both a request and a refusal")
+			}
+			if refused.redirectURI != "" && !redirectURIMatches(client.RedirectURIs, refused.redirectURI) {
+				t.Fatalf("a refusal is sent to an unregistered redirect URI %q", refused.redirectURI)
+			}
+			if refused.redirectURI == "" && refused.title == "" {
+				t.Fatal("a refusal with neither a redirect URI nor a page")
+			}
+			return
+		}
+		if !redirectURIMatches(client.RedirectURIs, req.redirectURI) {
+			t.Fatalf("accepted unregistered redirect URI %q", req.redirectURI)
+		}
+		if !isS256Challenge(req.challenge) || q.Get("code_challenge_method") != "S256" {
+			t.Fatalf("accepted challenge %q (%s)", req.challenge, q.Get("code_challenge_method"))
+		}
+		if !offered.ContainsAll(req.scopes) || req.scopes.Len() == 0 {
+			t.Fatalf("granted %q, outside %q or empty", req.scopes, offered)
+		}
+		if req.resource != s.Resource {
+			t.Fatalf("resource %q, want %q", req.resource, s.Resource)
 		}
 	})
 }
