@@ -402,6 +402,3 @@ func (g *gateway) mcpStatus(t *testing.T, path, token string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
-
-
-
