@@ -102,6 +102,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		ExpiresAt:     now.Add(e.opts.AuthorizationTTL),
 	}
 	if e.consentRemembered(ctx, s, browser, p) {
+		e.audit("consent given", s, p.ClientID, "", p.Scopes, zap.Bool("remembered", true))
 		e.startDownstream(w, r, s, p)
 		return
 	}
@@ -203,6 +204,7 @@ func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "access_denied", "the user denied the authorization request")
 		return
 	}
+	e.audit("consent given", s, p.ClientID, "", p.Scopes)
 	e.startDownstream(w, r, s, p)
 }
 

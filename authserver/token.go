@@ -124,7 +124,12 @@ func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Clien
 	if oerr != nil {
 		return nil, oerr
 	}
-	resp.RefreshToken = refresh
+	// The family is started either way: it ties the access token to the
+	// code for revocation. Only a client that registered the refresh_token
+	// grant is handed the family's refresh token.
+	if allowsGrant(client, "refresh_token") {
+		resp.RefreshToken = refresh
+	}
 	e.audit("token issued", s, client.ID, c.User, granted.String(), zap.String("grant_type", "authorization_code"))
 	return resp, nil
 }
@@ -133,6 +138,9 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 	token := form.Get("refresh_token")
 	if token == "" {
 		return nil, errInvalidRequest("refresh_token is missing")
+	}
+	if !allowsGrant(client, "refresh_token") {
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client did not register the refresh_token grant; authorize again instead"}
 	}
 	g := s.Gateway
 	familyID, ok := grants.FamilyIDOf(token)

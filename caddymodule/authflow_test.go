@@ -468,13 +468,25 @@ func TestAuthorizationRefusals(t *testing.T) {
 }
 
 // TestShortLifetimes covers what only the passing of time refuses: an
-// expired authorization code, and a rotated refresh token presented after
-// its grace window. The lifetimes are short so the sleeps are too; each
-// assertion depends only on having slept at least that long, so a slow
-// machine cannot make it fail.
+// expired access token, an expired authorization code, and a rotated
+// refresh token presented after its grace window. The lifetimes are short
+// so the sleeps are too; each assertion depends only on having slept at
+// least that long, so a slow machine cannot make it fail.
 func TestShortLifetimes(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{},
-		withLines("authorization_code_lifetime 1s\n\t\trefresh_grace 1s", ""))
+		withLines("authorization_code_lifetime 1s\n\t\trefresh_grace 1s\n\t\taccess_token_lifetime 1s", ""))
+
+	t.Run("expired access token", func(t *testing.T) {
+		c := e.register(t, "support-assistant")
+		tok := c.login(t, "support-assistant", "")
+		// Seen once, so the verified-token cache holds it: expiry must
+		// still apply.
+		bearerStatus(t, e.public+"/support", tok.AccessToken)
+		time.Sleep(1500 * time.Millisecond)
+		if status, challenge := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusUnauthorized || !strings.Contains(challenge, "invalid_token") {
+			t.Fatalf("an expired access token: %d %s", status, challenge)
+		}
+	})
 
 	t.Run("expired code", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
