@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,9 +38,11 @@ type gateway struct {
 
 // gatewayOptions adds Caddyfile lines to the mcp_gateway block (handler), to
 // gateway acme's block (acme) and server blocks beside the two of the
-// example (servers).
+// example (servers). anyHost makes the site answer every Host header, not
+// only the public URL's.
 type gatewayOptions struct {
 	handler, acme, servers string
+	anyHost                bool
 }
 
 // The Caddyfile of Caddyfile.example with the demo's values, plus what the
@@ -51,7 +54,8 @@ const caddyfileTemplate = `{
 	storage file_system %[1]s
 }
 
-%[2]s {
+%[11]s {
+	bind 127.0.0.1
 	mcp_gateway {
 		public_url %[2]s
 		rate_limit off
@@ -102,8 +106,13 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	}
 	t.Cleanup(func() { g.ops.Close() })
 
+	site := g.public
+	if opts.anyHost {
+		_, port, _ := net.SplitHostPort(addr)
+		site = "http://:" + port
+	}
 	cfg := fmt.Sprintf(caddyfileTemplate, t.TempDir(), g.public, opts.handler, g.provider.Issuer(),
-		testenv.DefaultClientID, testenv.DefaultClientSecret, opts.acme, hostOf(g.support.URL()), hostOf(g.ops.URL()), opts.servers)
+		testenv.DefaultClientID, testenv.DefaultClientSecret, opts.acme, hostOf(g.support.URL()), hostOf(g.ops.URL()), opts.servers, site)
 	if err := testenv.RunCaddyfile([]byte(cfg)); err != nil {
 		t.Fatalf("starting Caddy: %v\n%s", err, cfg)
 	}
