@@ -32,6 +32,8 @@ type Family struct {
 
 	Revoked       bool   `json:"revoked,omitempty"`
 	RevokedReason string `json:"revoked_reason,omitempty"`
+
+	cursor string // its place in a Families listing
 }
 
 // familyRecord is a Family as stored, with its token state.
@@ -196,7 +198,13 @@ func (l *Ledger) RevokeFamily(ctx context.Context, id, reason string) error {
 			return nil
 		}
 		rec.Revoked, rec.RevokedReason = true, reason
-		return l.put(ctx, kindFamilies, key, &rec)
+		if err := l.put(ctx, kindFamilies, key, &rec); err != nil {
+			return err
+		}
+		// Other instances learn of it from this record (Revocations) and
+		// refuse the family's access tokens without waiting for them to
+		// expire.
+		return l.recordRevocation(ctx, id)
 	})
 }
 

@@ -29,6 +29,8 @@ const (
 	kindFamilies = "families"
 	kindGrants   = "grants"
 	kindBrowsers = "browsers"
+
+	kindRevocations = "revocations"
 )
 
 // Ledger is the durable state of one gateway, kept in a Store under a key
@@ -235,7 +237,8 @@ const CodeRetention = 24 * time.Hour
 
 // Prune deletes the records that can no longer be used: pending
 // authorizations and remembered browsers past their expiry, authorization
-// codes CodeRetention past theirs, and refresh-token families past theirs.
+// codes CodeRetention past theirs, and refresh-token families and
+// revocation records past theirs.
 // It returns how many it deleted. Clients, consents and downstream grants
 // are kept.
 //
@@ -245,7 +248,7 @@ const CodeRetention = 24 * time.Hour
 func (l *Ledger) Prune(ctx context.Context) (int, error) {
 	now := l.now()
 	pruned := 0
-	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers} {
+	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers, kindRevocations} {
 		keys, err := l.store.List(ctx, l.dir(kind), false)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
