@@ -247,7 +247,25 @@ func testTwoInstances(t *testing.T, storage string) {
 	if next.status != http.StatusOK {
 		t.Fatalf("refreshing A's family on B: %d %s", next.status, next.Description)
 	}
+	if status, _ := challengeOf(t, "http://"+addrB+"/support", next.AccessToken); status != http.StatusOK {
+		t.Fatalf("B's fresh access token on B: %d", status)
+	}
 	time.Sleep(1200 * time.Millisecond)
 	wantTokenError(t, refresh(onA, fresh.RefreshToken), http.StatusBadRequest, "invalid_grant")
 	wantTokenError(t, refresh(onB, next.RefreshToken), http.StatusBadRequest, "invalid_grant")
+
+	// The reuse was detected on A; B, which verified the family's access
+	// token before and holds it in its cache, refuses it once it has read
+	// A's revocation (it polls every few seconds).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, _ := challengeOf(t, "http://"+addrB+"/support", next.AccessToken)
+		if status == http.StatusUnauthorized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B still accepts an access token of a family A revoked: %d", status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -115,7 +115,8 @@ type gatewayState struct {
 	keys     *accesstoken.Keyset
 	verifier *accesstoken.Verifier
 
-	// stopSweeping ends the sweep of expired records; set once loaded.
+	// stopSweeping ends the sweep of expired records and the polling of
+	// revocations; set once loaded.
 	stopSweeping context.CancelFunc
 	logger       *zap.Logger
 }
@@ -199,7 +200,45 @@ func (st *gatewayState) load(ctx context.Context) error {
 	sweepCtx, stop := context.WithCancel(context.Background())
 	st.stopSweeping = stop
 	go st.sweep(sweepCtx, st.ledger)
+	// The first poll runs now, before any request: an instance that starts
+	// after a revocation refuses the family's access tokens from the start.
+	seen := map[string]bool{}
+	st.applyRevocations(ctx, seen)
+	go st.pollRevocations(sweepCtx, seen)
 	return nil
+}
+
+// revocationPollInterval is how often an instance reads the revocations
+// recorded by every instance sharing its storage. An access token of a
+// family revoked elsewhere is refused here at most this long after.
+const revocationPollInterval = 5 * time.Second
+
+// pollRevocations applies other instances' revocations until ctx ends.
+func (st *gatewayState) pollRevocations(ctx context.Context, seen map[string]bool) {
+	ticker := time.NewTicker(revocationPollInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			st.applyRevocations(ctx, seen)
+		}
+	}
+}
+
+// applyRevocations makes the verifier refuse the access tokens of every
+// family revoked since the last call.
+func (st *gatewayState) applyRevocations(ctx context.Context, seen map[string]bool) {
+	ctx, cancel := context.WithTimeout(ctx, revocationPollInterval)
+	defer cancel()
+	revocations, err := st.ledger.Revocations(ctx, seen)
+	if err != nil {
+		st.logger.Warn("reading revocations", zap.String("gateway", st.cfg.name), zap.Error(err))
+	}
+	for _, r := range revocations {
+		st.verifier.RevokeFamily(r.FamilyID, r.ExpiresAt)
+	}
 }
 
 func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {

@@ -151,6 +151,9 @@ func (l *Ledger) Rotate(ctx context.Context, refreshToken string, grace time.Dur
 			if err := l.put(ctx, kindFamilies, key, &rec); err != nil {
 				return fmt.Errorf("%w, but recording the revocation failed: %w", ErrRefreshReused, err)
 			}
+			if err := l.recordRevocation(ctx, id); err != nil {
+				return fmt.Errorf("%w, but telling other instances failed: %w", ErrRefreshReused, err)
+			}
 			return ErrRefreshReused
 		}
 	})

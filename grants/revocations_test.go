@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -40,6 +41,22 @@ func TestRevocationsReachOtherInstances(t *testing.T) {
 			}
 			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 1 || got[0].FamilyID != ids[1] {
 				t.Fatalf("the second poll: %+v, %v", got, err)
+			}
+			// Reuse detection revokes too, and says so.
+			f := newFamily(a.clock.Now())
+			first, err := a.ledger.StartFamily(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := a.ledger.Rotate(ctx, first, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			a.clock.Advance(2 * time.Second)
+			if _, _, err := a.ledger.Rotate(ctx, first, time.Second); !errors.Is(err, ErrRefreshReused) {
+				t.Fatalf("reusing a rotated token: %v, want ErrRefreshReused", err)
+			}
+			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 1 || got[0].FamilyID != f.ID {
+				t.Fatalf("after a reuse: %+v, %v", got, err)
 			}
 			// Past retention they are pruned.
 			a.clock.Advance(RevocationRetention + time.Second)
