@@ -1,13 +1,11 @@
 package accesstoken
 
 import (
-	"crypto/sha256"
 	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -38,10 +36,11 @@ type VerifierOptions struct {
 
 // Verifier checks the gateway's access tokens on the proxy hot path.
 //
-// A token that verified is remembered by its SHA-256 until it expires, so
-// verifying it again costs a hash and a map lookup rather than an ECDSA
-// verification. The cache is bounded and sharded; the revocation list is
-// swapped atomically, so a warm Verify takes no exclusive lock.
+// A token that verified is remembered until it expires, so verifying it
+// again costs a fast keyed hash, a map lookup and a comparison with the
+// remembered token rather than an ECDSA verification. The cache is bounded
+// (about a kilobyte per token) and sharded; the revocation list is swapped
+// atomically, so a warm Verify takes no exclusive lock.
 //
 // A Verifier is safe for concurrent use.
 type Verifier struct {
@@ -104,17 +103,17 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	now := v.now()
 	nowNs := now.UnixNano()
 
-	var sum [sha256.Size]byte
+	var h uint64
 	if v.cache != nil {
-		sum = digest(token)
-		if e := v.cache.get(&sum); e != nil {
+		h = v.cache.hash(token)
+		if e := v.cache.get(h, token); e != nil {
 			switch {
 			case e.key.withdrawn.Load():
 				// The key is gone from storage; let the cold path
 				// explain.
-				v.cache.remove(&sum)
+				v.cache.remove(h, e)
 			case nowNs >= e.exp:
-				v.cache.remove(&sum)
+				v.cache.remove(h, e)
 				return nil, refuse(ErrExpired, "")
 			case v.revokedAt(e.claims.FamilyID, nowNs):
 				return nil, refuse(ErrRevoked, "")
@@ -130,7 +129,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(&sum, &cacheEntry{claims: *c, exp: c.ExpiresAt.UnixNano(), key: key}, nowNs)
+		// A copy, so that the entry does not keep the request's memory.
+		v.cache.put(h, &cacheEntry{token: strings.Clone(token), claims: *c, exp: c.ExpiresAt.UnixNano(), key: key}, nowNs)
 	}
 	return c, nil
 }
@@ -203,13 +203,6 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 	}
 	c := wc.claims()
 	return &c, key, nil
-}
-
-// digest returns the SHA-256 of token. It hashes the string's bytes in
-// place: Sum256 only reads them, and converting would copy the token, about
-// a kilobyte, on every request.
-func digest(token string) [sha256.Size]byte {
-	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 }
 
 // RevokeFamily refuses every token of the refresh family familyID from now

@@ -319,7 +319,6 @@ func TestCacheDisabled(t *testing.T) {
 }
 
 func TestShardEvict(t *testing.T) {
-	sum := func(b byte) [32]byte { return [32]byte{b} }
 	tests := []struct {
 		name string
 		exps []int64 // of entries 0, 1, 2...
@@ -333,16 +332,16 @@ func TestShardEvict(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &cacheShard{entries: map[[32]byte]*cacheEntry{}}
+			s := &cacheShard{entries: map[uint64]*cacheEntry{}}
 			for i, exp := range tt.exps {
-				s.entries[sum(byte(i))] = &cacheEntry{exp: exp}
+				s.entries[uint64(i)] = &cacheEntry{exp: exp}
 			}
 			s.evict(tt.now)
 			if len(s.entries) != len(tt.want) {
 				t.Fatalf("left %d entries, want %v", len(s.entries), tt.want)
 			}
 			for _, b := range tt.want {
-				if s.entries[sum(b)] == nil {
+				if s.entries[uint64(b)] == nil {
 					t.Fatalf("entry %d was evicted; want %v left", b, tt.want)
 				}
 			}
@@ -397,5 +396,28 @@ func TestVerifyConcurrent(t *testing.T) {
 	}
 	if n := f.v.cache.len(); n > 8 {
 		t.Fatalf("cache holds %d tokens, want at most 8", n)
+	}
+}
+
+// TestCacheHitNeedsTheExactToken: an entry found by its hash counts only
+// for the token that verified, so a hash collision is a miss.
+func TestCacheHitNeedsTheExactToken(t *testing.T) {
+	// Room for both entries in any shard.
+	c := newCache(2 * maxShards)
+	e := &cacheEntry{token: "verified", exp: 1}
+	// Filed under the hash of another token, as a collision would.
+	h := c.hash("forged")
+	c.put(h, e, 0)
+	if got := c.get(h, "forged"); got != nil {
+		t.Fatal("a token matched an entry of another token with the same hash")
+	}
+	c.put(c.hash("verified"), e, 0)
+	if got := c.get(c.hash("verified"), "verified"); got != e {
+		t.Fatal("the verified token missed its entry")
+	}
+	other := &cacheEntry{token: "other"}
+	c.remove(h, other)
+	if c.get(c.hash("verified"), "verified") != e || c.len() != 2 {
+		t.Fatal("removing another entry under a hash dropped the one there")
 	}
 }
