@@ -47,25 +47,25 @@ type Broker struct {
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CacheSize bounds the number of users whose decrypted access token is
+	// kept in memory, so that memory does not grow with every user ever
+	// served; a user beyond it costs a storage read. Zero or less means
+	// DefaultCacheSize.
+	CacheSize int
 
-	mu    sync.RWMutex
-	cache map[string]cachedToken // by user
+	cacheOnce sync.Once
+	cache     *tokenCache
 
 	flights singleflight.Group // refreshes in progress, by user
 }
 
-// cachedToken is a user's decrypted access token, served until fresh
-// passes.
-type cachedToken struct {
-	token *oauth2.Token
-	fresh time.Time
-}
-
-// Token returns a valid downstream access token for user. The token is
-// shared with other callers and must not be modified.
+// Token returns a valid downstream access token for user: the access
+// token, its type and expiry, never the refresh token, which stays sealed
+// in storage. The token is shared with other callers and must not be
+// modified.
 //
 // A token in memory and not about to expire is returned without reading
-// storage. Otherwise the grant is read, and an expiring token is refreshed
+// storage or allocating. Otherwise the grant is read, and an expiring token is refreshed
 // once however many goroutines ask, under the storage lock after a re-read
 // (another instance may have refreshed it already); the new token is stored
 // before it is returned. A caller's ctx ending releases that caller, but not
@@ -122,30 +122,38 @@ func (b *Broker) Put(ctx context.Context, g *Grant) error {
 // Forget drops the cached token of user, so the next Token call reads the
 // grant from storage.
 func (b *Broker) Forget(user string) {
-	b.mu.Lock()
-	delete(b.cache, user)
-	b.mu.Unlock()
+	b.tokens().remove(user)
+}
+
+// tokens returns the cache of access tokens, made on first use.
+func (b *Broker) tokens() *tokenCache {
+	b.cacheOnce.Do(func() {
+		size := b.CacheSize
+		if size <= 0 {
+			size = DefaultCacheSize
+		}
+		b.cache = newTokenCache(size)
+	})
+	return b.cache
 }
 
 // cached returns the user's token from memory if it is fresh at now.
 func (b *Broker) cached(user string, now time.Time) *oauth2.Token {
-	b.mu.RLock()
-	c, ok := b.cache[user]
-	b.mu.RUnlock()
-	if ok && now.Before(c.fresh) {
-		return c.token
-	}
-	return nil
+	return b.tokens().get(user, now)
 }
 
-// remember caches g's token until it is due for refresh.
-func (b *Broker) remember(g *Grant, now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cache == nil {
-		b.cache = make(map[string]cachedToken)
-	}
-	b.cache[g.User] = cachedToken{token: g.Token, fresh: b.freshUntil(g, now)}
+// remember caches g's access token until it is due for refresh and
+// returns it.
+func (b *Broker) remember(g *Grant, now time.Time) *oauth2.Token {
+	t := accessOnly(g.Token)
+	b.tokens().put(g.User, t, b.freshUntil(g, now), now)
+	return t
+}
+
+// accessOnly is t without its refresh token, which needs no place in
+// memory: a refresh reads it from storage under the lock.
+func accessOnly(t *oauth2.Token) *oauth2.Token {
+	return &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, Expiry: t.Expiry}
 }
 
 // freshUntil is when g's token becomes due for refresh.
@@ -191,8 +199,7 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 		return nil, deadError(g)
 	}
 	if now.Before(b.freshUntil(g, now)) {
-		b.remember(g, now)
-		return g.Token, nil
+		return b.remember(g, now), nil
 	}
 
 	l := b.Ledger
@@ -209,13 +216,12 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 		case g.Dead:
 			return deadError(g)
 		case now.Before(b.freshUntil(g, now)):
-			b.remember(g, now)
-			token = g.Token
+			token = b.remember(g, now)
 			return nil
 		case g.Token.RefreshToken == "":
 			if g.Token.Expiry.After(now) {
 				// Not renewable, but still valid for a moment.
-				token = g.Token
+				token = accessOnly(g.Token)
 				return nil
 			}
 			return b.bury(ctx, g, "the access token expired and the downstream server issued no refresh token")
@@ -237,8 +243,7 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 		if err := l.SaveGrant(context.WithoutCancel(ctx), g); err != nil {
 			return fmt.Errorf("grants: keeping a refreshed downstream token: %w", err)
 		}
-		b.remember(g, now)
-		token = next
+		token = b.remember(g, now)
 		return nil
 	})
 	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
