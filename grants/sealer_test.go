@@ -54,7 +54,9 @@ func TestSealerRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(plaintext) > 0 && bytes.Contains(sealed, plaintext) {
+		// A short plaintext turns up in random bytes by chance (one byte
+		// does in about one run in ten), so only longer ones are searched.
+		if len(plaintext) >= 8 && bytes.Contains(sealed, plaintext) {
 			t.Fatalf("sealed form contains the plaintext")
 		}
 		got, err := s.Open(sealed, []byte("mcp_gateway/acme/grants/key"))
