@@ -98,6 +98,8 @@ type Edge struct {
 	secure   bool // served over https: __Host- cookies and Secure flags
 	servers  []*Server
 	byName   map[string]*Server
+	byPath   map[string]*Server
+	depth    int // the most segments a server path has
 	log      *zap.Logger
 	auditLog *zap.Logger
 	limits   limiters
@@ -123,6 +125,7 @@ func New(opts Options, servers []*Server) *Edge {
 		secure:   strings.HasPrefix(opts.PublicURL, "https://"),
 		servers:  servers,
 		byName:   make(map[string]*Server, len(servers)),
+		byPath:   make(map[string]*Server, len(servers)),
 		log:      opts.Logger,
 		auditLog: opts.AuditLogger,
 		limits:   newLimiters(opts.Limits, opts.Now),
@@ -135,6 +138,8 @@ func New(opts Options, servers []*Server) *Edge {
 		s.Issuer = opts.PublicURL + OAuthPrefix + s.Name
 		s.challenge = `Bearer resource_metadata="` + e.resourceMetadataURL(s) + `", scope="` + s.Rule.Offered.String() + `"`
 		e.byName[s.Name] = s
+		e.byPath[s.Path] = s
+		e.depth = max(e.depth, strings.Count(s.Path, "/"))
 	}
 	return e
 }
@@ -156,9 +161,24 @@ func (e *Edge) resourceMetadataURL(s *Server) string {
 }
 
 // ServerAt returns the server whose path prefix covers path, if any.
+//
+// It runs on every request of the site. Server paths are whole segments and
+// never overlap, so it looks up each leading run of segments of path, at
+// most as many as the deepest server path has: the cost depends on that
+// depth, not on the number of servers.
 func (e *Edge) ServerAt(path string) *Server {
-	for _, s := range e.servers {
-		if path == s.Path || strings.HasPrefix(path, s.Path) && path[len(s.Path)] == '/' {
+	end := 0
+	for range e.depth {
+		if end >= len(path) || path[end] != '/' {
+			return nil
+		}
+		next := strings.IndexByte(path[end+1:], '/')
+		if next < 0 {
+			end = len(path)
+		} else {
+			end += 1 + next
+		}
+		if s := e.byPath[path[:end]]; s != nil {
 			return s
 		}
 	}

@@ -70,10 +70,15 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 // the metadata, registration, token and revocation endpoints and read the
 // 401 challenge. None of these endpoints rely on cookies, so any origin may
 // call them. It answers preflight requests and reports whether it did.
+//
+// Every proxied MCP request passes here, so the two headers share one
+// allocation; each value is capped at its own element, so that appending to
+// one header cannot overwrite the other.
 func allowCORS(w http.ResponseWriter, r *http.Request, methods string) bool {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version")
+	v := []string{"*", "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version"}
+	h["Access-Control-Allow-Origin"] = v[0:1:1]
+	h["Access-Control-Expose-Headers"] = v[1:2:2]
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		h.Set("Access-Control-Allow-Methods", methods)
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID")

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -201,13 +202,15 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return next.ServeHTTP(w, r)
 	}
-	access := g.edge.Authorize(w, r, s)
-	if access == nil {
+	access, ok := g.edge.Authorize(w, r, s)
+	if !ok {
 		return nil
 	}
 	// The client's token never reaches the upstream: the user's downstream
-	// token takes its place (MCP forbids token passthrough).
-	r.Header.Set("Authorization", "Bearer "+access.DownstreamToken)
+	// token takes its place (MCP forbids token passthrough). Authorize
+	// accepted exactly one Authorization header, so its value is replaced
+	// in place rather than with a new slice.
+	r.Header["Authorization"][0] = "Bearer " + access.DownstreamToken
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.user.id", access.Claims.Subject)
 		repl.Set("http.mcp_gateway.server", s.Name)
@@ -293,14 +296,19 @@ type gatewayRuntime struct {
 	state   *gatewayState
 	gateway *authserver.Gateway
 
-	mu   sync.Mutex
-	done bool
+	mu sync.Mutex
+	// done is set, under mu, once the gateway's fields are attached; every
+	// request checks it, so once set it costs an atomic load, not the lock.
+	done atomic.Bool
 }
 
 func (rt *gatewayRuntime) ready(ctx context.Context) error {
+	if rt.done.Load() {
+		return nil
+	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if rt.done {
+	if rt.done.Load() {
 		return nil
 	}
 	if err := rt.state.load(ctx); err != nil {
@@ -310,7 +318,7 @@ func (rt *gatewayRuntime) ready(ctx context.Context) error {
 	rt.gateway.Broker = rt.state.broker
 	rt.gateway.Keys = rt.state.keys
 	rt.gateway.Verifier = rt.state.verifier
-	rt.done = true
+	rt.done.Store(true)
 	return nil
 }
 
