@@ -483,20 +483,3 @@ func TestBrokerPutRevivesAGrant(t *testing.T) {
 		t.Fatalf("stored grant after Put = %+v, %v; want alive", stored, err)
 	}
 }
-
-func BenchmarkBrokerTokenWarm(b *testing.B) {
-	ctx := context.Background()
-	l := NewLedger(NewMemoryStore(), testPrefix, mustSealer(b, testKey(1)), nil)
-	broker := &Broker{Ledger: l, Config: &oauth2.Config{}}
-	now := time.Now()
-	g := &Grant{User: "alice", Token: &oauth2.Token{AccessToken: "a", Expiry: now.Add(time.Hour)}, RefreshedAt: now}
-	if err := broker.Put(ctx, g); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := broker.Token(ctx, "alice"); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -429,37 +429,3 @@ func TestResolveDoesNotAllocateOnSuccess(t *testing.T) {
 		}
 	}
 }
-
-func BenchmarkResolve(b *testing.B) {
-	benchmarks := []struct {
-		name      string
-		strict    bool
-		requested string
-	}{
-		{"exact", false, "tickets.read accounts.read"},
-		{"fallback", false, ""},
-		{"narrowed", false, "tickets.read tickets.write accounts.read admin.read openid"},
-		{"strict refused", true, "tickets.read tickets.write accounts.read admin.read openid"},
-	}
-	for _, bm := range benchmarks {
-		b.Run(bm.name, func(b *testing.B) {
-			r := Rule{
-				Offered: MustParse("tickets.read accounts.read"),
-				Strict:  bm.strict,
-				Ignore:  MustParse("openid offline_access"),
-			}
-			requested := MustParse(bm.requested)
-			b.ReportAllocs()
-			for b.Loop() {
-				_, _ = r.Resolve(requested)
-			}
-		})
-	}
-}
-
-func BenchmarkParse(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		_, _ = Parse(" tickets.read tickets.write accounts.read admin.read openid offline_access")
-	}
-}

@@ -1,0 +1,378 @@
+package authserver_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// The benchmarks build an edge from the real parts the Caddy module wires
+// together (a Ledger and Broker over a Store, a Keyset and its Verifier)
+// and drive it through its exported entry points: Authorize, which
+// ServeHTTP calls on every proxied MCP request, and ServeOAuth for the
+// token endpoint.
+
+const (
+	benchPublicURL = "https://mcp.example.com"
+	benchRedirect  = "http://127.0.0.1:33418/callback"
+	benchClientID  = "bench-client"
+)
+
+// benchEdge is an edge with one gateway and its servers.
+type benchEdge struct {
+	edge    *authserver.Edge
+	gateway *authserver.Gateway
+	servers []*authserver.Server
+	ledger  *grants.Ledger
+	broker  *grants.Broker
+}
+
+// newBenchEdge builds an edge over store with the given number of servers,
+// all attached to one gateway. Server i is "s<i>" at "/s<i>".
+func newBenchEdge(b *testing.B, store grants.Store, servers int) *benchEdge {
+	b.Helper()
+	ctx := context.Background()
+	sealer, err := grants.NewSealer(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := accesstoken.LoadKeyset(ctx, store, "mcp_gateway/acme/signing_keys", sealer, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ledger := grants.NewLedger(store, "mcp_gateway/acme", sealer, nil)
+	broker := &grants.Broker{Ledger: ledger}
+	gw := &authserver.Gateway{
+		Name:     "acme",
+		Scopes:   scopes.MustParse("tickets.read tickets.write accounts.read admin.read"),
+		Ledger:   ledger,
+		Broker:   broker,
+		Keys:     keys,
+		Verifier: accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
+	}
+	be := &benchEdge{gateway: gw, ledger: ledger, broker: broker}
+	for i := range servers {
+		be.servers = append(be.servers, &authserver.Server{
+			Name:    fmt.Sprintf("s%d", i),
+			Path:    fmt.Sprintf("/s%d", i),
+			Rule:    scopes.Rule{Offered: scopes.MustParse("tickets.read accounts.read")},
+			Gateway: gw,
+		})
+	}
+	be.edge = authserver.New(authserver.Options{PublicURL: benchPublicURL}, be.servers)
+	if err := ledger.SaveClient(ctx, &grants.Client{
+		ID:                      benchClientID,
+		RedirectURIs:            []string{benchRedirect},
+		GrantTypes:              []string{"authorization_code", "refresh_token"},
+		ResponseTypes:           []string{"code"},
+		TokenEndpointAuthMethod: "none",
+		Source:                  grants.SourceRegistered,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return be
+}
+
+// putGrants stores downstream grants for users user-0 … user-<n-1>, as the
+// callback does after each user's downstream sign-in.
+func (be *benchEdge) putGrants(b *testing.B, n int) {
+	b.Helper()
+	ctx := context.Background()
+	exp := time.Now().Add(24 * time.Hour)
+	for i := range n {
+		err := be.broker.Put(ctx, &grants.Grant{
+			User: benchUser(i),
+			Token: &oauth2.Token{
+				AccessToken:  "downstream-access-" + benchUser(i),
+				TokenType:    "Bearer",
+				RefreshToken: "downstream-refresh-" + benchUser(i),
+				Expiry:       exp,
+			},
+			Scopes: "openid offline_access tickets.read accounts.read",
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchUser(i int) string { return fmt.Sprintf("user-%d", i) }
+
+// token issues an access token for user at server s, as the token
+// endpoint does.
+func (be *benchEdge) token(b *testing.B, s *authserver.Server, user string) string {
+	b.Helper()
+	now := time.Now()
+	tok, err := be.gateway.Keys.Issue(accesstoken.Claims{
+		Issuer:    s.Issuer,
+		Subject:   user,
+		Audience:  s.Resource,
+		Scope:     "accounts.read tickets.read",
+		ClientID:  benchClientID,
+		FamilyID:  "fam-" + user,
+		IssuedAt:  now,
+		NotBefore: now,
+		ExpiresAt: now.Add(time.Hour),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tok
+}
+
+// mcpRequest is a proxied MCP call as ServeHTTP hands it to Authorize.
+func mcpRequest(s *authserver.Server, token string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, benchPublicURL+s.Path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	r.Header.Set("Authorization", "Bearer "+token)
+	r.Header.Set("Content-Type", "application/json")
+	return r
+}
+
+// discardWriter is a ResponseWriter that keeps nothing, so the benchmark
+// counts only what Authorize allocates. Its header map is cleared after
+// each request, as net/http gives every request a fresh one.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(status int)      { w.status = status }
+
+func (w *discardWriter) reset() {
+	clear(w.h)
+	w.status = 0
+}
+
+func authorizeOnce(b *testing.B, be *benchEdge, w *discardWriter, r *http.Request, s *authserver.Server) {
+	w.reset()
+	if _, ok := be.edge.Authorize(w, r, s); !ok {
+		b.Fatalf("Authorize refused a valid token: status %d, %s", w.status, w.h.Get("WWW-Authenticate"))
+	}
+}
+
+// BenchmarkAuthorize is the per-request authorization step of a proxied MCP
+// call. Warm: the token was seen before, so the verified claims and the
+// user's decrypted downstream token both come from memory. Cold: the
+// token's signature is verified and the user's grant read from storage and
+// opened, as on the first request after a restart.
+func BenchmarkAuthorize(b *testing.B) {
+	b.Run("warm", func(b *testing.B) {
+		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be.putGrants(b, 1)
+		s := be.servers[0]
+		r := mcpRequest(s, be.token(b, s, benchUser(0)))
+		w := &discardWriter{h: http.Header{}}
+		authorizeOnce(b, be, w, r, s)
+		b.ReportAllocs()
+		for b.Loop() {
+			authorizeOnce(b, be, w, r, s)
+		}
+	})
+	b.Run("warm-parallel", func(b *testing.B) {
+		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be.putGrants(b, 64)
+		s := be.servers[0]
+		reqs := make([]*http.Request, 64)
+		for i := range reqs {
+			reqs[i] = mcpRequest(s, be.token(b, s, benchUser(i)))
+			authorizeOnce(b, be, &discardWriter{h: http.Header{}}, reqs[i], s)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			w := &discardWriter{h: http.Header{}}
+			for i := 0; pb.Next(); i++ {
+				w.reset()
+				if _, ok := be.edge.Authorize(w, reqs[i%len(reqs)], s); !ok {
+					b.Error("Authorize refused a valid token")
+					return
+				}
+			}
+		})
+	})
+	b.Run("cold", func(b *testing.B) {
+		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be.putGrants(b, 1)
+		// Without a cache every Verify checks the signature; forgetting the
+		// user makes the Broker read and open the grant again.
+		be.gateway.Verifier = accesstoken.NewVerifier(be.gateway.Keys, accesstoken.VerifierOptions{CacheSize: -1})
+		s := be.servers[0]
+		r := mcpRequest(s, be.token(b, s, benchUser(0)))
+		w := &discardWriter{h: http.Header{}}
+		b.ReportAllocs()
+		for b.Loop() {
+			be.broker.Forget(benchUser(0))
+			authorizeOnce(b, be, w, r, s)
+		}
+	})
+}
+
+// BenchmarkAuthorizeScale shows that a warm request costs the same whether
+// the gateway has 1 or 100 servers and 1 or 100 000 users' grants.
+func BenchmarkAuthorizeScale(b *testing.B) {
+	for _, tc := range []struct{ servers, grants int }{
+		{1, 1}, {100, 1}, {1, 100_000}, {100, 100_000},
+	} {
+		b.Run(fmt.Sprintf("servers=%d/grants=%d", tc.servers, tc.grants), func(b *testing.B) {
+			be := newBenchEdge(b, grants.NewMemoryStore(), tc.servers)
+			be.putGrants(b, tc.grants)
+			// The last server and the last user: a linear search would
+			// pay for every one before them.
+			s := be.servers[len(be.servers)-1]
+			r := mcpRequest(s, be.token(b, s, benchUser(tc.grants-1)))
+			w := &discardWriter{h: http.Header{}}
+			authorizeOnce(b, be, w, r, s)
+			b.ReportAllocs()
+			for b.Loop() {
+				if be.edge.ServerAt(r.URL.Path) != s {
+					b.Fatal("ServerAt found another server")
+				}
+				authorizeOnce(b, be, w, r, s)
+			}
+		})
+	}
+}
+
+// BenchmarkServerAt is the routing of a request to its server, which
+// ServeHTTP does before Authorize.
+func BenchmarkServerAt(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			be := newBenchEdge(b, grants.NewMemoryStore(), n)
+			s := be.servers[n-1]
+			path := s.Path + "/mcp"
+			b.ReportAllocs()
+			for b.Loop() {
+				if be.edge.ServerAt(path) != s {
+					b.Fatal("ServerAt found another server")
+				}
+			}
+		})
+	}
+}
+
+// stores are the storage back ends of the token endpoint benchmarks: the
+// in-memory store and certmagic's file storage, Caddy's default.
+func stores(b *testing.B) []struct {
+	name  string
+	store func() grants.Store
+} {
+	return []struct {
+		name  string
+		store func() grants.Store
+	}{
+		{"memory", func() grants.Store { return grants.NewMemoryStore() }},
+		{"file", func() grants.Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
+	}
+}
+
+// BenchmarkTokenEndpoint is the token endpoint through ServeOAuth, with its
+// storage: redeeming an authorization code (single use under the storage
+// lock, PKCE, a new refresh family, an ES256 signature) and a refresh
+// (rotation under the lock, a grant check, a signature).
+func BenchmarkTokenEndpoint(b *testing.B) {
+	for _, st := range stores(b) {
+		b.Run("authorization_code/"+st.name, func(b *testing.B) {
+			be := newBenchEdge(b, st.store(), 1)
+			be.putGrants(b, 1)
+			s := be.servers[0]
+			verifier := oauth2.GenerateVerifier()
+			sum := sha256.Sum256([]byte(verifier))
+			challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+			// Each exchange spends a code, so the codes are issued first,
+			// as the callback would, outside the timed part.
+			codes := make([]string, b.N)
+			for i := range codes {
+				code, err := be.ledger.IssueCode(context.Background(), &grants.Code{
+					ClientID:      benchClientID,
+					RedirectURI:   benchRedirect,
+					CodeChallenge: challenge,
+					Server:        s.Name,
+					Resource:      s.Resource,
+					Scopes:        "accounts.read tickets.read",
+					User:          benchUser(0),
+					ExpiresAt:     time.Now().Add(time.Hour),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				codes[i] = code
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tokenRequest(b, be, s, url.Values{
+					"grant_type":    {"authorization_code"},
+					"code":          {codes[i]},
+					"redirect_uri":  {benchRedirect},
+					"code_verifier": {verifier},
+				})
+			}
+		})
+		b.Run("refresh_token/"+st.name, func(b *testing.B) {
+			be := newBenchEdge(b, st.store(), 1)
+			be.putGrants(b, 1)
+			s := be.servers[0]
+			refresh, err := be.ledger.StartFamily(context.Background(), &grants.Family{
+				ClientID:  benchClientID,
+				Server:    s.Name,
+				Resource:  s.Resource,
+				User:      benchUser(0),
+				Scopes:    "accounts.read tickets.read",
+				ExpiresAt: time.Now().Add(time.Hour),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				refresh = tokenRequest(b, be, s, url.Values{
+					"grant_type":    {"refresh_token"},
+					"refresh_token": {refresh},
+				}).RefreshToken
+			}
+		})
+	}
+}
+
+type benchTokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// tokenRequest posts form to s's token endpoint as a public client.
+func tokenRequest(b *testing.B, be *benchEdge, s *authserver.Server, form url.Values) benchTokens {
+	form.Set("client_id", benchClientID)
+	r := httptest.NewRequest(http.MethodPost, benchPublicURL+"/oauth/"+s.Name+"/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	if !be.edge.ServeOAuth(w, r) {
+		b.Fatal("the token endpoint was not served")
+	}
+	var tok benchTokens
+	if w.Code != http.StatusOK {
+		b.Fatalf("token endpoint: status %d: %s", w.Code, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &tok); err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+		b.Fatalf("token response %s: %v", w.Body, err)
+	}
+	return tok
+}
