@@ -157,6 +157,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		Logger:           g.logger,
 		AuditLogger:      ctx.Logger().Named("audit"),
 	}, servers)
+	for _, rt := range g.runtimes {
+		rt.state.describe(publicURL, rt.gateway, g.edge.Servers())
+	}
 	return nil
 }
 

@@ -115,6 +115,9 @@ type gatewayState struct {
 	keys     *accesstoken.Keyset
 	verifier *accesstoken.Verifier
 
+	// inventory is what the latest config attached, for the admin API.
+	inventory gatewayInventory
+
 	// stopSweeping ends the sweep of expired records and the polling of
 	// revocations; set once loaded.
 	stopSweeping context.CancelFunc

@@ -1,0 +1,320 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI serves the gateway's routes on Caddy's admin endpoint, below
+// /mcp_gateway/: the gateways and their servers, the grants (refresh-token
+// families) users gave to clients, and the registered clients, with
+// revocation. Caddy loads it with the admin endpoint; it needs no config.
+//
+//	GET    /mcp_gateway/gateways
+//	GET    /mcp_gateway/gateways/<gateway>/grants?user=&client_id=&server=&revoked=true&after=&limit=
+//	DELETE /mcp_gateway/gateways/<gateway>/grants/<grant id>
+//	DELETE /mcp_gateway/gateways/<gateway>/grants?user=<user>|client_id=<client>
+//	GET    /mcp_gateway/gateways/<gateway>/clients
+//	DELETE /mcp_gateway/gateways/<gateway>/clients/<client id>
+//
+// A revocation takes effect at once on the instance that serves it and
+// within seconds on every other instance sharing the storage. No answer
+// carries a token or secret.
+type AdminAPI struct {
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.mcp_gateway",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Provision implements caddy.Provisioner.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	return nil
+}
+
+// Routes implements caddy.AdminRouter.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/mcp_gateway/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+// adminPageLimit bounds one page of a listing.
+const adminPageLimit = 500
+
+func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/mcp_gateway/gateways")
+	if !ok {
+		return adminError(http.StatusNotFound, "unknown route %s; see /mcp_gateway/gateways", r.URL.Path)
+	}
+	if rest == "" || rest == "/" {
+		if r.Method != http.MethodGet {
+			return adminError(http.StatusMethodNotAllowed, "use GET")
+		}
+		return writeAdminJSON(w, gatewayInventories())
+	}
+	name, rest, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
+	st := liveGateway(name)
+	if st == nil {
+		return adminError(http.StatusNotFound, "no gateway %q is running in this config", name)
+	}
+	if err := st.load(r.Context()); err != nil {
+		return adminError(http.StatusServiceUnavailable, "gateway %q cannot reach its storage: %v", name, err)
+	}
+	collection, id, _ := strings.Cut(rest, "/")
+	switch {
+	case collection == "grants" && id == "" && r.Method == http.MethodGet:
+		return a.listGrants(w, r, st)
+	case collection == "grants" && r.Method == http.MethodDelete:
+		return a.revokeGrants(w, r, st, id)
+	case collection == "clients" && id == "" && r.Method == http.MethodGet:
+		return a.listClients(w, r, st)
+	case collection == "clients" && id != "" && r.Method == http.MethodDelete:
+		return a.deleteClient(w, r, st, id)
+	case collection == "grants" || collection == "clients":
+		return adminError(http.StatusMethodNotAllowed, "%s %s is not supported", r.Method, r.URL.Path)
+	}
+	return adminError(http.StatusNotFound, "unknown route %s", r.URL.Path)
+}
+
+// grantView is a grant as the admin API shows it: never a token.
+type grantView struct {
+	ID            string    `json:"id"`
+	User          string    `json:"user"`
+	ClientID      string    `json:"client_id"`
+	Server        string    `json:"server"`
+	Scopes        string    `json:"scopes"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastUsedAt    time.Time `json:"last_used_at"`
+	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	Revoked       bool      `json:"revoked,omitempty"`
+	RevokedReason string    `json:"revoked_reason,omitempty"`
+}
+
+func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, st *gatewayState) error {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > adminPageLimit {
+			return adminError(http.StatusBadRequest, "limit must be 1 to %d", adminPageLimit)
+		}
+		limit = n
+	}
+	filter := grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id"), Server: q.Get("server"), Revoked: q.Get("revoked") == "true"}
+	families, next, err := st.ledger.Families(r.Context(), filter, q.Get("after"), limit)
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "listing grants: %v", err)
+	}
+	page := struct {
+		Grants []grantView `json:"grants"`
+		Next   string      `json:"next,omitempty"`
+	}{Grants: make([]grantView, 0, len(families)), Next: next}
+	for _, f := range families {
+		page.Grants = append(page.Grants, grantView{ID: f.ID, User: f.User, ClientID: f.ClientID, Server: f.Server, Scopes: f.Scopes,
+			CreatedAt: f.CreatedAt, LastUsedAt: f.RotatedAt, ExpiresAt: f.ExpiresAt, Revoked: f.Revoked, RevokedReason: f.RevokedReason})
+	}
+	return writeAdminJSON(w, page)
+}
+
+// revokeGrants revokes one grant by ID, or every live grant of a user or of
+// a client.
+func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gatewayState, id string) error {
+	ctx := r.Context()
+	var ids []string
+	if id != "" {
+		if _, err := st.ledger.Family(ctx, id); errors.Is(err, grants.ErrNotFound) {
+			return adminError(http.StatusNotFound, "no grant %q", id)
+		} else if err != nil {
+			return adminError(http.StatusServiceUnavailable, "reading grant %q: %v", id, err)
+		}
+		ids = []string{id}
+	} else {
+		q := r.URL.Query()
+		filter := grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
+		if filter.User == "" && filter.ClientID == "" {
+			return adminError(http.StatusBadRequest, "name the grants to revoke: /grants/<id>, ?user=<user> or ?client_id=<client>")
+		}
+		var err error
+		if ids, err = matchingGrants(r, st, filter); err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		if err := st.revokeGrant(ctx, id, "revoked by an operator"); err != nil {
+			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", id, err)
+		}
+	}
+	a.logger.Info("grants revoked through the admin API", zap.String("gateway", st.cfg.name), zap.Int("count", len(ids)))
+	return writeAdminJSON(w, map[string]any{"revoked": ids})
+}
+
+// matchingGrants returns the IDs of every live grant matching filter.
+func matchingGrants(r *http.Request, st *gatewayState, filter grants.FamilyFilter) ([]string, error) {
+	ids := []string{}
+	after := ""
+	for {
+		page, next, err := st.ledger.Families(r.Context(), filter, after, adminPageLimit)
+		if err != nil {
+			return nil, adminError(http.StatusServiceUnavailable, "listing grants: %v", err)
+		}
+		for _, f := range page {
+			ids = append(ids, f.ID)
+		}
+		if next == "" {
+			return ids, nil
+		}
+		after = next
+	}
+}
+
+// clientView is a registered client as the admin API shows it.
+type clientView struct {
+	ID           string    `json:"client_id"`
+	Name         string    `json:"client_name,omitempty"`
+	RedirectURIs []string  `json:"redirect_uris"`
+	AuthMethod   string    `json:"token_endpoint_auth_method"`
+	Source       string    `json:"source,omitempty"`
+	CreatedAt    time.Time `json:"created_at,omitzero"`
+}
+
+func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request, st *gatewayState) error {
+	clients, err := st.ledger.Clients(r.Context())
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "listing clients: %v", err)
+	}
+	out := struct {
+		Clients []clientView `json:"clients"`
+	}{Clients: make([]clientView, 0, len(clients))}
+	for _, c := range clients {
+		out.Clients = append(out.Clients, clientView{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
+			AuthMethod: c.TokenEndpointAuthMethod, Source: c.Source, CreatedAt: c.CreatedAt})
+	}
+	return writeAdminJSON(w, out)
+}
+
+// deleteClient removes a registered client and revokes its grants, so its
+// tokens stop working and it must register again.
+func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gatewayState, id string) error {
+	ctx := r.Context()
+	if _, err := st.ledger.Client(ctx, id); errors.Is(err, grants.ErrNotFound) {
+		return adminError(http.StatusNotFound, "no registered client %q (clients declared in the config are removed from the config)", id)
+	} else if err != nil {
+		return adminError(http.StatusServiceUnavailable, "reading client %q: %v", id, err)
+	}
+	ids, err := matchingGrants(r, st, grants.FamilyFilter{ClientID: id})
+	if err != nil {
+		return err
+	}
+	for _, fam := range ids {
+		if err := st.revokeGrant(ctx, fam, "client deleted by an operator"); err != nil {
+			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", fam, err)
+		}
+	}
+	if err := st.ledger.DeleteClient(ctx, id); err != nil {
+		return adminError(http.StatusServiceUnavailable, "deleting client %q: %v", id, err)
+	}
+	a.logger.Info("client deleted through the admin API", zap.String("gateway", st.cfg.name), zap.String("client_id", id), zap.Int("grants_revoked", len(ids)))
+	return writeAdminJSON(w, map[string]any{"deleted": id, "revoked": ids})
+}
+
+// gatewayInventory is what the admin API shows of a running gateway.
+type gatewayInventory struct {
+	Name      string            `json:"name"`
+	PublicURL string            `json:"public_url"`
+	Scopes    string            `json:"scopes"`
+	Servers   []serverInventory `json:"servers"`
+}
+
+type serverInventory struct {
+	Name     string `json:"name"`
+	Path     string `json:"path"`
+	Resource string `json:"resource"`
+	Scopes   string `json:"scopes"`
+}
+
+// describe records what the latest config attached to the gateway, for
+// the admin API.
+func (st *gatewayState) describe(publicURL string, gw *authserver.Gateway, servers []*authserver.Server) {
+	inv := gatewayInventory{Name: gw.Name, PublicURL: publicURL, Scopes: gw.Scopes.String(), Servers: []serverInventory{}}
+	for _, s := range servers {
+		if s.Gateway == gw {
+			inv.Servers = append(inv.Servers, serverInventory{Name: s.Name, Path: s.Path, Resource: s.Resource, Scopes: s.Rule.Offered.String()})
+		}
+	}
+	st.mu.Lock()
+	st.inventory = inv
+	st.mu.Unlock()
+}
+
+// revokeGrant revokes a family in storage (which tells other instances)
+// and in this instance's verifier at once.
+func (st *gatewayState) revokeGrant(ctx context.Context, id, reason string) error {
+	if err := st.ledger.RevokeFamily(ctx, id, reason); err != nil && !errors.Is(err, grants.ErrNotFound) {
+		return err
+	}
+	st.verifier.RevokeFamily(id, time.Now().Add(grants.RevocationRetention))
+	return nil
+}
+
+// gatewayInventories lists every gateway of the running configs.
+func gatewayInventories() []gatewayInventory {
+	out := []gatewayInventory{}
+	gatewayPool.Range(func(_, value any) bool {
+		st := value.(*gatewayState)
+		st.mu.Lock()
+		if st.inventory.Name != "" {
+			out = append(out, st.inventory)
+		}
+		st.mu.Unlock()
+		return true
+	})
+	return out
+}
+
+// liveGateway finds a running gateway by name.
+func liveGateway(name string) *gatewayState {
+	var found *gatewayState
+	gatewayPool.Range(func(_, value any) bool {
+		if st := value.(*gatewayState); st.cfg.name == name {
+			found = st
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+func writeAdminJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+func adminError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+var (
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+)
