@@ -69,6 +69,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		return
 	}
 	if err != nil {
+		e.count(s, AuthorizationRefused)
 		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
 		return
 	}
@@ -78,6 +79,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		if reason == "" {
 			reason = "redirect_uri not registered"
 		}
+		e.count(s, AuthorizationRefused)
 		e.audit("authorization refused", s, client.ID, "", "", zap.String("reason", reason))
 		if refused.redirectURI == "" {
 			e.errorPage(w, http.StatusBadRequest, refused.title, refused.message)
@@ -87,6 +89,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		return
 	}
 
+	e.count(s, AuthorizationStarted)
 	browser := e.browserCookie(w, r)
 	now := e.opts.Now()
 	p := &grants.Pending{
@@ -200,6 +203,7 @@ func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
 		return
 	}
 	if r.PostForm.Get("decision") != "approve" {
+		e.count(s, AuthorizationDenied)
 		e.audit("consent refused", s, p.ClientID, "", p.Scopes)
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "access_denied", "the user denied the authorization request")
 		return

@@ -53,6 +53,7 @@ func (e *Edge) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if browser == "" || subtle.ConstantTimeCompare([]byte(p.BrowserHash), []byte(hashWithLabel("browser", browser))) != 1 {
 		// The confused-deputy defence: the login must finish in the browser
 		// that gave consent.
+		e.count(s, AuthorizationRefused)
 		e.audit("callback refused", s, p.ClientID, "", p.Scopes, zap.String("reason", "different browser"))
 		e.errorPage(w, http.StatusForbidden, "This sign-in was started in another browser",
 			"For your safety the gateway only completes a sign-in in the browser where you approved it. Start again from your MCP client.")
@@ -63,6 +64,7 @@ func (e *Edge) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if errCode == "access_denied" {
 			code = "access_denied"
 		}
+		e.count(s, AuthorizationRefused)
 		e.audit("downstream login refused", s, p.ClientID, "", p.Scopes, zap.String("downstream_error", errCode))
 		e.redirectError(w, r, s, p.RedirectURI, p.State, code, "the identity provider answered "+errCode)
 		return
@@ -104,6 +106,7 @@ func (e *Edge) serveCallback(w http.ResponseWriter, r *http.Request) {
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the gateway's storage is unavailable; try again later")
 		return
 	}
+	e.count(s, AuthorizationCompleted)
 	e.audit("grant created", s, p.ClientID, res.User, p.Scopes)
 	v := url.Values{"code": {code}, "iss": {s.Issuer}}
 	if p.State != "" {

@@ -64,6 +64,9 @@ type Server struct {
 	Issuer   string      // public URL + /oauth/ + Name
 	Rule     scopes.Rule // what it offers and how requests are resolved
 	Gateway  *Gateway
+	// Narrowing asks for its downstream token narrowed to its own scopes;
+	// nil hands it the grant's full token.
+	Narrowing *grants.Narrowing
 
 	challenge string // the WWW-Authenticate value of a plain 401
 }
@@ -86,6 +89,9 @@ type Options struct {
 	// Default: the host of RemoteAddr. Caddy passes its client IP, which
 	// honours the server's trusted_proxies.
 	ClientIP func(*http.Request) string
+
+	// Counter receives the outcomes, for metrics; nil counts nothing.
+	Counter Counter
 
 	Logger      *zap.Logger
 	AuditLogger *zap.Logger // security decisions; default Logger.Named("audit")

@@ -102,6 +102,7 @@ func (t *tooMany) oauthError() *oauthError {
 // refuseTooMany records the refusal on the audit log and answers it, as a
 // page for browsers or an OAuth error JSON for clients.
 func (e *Edge) refuseTooMany(w http.ResponseWriter, r *http.Request, s *Server, clientID string, t *tooMany, page bool) {
+	e.count(s, RateLimited)
 	e.audit("request refused", s, clientID, "", "", zap.String("reason", "rate limited"),
 		zap.String("limit", t.what), zap.String("address", e.clientAddress(r)))
 	if !page {

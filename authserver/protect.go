@@ -36,39 +36,54 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 	}
 	raw, ok := bearerToken(r)
 	if !ok {
+		e.count(s, RequestUnauthorized)
 		e.challenge(w, s, "", "")
 		return Access{}, false
 	}
 	g := s.Gateway
 	claims, err := g.Verifier.Verify(raw)
 	if err != nil {
+		e.refuseRequest(s, "", "", RequestUnauthorized, err.Error())
 		e.challenge(w, s, "invalid_token", tokenErrorDescription(err))
 		return Access{}, false
 	}
 	if claims.Audience != s.Resource || claims.Issuer != s.Issuer {
+		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnauthorized, "token issued for another resource")
 		e.challenge(w, s, "invalid_token", "the access token was issued for another resource; authorize for "+s.Resource)
 		return Access{}, false
 	}
 	// The server may have been narrowed by a reload since the token was
 	// issued: at least one of its scopes must still be offered.
 	if !hasOfferedScope(claims.Scope, s) {
+		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestForbidden, "insufficient scope")
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="none of the token's scopes is offered by this server", scope="`+s.Rule.Offered.String()+`", resource_metadata="`+e.resourceMetadataURL(s)+`"`)
 		writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: "none of the token's scopes is offered by server " + s.Name + "; authorize again"})
 		return Access{}, false
 	}
-	tok, err := g.Broker.Token(r.Context(), claims.Subject)
+	tok, err := g.Broker.TokenFor(r.Context(), claims.Subject, s.Narrowing)
 	switch {
 	case err == nil:
 	case errors.Is(err, grants.ErrGrantDead), errors.Is(err, grants.ErrNotFound):
+		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnauthorized, "downstream grant ended")
 		e.challenge(w, s, "invalid_token", "the user's sign-in at the identity provider has ended; authorize again")
 		return Access{}, false
 	default:
+		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnavailable, "downstream refresh failed")
 		e.log.Warn("downstream token unavailable", zap.String("gateway", g.Name), zap.String("server", s.Name), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, &oauthError{Code: "temporarily_unavailable", Description: "the identity provider cannot refresh the user's access right now; retry shortly"})
 		return Access{}, false
 	}
+	e.count(s, RequestAllowed)
 	return Access{Server: s, Claims: claims, DownstreamToken: tok.AccessToken}, true
+}
+
+// refuseRequest counts a refused MCP request and records why on the audit
+// log. A request without any token is only counted: every client's first
+// request is one.
+func (e *Edge) refuseRequest(s *Server, clientID, user string, o Outcome, reason string) {
+	e.count(s, o)
+	e.audit("request refused", s, clientID, user, "", zap.String("reason", reason))
 }
 
 // challenge answers 401 with the RFC 9728 / RFC 6750 challenge that tells

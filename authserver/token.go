@@ -41,6 +41,7 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 	ctx := r.Context()
 	client, oerr := e.authenticateClient(ctx, s, r, form)
 	if oerr != nil {
+		e.count(s, TokenRefusedOther)
 		writeOAuthError(w, oerr)
 		return
 	}
@@ -56,10 +57,27 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 		oerr = &oauthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type", Description: "grant_type " + gt + " is not supported; use authorization_code or refresh_token"}
 	}
 	if oerr != nil {
+		e.count(s, tokenOutcome(form.Get("grant_type"), false))
 		writeOAuthError(w, oerr)
 		return
 	}
+	e.count(s, tokenOutcome(form.Get("grant_type"), true))
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// tokenOutcome is the outcome of a token request of grant type gt.
+func tokenOutcome(gt string, issued bool) Outcome {
+	switch {
+	case gt == "authorization_code" && issued:
+		return TokenIssuedCode
+	case gt == "authorization_code":
+		return TokenRefusedCode
+	case gt == "refresh_token" && issued:
+		return TokenIssuedRefresh
+	case gt == "refresh_token":
+		return TokenRefusedRefresh
+	}
+	return TokenRefusedOther
 }
 
 func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Client, form url.Values) (*tokenResponse, *oauthError) {
@@ -333,6 +351,7 @@ func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Reques
 		// Every attempt is charged and a success refunded, so that
 		// concurrent guesses are counted exactly.
 		if t := take(e.limits.clientAuth, client.ID, "client authentication"); t != nil {
+			e.count(s, RateLimited)
 			e.audit("request refused", s, client.ID, "", "", zap.String("reason", "too many failed client authentications"))
 			return nil, t.oauthError()
 		}

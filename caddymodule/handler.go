@@ -59,6 +59,7 @@ type Handler struct {
 	RateLimits *RateLimits `json:"rate_limits,omitempty"`
 
 	edge      *authserver.Edge
+	counter   outcomeCounter
 	runtimes  []*gatewayRuntime
 	upstreams map[string]caddyhttp.MiddlewareHandler
 	acquired  []string // usage pool keys this instance took
@@ -133,6 +134,8 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 			Path:    srv.Path,
 			Rule:    scopes.Rule{Offered: offered, Strict: srv.StrictScopes},
 			Gateway: gws[gw.Name],
+			// Its downstream token, narrowed to its own scopes.
+			Narrowing: runtimes[gw.Name].state.narrowing(gw, srv.Name, offered, full),
 		})
 		mod, err := ctx.LoadModule(srv, "UpstreamRaw")
 		if err != nil {
@@ -145,6 +148,12 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	metricsOf := map[*authserver.Gateway]*gatewayMetrics{}
+	for _, rt := range g.runtimes {
+		rt.state.metrics.register(ctx.GetMetricsRegistry(), g.logger, rt.gateway.Name)
+		metricsOf[rt.gateway] = rt.state.metrics
+	}
+	g.counter = newOutcomeCounter(servers, func(gw *authserver.Gateway) *gatewayMetrics { return metricsOf[gw] })
 	g.edge = authserver.New(authserver.Options{
 		PublicURL:        publicURL,
 		AccessTokenTTL:   time.Duration(g.Lifetimes.AccessToken),
@@ -154,6 +163,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		AuthorizationTTL: time.Duration(g.Lifetimes.Authorization),
 		Limits:           limits,
 		ClientIP:         clientIP,
+		Counter:          g.counter,
 		Logger:           g.logger,
 		AuditLogger:      ctx.Logger().Named("audit"),
 	}, servers)
@@ -234,6 +244,7 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if errors.As(err, &he) && he.StatusCode >= 500 {
 		status = he.StatusCode
 	}
+	g.counter.Count(s, authserver.RequestUpstreamError)
 	g.logger.Error("MCP upstream failed", zap.String("server", s.Name), zap.Int("status", status), zap.Error(err))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -336,7 +347,7 @@ func poolKey(storageID, publicURL string, r *resolvedGateway) string {
 	h := sha256.New()
 	for _, part := range []string{storageID, publicURL, r.name, r.issuer, r.clientID, r.clientSecret, r.resource,
 		strings.Join(r.downstreamScopes, " "), r.identitySource, r.identityClaim, r.encryptionKey,
-		strings.Join(r.previousKeys, "\x00"), fmt.Sprint(r.allowPrivateDocuments)} {
+		strings.Join(r.previousKeys, "\x00"), fmt.Sprint(r.allowPrivateDocuments), r.settings} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

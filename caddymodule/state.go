@@ -2,11 +2,16 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	mathrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -16,6 +21,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
 // gatewayPool holds each gateway's live state across config reloads: Caddy
@@ -32,6 +38,14 @@ type resolvedGateway struct {
 	previousKeys                                   []string
 	allowPrivateDocuments                          bool
 	clients                                        map[string]*grants.Client
+
+	// downstream is the downstream client's config but for its HTTP
+	// client and redirect URL.
+	downstream downstream.Config
+	// settings fingerprints the downstream settings the fields above do
+	// not hold (endpoints, client authentication, audience parameter,
+	// scope names, extra parameters), for the usage pool's key.
+	settings string
 }
 
 func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error) {
@@ -70,10 +84,9 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 			r.identityClaim = id.Claim
 		}
 	}
-	// The gateway asks the downstream server for its whole scope set once,
-	// plus what it needs for identity and refresh; each MCP server's tokens
-	// then carry only that server's subset.
-	r.downstreamScopes = append([]string{"openid", "offline_access"}, gw.Scopes...)
+	if err := r.resolveDownstream(repl, gw); err != nil {
+		return nil, err
+	}
 	for _, c := range gw.Clients {
 		client := &grants.Client{
 			ID:            c.ID,
@@ -98,6 +111,103 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 	return r, nil
 }
 
+// resolveDownstream builds the downstream client's config.
+func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) error {
+	// The gateway asks the downstream server for its whole scope set once,
+	// plus what it needs for identity and refresh; each MCP server's
+	// downstream token is then narrowed to that server's subset.
+	login := downstream.DefaultLoginScopes()
+	if gw.LoginScopes != nil {
+		login = slices.Clone(gw.LoginScopes)
+	}
+	r.downstreamScopes = append(slices.Clone(login), gw.Scopes...)
+	dc := downstream.Config{
+		Issuer:   r.issuer,
+		ClientID: r.clientID,
+		Endpoints: downstream.Metadata{
+			AuthorizationEndpoint: repl.ReplaceKnown(gw.AuthorizationEndpoint, ""),
+			TokenEndpoint:         repl.ReplaceKnown(gw.TokenEndpoint, ""),
+		},
+		ClientAuth:     downstream.ClientAuth{Secret: r.clientSecret},
+		Resource:       r.resource,
+		ResourceParam:  gw.ResourceParameter,
+		Scopes:         slices.Clone(gw.Scopes),
+		ScopeMap:       gw.ScopeMap,
+		LoginScopes:    login,
+		AuthParams:     make(map[string]string, len(gw.AuthorizationParams)),
+		IdentitySource: r.identitySource,
+		IdentityClaim:  r.identityClaim,
+	}
+	if (gw.AuthorizationEndpoint != "") != (dc.Endpoints.AuthorizationEndpoint != "") ||
+		(gw.TokenEndpoint != "") != (dc.Endpoints.TokenEndpoint != "") {
+		return fmt.Errorf("authorization_endpoint or token_endpoint resolved to an empty value; is the environment variable set?")
+	}
+	for k, v := range gw.AuthorizationParams {
+		dc.AuthParams[k] = repl.ReplaceKnown(v, "")
+	}
+	if id := gw.Identity; id != nil && id.Endpoint != "" {
+		if dc.UserinfoURL = repl.ReplaceKnown(id.Endpoint, ""); dc.UserinfoURL == "" {
+			return fmt.Errorf("the identity endpoint resolved to an empty value; is the environment variable set?")
+		}
+	}
+	keyDigest, keyID := "", ""
+	if ca := gw.ClientAuth; ca != nil {
+		dc.ClientAuth.Method = ca.Method
+		dc.ClientAuth.AssertionAudience = repl.ReplaceKnown(ca.AssertionAudience, "")
+		if ca.Method == downstream.AuthPrivateKeyJWT {
+			pemText := repl.ReplaceKnown(ca.PrivateKey, "")
+			if pemText == "" {
+				return fmt.Errorf("client_auth key resolved to an empty value; is the file or environment variable set?")
+			}
+			keyID = repl.ReplaceKnown(ca.KeyID, "")
+			key, err := downstream.ParseClientKey([]byte(pemText), keyID)
+			if err != nil {
+				return fmt.Errorf("client_auth key: %w", err)
+			}
+			dc.ClientAuth.Key = key
+			sum := sha256.Sum256([]byte(pemText))
+			keyDigest = hex.EncodeToString(sum[:])
+		}
+	}
+	settings, err := json.Marshal(map[string]any{
+		"endpoints":      dc.Endpoints,
+		"client_auth":    []string{dc.ClientAuth.Method, dc.ClientAuth.AssertionAudience, keyDigest, keyID},
+		"resource_param": dc.ResourceParam,
+		"scope_map":      dc.ScopeMap,
+		"auth_params":    dc.AuthParams,
+		"userinfo":       dc.UserinfoURL,
+	})
+	if err != nil {
+		return err
+	}
+	r.downstream, r.settings = dc, string(settings)
+	return nil
+}
+
+// narrowing returns how server name, offering the scopes offered of the
+// gateway's full set, gets its downstream token under gw's config: nil
+// (the full token) when per_server_tokens is off or there is nothing to
+// narrow.
+func (st *gatewayState) narrowing(gw *Gateway, name string, offered, full scopes.Set) *grants.Narrowing {
+	p := gw.PerServerTokens
+	if p == nil {
+		p = &PerServerTokens{}
+	}
+	if p.Mode == "off" || offered.ContainsAll(full) {
+		return nil
+	}
+	gateway := gw.Name
+	return &grants.Narrowing{
+		Key:    name,
+		Scopes: st.downstream.MapScopes(offered.Tokens()),
+		Refuse: p.Fallback == "refuse",
+		Warn: func(reason error) {
+			st.logger.Warn("the downstream server cannot narrow tokens to this server's scopes; the server gets the full token (set per_server_tokens fallback refuse to refuse instead)",
+				zap.String("gateway", gateway), zap.String("server", name), zap.Error(reason))
+		},
+	}
+}
+
 // gatewayState is the part of a gateway that outlives a config: its durable
 // state's handles and its in-memory caches.
 type gatewayState struct {
@@ -117,6 +227,9 @@ type gatewayState struct {
 
 	// inventory is what the latest config attached, for the admin API.
 	inventory gatewayInventory
+
+	metrics    *gatewayMetrics
+	grantCount atomic.Int64 // users with a stored grant, at the last count
 
 	// stopSweeping ends the sweep of expired records and the polling of
 	// revocations; set once loaded.
@@ -148,30 +261,35 @@ func (st *gatewayState) sweep(ctx context.Context, ledger *grants.Ledger) {
 			continue
 		}
 		st.logger.Debug("swept expired records", zap.String("gateway", st.cfg.name), zap.Int("deleted", n))
+		st.countGrants(ctx)
 	}
 }
 
 func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGateway, logger *zap.Logger) *gatewayState {
 	httpClient := &http.Client{Timeout: 10 * time.Second}
-	return &gatewayState{
+	st := &gatewayState{
 		logger:     logger,
 		storage:    storage,
 		prefix:     "mcp_gateway/" + cfg.name,
 		cfg:        cfg,
 		documents:  authserver.NewMetadataDocumentFetcher(authserver.MetadataDocumentOptions{AllowPrivate: cfg.allowPrivateDocuments}),
 		httpClient: httpClient,
-		downstream: downstream.New(downstream.Config{
-			Issuer:         cfg.issuer,
-			ClientID:       cfg.clientID,
-			ClientSecret:   cfg.clientSecret,
-			Resource:       cfg.resource,
-			Scopes:         cfg.downstreamScopes,
-			RedirectURL:    publicURL + authserver.CallbackPath,
-			IdentitySource: cfg.identitySource,
-			IdentityClaim:  cfg.identityClaim,
-			HTTPClient:     httpClient,
-		}),
+		downstream: downstream.New(withTransport(cfg.downstream, publicURL+authserver.CallbackPath, httpClient)),
 	}
+	st.metrics = newGatewayMetrics(cfg.name, func() float64 { return float64(st.grantCount.Load()) })
+	return st
+}
+
+// countGrants updates the grant count the metrics show.
+func (st *gatewayState) countGrants(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := st.ledger.CountGrants(ctx)
+	if err != nil {
+		st.logger.Warn("counting grants", zap.String("gateway", st.cfg.name), zap.Error(err))
+		return
+	}
+	st.grantCount.Store(int64(n))
 }
 
 // load reads (or creates, once across every instance sharing the storage)
@@ -195,8 +313,9 @@ func (st *gatewayState) load(ctx context.Context) error {
 	st.ledger = grants.NewLedger(st.storage, st.prefix, sealer, nil)
 	st.broker = &grants.Broker{
 		Ledger:       st.ledger,
-		ConfigSource: st.downstream.OAuth2Config,
+		Refresher:    st.downstream,
 		HTTPClient:   st.httpClient,
+		OnRefresh:    st.metrics.observeRefresh,
 	}
 	st.keys = keys
 	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})
@@ -207,6 +326,7 @@ func (st *gatewayState) load(ctx context.Context) error {
 	// after a revocation refuses the family's access tokens from the start.
 	seen := map[string]bool{}
 	st.applyRevocations(ctx, seen)
+	st.countGrants(ctx)
 	go st.pollRevocations(sweepCtx, seen)
 	return nil
 }
@@ -271,6 +391,13 @@ func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {
 		}
 	}
 	return grants.NewSealer(primary, older...)
+}
+
+// withTransport completes a downstream config with the gateway's callback
+// URL and HTTP client.
+func withTransport(dc downstream.Config, redirectURL string, client *http.Client) downstream.Config {
+	dc.RedirectURL, dc.HTTPClient = redirectURL, client
+	return dc
 }
 
 // Destruct implements caddy.Destructor: the last config using this gateway

@@ -47,6 +47,9 @@ type Broker struct {
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OnRefresh, if set, is told of every downstream refresh: how long it
+	// took, and nil, an ErrGrantDead or an ErrDownstreamUnavailable error.
+	OnRefresh func(took time.Duration, err error)
 	// CacheSize bounds the number of users whose decrypted access token is
 	// kept in memory, so that memory does not grow with every user ever
 	// served; a user beyond it costs a storage read. Zero or less means
@@ -226,12 +229,20 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 			}
 			return b.bury(ctx, g, "the access token expired and the downstream server issued no refresh token")
 		}
+		started := time.Now()
 		next, err := b.refresh(ctx, g.Token.RefreshToken)
 		if err != nil {
 			if reason, dead := definitive(err); dead {
-				return b.bury(ctx, g, reason)
+				err = b.bury(ctx, g, reason)
+			} else {
+				err = fmt.Errorf("%w: refreshing a downstream token: %w", ErrDownstreamUnavailable, err)
 			}
-			return fmt.Errorf("%w: refreshing a downstream token: %w", ErrDownstreamUnavailable, err)
+		}
+		if b.OnRefresh != nil {
+			b.OnRefresh(time.Since(started), err)
+		}
+		if err != nil {
+			return err
 		}
 		g.Token, g.RefreshedAt = next, now
 		if s, ok := next.Extra("scope").(string); ok && s != "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -25,6 +26,23 @@ type Grant struct {
 	// the user must sign in again. DeadReason says why.
 	Dead       bool   `json:"dead,omitempty"`
 	DeadReason string `json:"dead_reason,omitempty"`
+	// Narrowed are access tokens narrowed from this grant to one MCP
+	// server's scopes, by the Narrowing's key. They are secret and sealed
+	// with Token. A new sign-in starts without them.
+	Narrowed map[string]*NarrowedToken `json:"-"`
+}
+
+// NarrowedToken is an access token the downstream server issued for a
+// narrower scope than the grant's, by a refresh (RFC 6749 §6).
+type NarrowedToken struct {
+	// Token is the access token, its type and expiry; never a refresh
+	// token, which stays the grant's.
+	Token *oauth2.Token
+	// Scopes are the downstream scopes asked for, space-separated: a token
+	// asked for another set does not serve.
+	Scopes string
+	// IssuedAt is when it was obtained.
+	IssuedAt time.Time
 }
 
 // grantRecord is a Grant as stored.
@@ -33,12 +51,23 @@ type grantRecord struct {
 	SealedToken []byte `json:"token_sealed"`
 }
 
-// tokenFields is the part of an oauth2.Token the gateway keeps.
+// tokenFields is the part of an oauth2.Token the gateway keeps, and the
+// grant's narrowed tokens: everything that is sealed.
 type tokenFields struct {
-	AccessToken  string    `json:"access_token"`
-	TokenType    string    `json:"token_type,omitempty"`
-	RefreshToken string    `json:"refresh_token,omitempty"`
-	Expiry       time.Time `json:"expiry,omitzero"`
+	AccessToken  string                    `json:"access_token"`
+	TokenType    string                    `json:"token_type,omitempty"`
+	RefreshToken string                    `json:"refresh_token,omitempty"`
+	Expiry       time.Time                 `json:"expiry,omitzero"`
+	Narrowed     map[string]narrowedFields `json:"narrowed,omitempty"`
+}
+
+// narrowedFields is a NarrowedToken as sealed.
+type narrowedFields struct {
+	AccessToken string    `json:"access_token"`
+	TokenType   string    `json:"token_type,omitempty"`
+	Expiry      time.Time `json:"expiry,omitzero"`
+	Scopes      string    `json:"scopes"`
+	IssuedAt    time.Time `json:"issued_at,omitzero"`
 }
 
 // SaveGrant stores g, replacing the user's earlier grant. A zero CreatedAt
@@ -52,12 +81,28 @@ func (l *Ledger) SaveGrant(ctx context.Context, g *Grant) error {
 		g.CreatedAt = l.now()
 	}
 	key := l.key(kindGrants, g.User)
-	plain, err := json.Marshal(tokenFields{
+	fields := tokenFields{
 		AccessToken:  g.Token.AccessToken,
 		TokenType:    g.Token.TokenType,
 		RefreshToken: g.Token.RefreshToken,
 		Expiry:       g.Token.Expiry,
-	})
+	}
+	for key, n := range g.Narrowed {
+		if n == nil || n.Token == nil {
+			continue
+		}
+		if fields.Narrowed == nil {
+			fields.Narrowed = make(map[string]narrowedFields, len(g.Narrowed))
+		}
+		fields.Narrowed[key] = narrowedFields{
+			AccessToken: n.Token.AccessToken,
+			TokenType:   n.Token.TokenType,
+			Expiry:      n.Token.Expiry,
+			Scopes:      n.Scopes,
+			IssuedAt:    n.IssuedAt,
+		}
+	}
+	plain, err := json.Marshal(fields)
 	if err != nil {
 		return fmt.Errorf("grants: encoding a downstream token: %w", err)
 	}
@@ -96,10 +141,34 @@ func (l *Ledger) Grant(ctx context.Context, user string) (*Grant, error) {
 		RefreshToken: t.RefreshToken,
 		Expiry:       t.Expiry,
 	}
+	for key, n := range t.Narrowed {
+		if g.Narrowed == nil {
+			g.Narrowed = make(map[string]*NarrowedToken, len(t.Narrowed))
+		}
+		g.Narrowed[key] = &NarrowedToken{
+			Token:    &oauth2.Token{AccessToken: n.AccessToken, TokenType: n.TokenType, Expiry: n.Expiry},
+			Scopes:   n.Scopes,
+			IssuedAt: n.IssuedAt,
+		}
+	}
 	return &g, nil
 }
 
 // grantKey is the storage key (and lock name) of the user's grant.
 func (l *Ledger) grantKey(user string) string {
 	return l.key(kindGrants, user)
+}
+
+// CountGrants returns how many users have a stored downstream grant (dead
+// ones included, until they sign in again). It lists keys without reading
+// the records.
+func (l *Ledger) CountGrants(ctx context.Context) (int, error) {
+	keys, err := l.store.List(ctx, l.dir(kindGrants), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("grants: listing grants: %w", err)
+	}
+	return len(keys), nil
 }
