@@ -40,11 +40,24 @@ func init() {
 //
 //		gateway <name> {
 //			authorization_server <issuer url>
+//			authorization_endpoint <url>
+//			token_endpoint <url>
 //			client_id <id>
 //			client_secret <secret>
-//			resource <downstream resource or audience>
+//			client_auth client_secret_basic|client_secret_post|none
+//			client_auth private_key_jwt key <pem> [key_id <kid>] [assertion_audience token_endpoint|issuer|<url>]
+//			resource <downstream resource>
+//			audience <downstream audience>
+//			resource_parameter resource|audience|none
+//			authorization_params <name> <value> [<name> <value>...]
 //			scopes <scope...>
-//			identity [id_token|userinfo] [claim <name>]
+//			scope_map <scope> <downstream scope...>
+//			scope_map {
+//				<scope> <downstream scope...>
+//			}
+//			login_scopes <scope...>|none
+//			per_server_tokens refresh|off [fallback full_token|refuse]
+//			identity [id_token|userinfo [<endpoint url>]] [claim <name>]
 //			encryption_key <secret> [<previous secret>...]
 //			allow_private_metadata_documents
 //			client <id> {
@@ -86,27 +99,42 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // jsonField maps Caddyfile words to the JSON fields they set, to locate
 // validation errors.
 var jsonField = map[string]string{
-	"authorization_server": "authorization_server",
-	"client_id":            "client_id",
-	"client_secret":        "client_secret",
-	"resource":             "resource",
-	"audience":             "resource",
-	"scopes":               "scopes",
-	"identity":             "identity",
-	"encryption_key":       "encryption_key",
-	"gateway":              "gateway",
-	"reverse_proxy":        "upstream",
+	"authorization_server":   "authorization_server",
+	"authorization_endpoint": "authorization_endpoint",
+	"token_endpoint":         "token_endpoint",
+	"client_id":              "client_id",
+	"client_secret":          "client_secret",
+	"client_auth":            "client_auth",
+	"resource":               "resource",
+	"audience":               "resource",
+	"resource_parameter":     "resource_parameter",
+	"authorization_params":   "authorization_params",
+	"scopes":                 "scopes",
+	"scope_map":              "scope_map",
+	"login_scopes":           "login_scopes",
+	"per_server_tokens":      "per_server_tokens",
+	"identity":               "identity",
+	"encryption_key":         "encryption_key",
+	"gateway":                "gateway",
+	"reverse_proxy":          "upstream",
 }
 
 // boundaryItems are the settings that make up a gateway's auth boundary. A
 // server block that sets one is refused with a pointer to the fix.
 var boundaryItems = map[string]string{
-	"authorization_server": "authorization server",
-	"client_id":            "downstream client ID",
-	"client_secret":        "downstream client ID",
-	"resource":             "resource or audience",
-	"audience":             "resource or audience",
-	"identity":             "identity resolution rule",
+	"authorization_server":   "authorization server",
+	"authorization_endpoint": "authorization server",
+	"token_endpoint":         "authorization server",
+	"authorization_params":   "authorization server",
+	"client_id":              "downstream client ID",
+	"client_secret":          "downstream client ID",
+	"client_auth":            "downstream client ID",
+	"resource":               "resource or audience",
+	"audience":               "resource or audience",
+	"resource_parameter":     "resource or audience",
+	"scope_map":              "downstream scope mapping",
+	"login_scopes":           "downstream scope mapping",
+	"identity":               "identity resolution rule",
 }
 
 func (g *Handler) unmarshal(h httpcaddyfile.Helper) error {
@@ -276,14 +304,39 @@ func unmarshalGateway(d *caddyfile.Dispenser, record func(string, *caddyfile.Dis
 		switch d.Val() {
 		case "authorization_server":
 			err = oneArg(d, &gw.AuthorizationServer)
+		case "authorization_endpoint":
+			err = oneArg(d, &gw.AuthorizationEndpoint)
+		case "token_endpoint":
+			err = oneArg(d, &gw.TokenEndpoint)
 		case "client_id":
 			err = oneArg(d, &gw.ClientID)
 		case "client_secret":
 			err = oneArg(d, &gw.ClientSecret)
-		case "resource", "audience":
+		case "client_auth":
+			gw.ClientAuth, err = unmarshalClientAuth(d)
+		case "resource":
 			err = oneArg(d, &gw.Resource)
+		case "audience":
+			// The audience of Auth0 and the like: sent as an audience
+			// parameter, not as an RFC 8707 resource.
+			record("resource_parameter", d)
+			err = oneArg(d, &gw.Resource)
+			gw.ResourceParameter = "audience"
+		case "resource_parameter":
+			err = oneArg(d, &gw.ResourceParameter)
+		case "authorization_params":
+			err = unmarshalParams(d, gw)
 		case "scopes":
 			gw.Scopes, err = someArgs(d)
+		case "scope_map":
+			err = unmarshalScopeMap(d, gw)
+		case "login_scopes":
+			gw.LoginScopes, err = someArgs(d)
+			if err == nil && len(gw.LoginScopes) == 1 && gw.LoginScopes[0] == "none" {
+				gw.LoginScopes = []string{}
+			}
+		case "per_server_tokens":
+			gw.PerServerTokens, err = unmarshalPerServerTokens(d)
 		case "identity":
 			gw.Identity, err = unmarshalIdentity(d)
 		case "encryption_key":
@@ -315,13 +368,13 @@ func unmarshalGateway(d *caddyfile.Dispenser, record func(string, *caddyfile.Dis
 	return gw, nil
 }
 
-// unmarshalIdentity parses: identity [id_token|userinfo] [claim <name>] or
-// the shorthand identity claim <name>.
+// unmarshalIdentity parses: identity [id_token|userinfo [<endpoint url>]]
+// [claim <name>] or the shorthand identity claim <name>.
 func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityRule, error) {
 	rule := new(IdentityRule)
 	args := d.RemainingArgs()
 	if len(args) == 0 {
-		return nil, d.Err("identity needs a source and/or a claim: identity [id_token|userinfo] [claim <name>]")
+		return nil, d.Err("identity needs a source and/or a claim: identity [id_token|userinfo [<endpoint url>]] [claim <name>]")
 	}
 	for i := 0; i < len(args); i++ {
 		switch args[i] {
@@ -330,6 +383,10 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityRule, error) {
 				return nil, d.Errf("identity: source given twice (%q and %q)", rule.Source, args[i])
 			}
 			rule.Source = args[i]
+			if args[i] == "userinfo" && i+1 < len(args) && args[i+1] != "claim" && args[i+1] != "id_token" {
+				i++
+				rule.Endpoint = args[i]
+			}
 		case "claim":
 			if i+1 >= len(args) {
 				return nil, d.Err("identity: claim needs a name, e.g. identity claim sub")
@@ -341,6 +398,129 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityRule, error) {
 		}
 	}
 	return rule, nil
+}
+
+// unmarshalClientAuth parses: client_auth <method> [key <pem>] [key_id <kid>]
+// [assertion_audience <aud>], the options also allowed one per line in a
+// block.
+func unmarshalClientAuth(d *caddyfile.Dispenser) (*ClientAuth, error) {
+	if !d.NextArg() {
+		return nil, d.Err("client_auth needs a method: client_secret_basic, client_secret_post, private_key_jwt or none")
+	}
+	ca := &ClientAuth{Method: d.Val()}
+	option := func(name string, value func() (string, bool)) error {
+		target := map[string]*string{
+			"key":                &ca.PrivateKey,
+			"key_id":             &ca.KeyID,
+			"assertion_audience": &ca.AssertionAudience,
+		}[name]
+		if target == nil {
+			return d.Errf("client_auth: unknown option %q (expected key, key_id or assertion_audience)", name)
+		}
+		v, ok := value()
+		if !ok {
+			return d.Errf("client_auth: %s needs a value", name)
+		}
+		*target = v
+		return nil
+	}
+	args := d.RemainingArgs()
+	for i := 0; i < len(args); i++ {
+		err := option(args[i], func() (string, bool) {
+			if i+1 >= len(args) {
+				return "", false
+			}
+			i++
+			return args[i], true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		var val string
+		if err := oneArg(d, &val); err != nil {
+			return nil, err
+		}
+		if err := option(name, func() (string, bool) { return val, true }); err != nil {
+			return nil, err
+		}
+	}
+	return ca, nil
+}
+
+// unmarshalParams parses: authorization_params <name> <value> [...].
+func unmarshalParams(d *caddyfile.Dispenser, gw *Gateway) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args)%2 != 0 {
+		return d.Errf("authorization_params takes names and values in pairs, e.g. authorization_params prompt consent; got %d word(s)", len(args))
+	}
+	if gw.AuthorizationParams == nil {
+		gw.AuthorizationParams = map[string]string{}
+	}
+	for i := 0; i < len(args); i += 2 {
+		if _, dup := gw.AuthorizationParams[args[i]]; dup {
+			return d.Errf("authorization_params: %q is given twice", args[i])
+		}
+		gw.AuthorizationParams[args[i]] = args[i+1]
+	}
+	return nil
+}
+
+// unmarshalScopeMap parses: scope_map <scope> <downstream scope...>, or a
+// block of such lines.
+func unmarshalScopeMap(d *caddyfile.Dispenser, gw *Gateway) error {
+	if gw.ScopeMap == nil {
+		gw.ScopeMap = map[string][]string{}
+	}
+	add := func(words []string) error {
+		if len(words) < 2 {
+			return d.Errf("scope_map needs a gateway scope and its downstream scope(s), e.g. scope_map tickets.read api://acme/tickets.read")
+		}
+		if _, dup := gw.ScopeMap[words[0]]; dup {
+			return d.Errf("scope_map: scope %q is mapped twice; list all its downstream scopes on one line", words[0])
+		}
+		for _, w := range words[1:] {
+			gw.ScopeMap[words[0]] = append(gw.ScopeMap[words[0]], strings.Fields(w)...)
+		}
+		return nil
+	}
+	lines := 0
+	if args := d.RemainingArgs(); len(args) > 0 {
+		if err := add(args); err != nil {
+			return err
+		}
+		lines++
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := add(append([]string{d.Val()}, d.RemainingArgs()...)); err != nil {
+			return err
+		}
+		lines++
+	}
+	if lines == 0 {
+		return d.Err("scope_map needs a gateway scope and its downstream scope(s), on its line or in its block")
+	}
+	return nil
+}
+
+// unmarshalPerServerTokens parses: per_server_tokens refresh|off
+// [fallback full_token|refuse].
+func unmarshalPerServerTokens(d *caddyfile.Dispenser) (*PerServerTokens, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Err("per_server_tokens needs a mode: refresh or off, e.g. per_server_tokens refresh fallback refuse")
+	}
+	p := &PerServerTokens{Mode: args[0]}
+	switch rest := args[1:]; {
+	case len(rest) == 0:
+	case len(rest) == 2 && rest[0] == "fallback":
+		p.Fallback = rest[1]
+	default:
+		return nil, d.Errf("per_server_tokens: unexpected %q; the syntax is per_server_tokens refresh|off [fallback full_token|refuse]", strings.Join(rest, " "))
+	}
+	return p, nil
 }
 
 func unmarshalClient(d *caddyfile.Dispenser) (*ClientConfig, error) {

@@ -19,8 +19,16 @@ type Gateway struct {
 	// AuthorizationServer is the issuer URL of the downstream OAuth 2.0 /
 	// OpenID Connect authorization server. Its metadata is discovered lazily
 	// (RFC 8414, then OpenID discovery) on the first authorization, not at
-	// config load.
+	// config load, unless AuthorizationEndpoint and TokenEndpoint are given.
 	AuthorizationServer string `json:"authorization_server"`
+
+	// AuthorizationEndpoint and TokenEndpoint are the downstream server's
+	// endpoints, for a server that publishes no discovery document (GitHub).
+	// Given together, they replace discovery: the gateway then has no keys
+	// to verify ID tokens with, so Identity must use userinfo with an
+	// endpoint.
+	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint         string `json:"token_endpoint,omitempty"`
 
 	// ClientID is the gateway's one client ID at the downstream authorization
 	// server. Runtime placeholders such as {env.ACME_CLIENT_ID} are resolved
@@ -32,13 +40,53 @@ type Gateway struct {
 	// never appears in the config that the admin API shows.
 	ClientSecret string `json:"client_secret,omitempty"`
 
+	// ClientAuth is how the gateway authenticates at the downstream token
+	// endpoint. Default: client_secret_basic with a ClientSecret (or
+	// client_secret_post if the server's metadata lists only that), none
+	// without one.
+	ClientAuth *ClientAuth `json:"client_auth,omitempty"`
+
 	// Resource is the downstream API's resource indicator (RFC 8707) or
 	// audience that the brokered downstream tokens are bound to.
 	Resource string `json:"resource,omitempty"`
 
+	// ResourceParameter is how Resource is sent: "resource" (RFC 8707, at
+	// the authorization endpoint and in the code exchange; the default),
+	// "audience" (an audience parameter at the authorization endpoint, as
+	// Auth0 expects) or "none" (not sent, for servers that derive the
+	// audience from the scopes, like Microsoft Entra).
+	ResourceParameter string `json:"resource_parameter,omitempty"`
+
+	// AuthorizationParams are added to every downstream authorization
+	// request, e.g. {"prompt": "consent", "access_type": "offline"} for a
+	// refresh token at Google. They cannot replace the parameters the
+	// gateway sets itself (client_id, redirect_uri, scope, state, PKCE,
+	// resource, audience).
+	AuthorizationParams map[string]string `json:"authorization_params,omitempty"`
+
 	// Scopes is the full set of scopes that servers attached to this gateway
 	// may request. Each server requests a subset.
 	Scopes []string `json:"scopes"`
+
+	// ScopeMap gives the downstream scope strings of gateway scopes that the
+	// downstream server names differently, e.g. "tickets.read" ->
+	// ["api://acme/tickets.read"] at Microsoft Entra. A scope it does not
+	// list is sent under its own name. MCP clients see only the gateway's
+	// names.
+	ScopeMap map[string][]string `json:"scope_map,omitempty"`
+
+	// LoginScopes are added to every downstream authorization for the
+	// gateway's own needs. Default (when absent): "openid" (an ID token to
+	// resolve the user) and "offline_access" (a refresh token). An empty
+	// list adds none, for a server that is not an OpenID provider (GitHub)
+	// or that refuses offline_access (Google, which wants access_type
+	// offline in AuthorizationParams instead).
+	LoginScopes []string `json:"login_scopes,omitzero"`
+
+	// PerServerTokens narrows the downstream token each server receives to
+	// that server's scopes. Default: on, handing out the full token (with a
+	// logged warning) where the downstream server cannot narrow.
+	PerServerTokens *PerServerTokens `json:"per_server_tokens,omitempty"`
 
 	// Identity is the rule that resolves the user behind a downstream grant.
 	// Default: the "sub" claim of the verified ID token.
@@ -74,8 +122,58 @@ type IdentityRule struct {
 	// refuse audience-bound access tokens at userinfo, hence the default.
 	Source string `json:"source,omitempty"`
 
-	// Claim is the claim that names the user. Default: "sub".
+	// Claim is the claim that names the user: a top-level member of the ID
+	// token or of the userinfo response (a string, or a number such as
+	// GitHub's "id"). Default: "sub".
 	Claim string `json:"claim,omitempty"`
+
+	// Endpoint replaces the discovered userinfo endpoint (source userinfo):
+	// any URL that answers the user's JSON for the downstream access token,
+	// such as GitHub's https://api.github.com/user.
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// ClientAuth is how the gateway authenticates itself at the downstream
+// token endpoint.
+type ClientAuth struct {
+	// Method is "client_secret_basic" (HTTP Basic), "client_secret_post"
+	// (the secret in the form), "private_key_jwt" (a client assertion
+	// signed with PrivateKey, RFC 7523) or "none" (a public client).
+	Method string `json:"method"`
+
+	// PrivateKey is the PEM private key (RSA, ECDSA or Ed25519) that signs
+	// private_key_jwt assertions. Give it as a runtime placeholder such as
+	// {file./etc/caddy/gateway-key.pem} so that it never appears in the
+	// config that the admin API shows.
+	PrivateKey string `json:"private_key,omitempty"`
+
+	// KeyID is put in each assertion's kid header, for servers that hold
+	// several keys of the client.
+	KeyID string `json:"key_id,omitempty"`
+
+	// AssertionAudience is the assertions' aud: "token_endpoint" (the
+	// default; Okta, Microsoft Entra, Keycloak), "issuer" (Auth0, and newer
+	// guidance) or an absolute URL.
+	AssertionAudience string `json:"assertion_audience,omitempty"`
+}
+
+// PerServerTokens says how each server's downstream token is narrowed to
+// the server's own scopes, so that an upstream never holds access meant for
+// another. A server whose scopes are the gateway's whole set gets the full
+// token, as there is nothing to narrow.
+type PerServerTokens struct {
+	// Mode is "refresh" (the default: a refresh-token grant that asks for
+	// the server's scopes, RFC 6749 §6; the narrowed token is kept sealed
+	// per user and server, and refreshed on its own) or "off" (every server
+	// gets the grant's full token).
+	Mode string `json:"mode,omitempty"`
+
+	// Fallback is what happens where the downstream server cannot narrow
+	// (it refuses or ignores the narrower scope, or issues no refresh
+	// token): "full_token" (the default: the full token, and a warning in
+	// the log once an hour per server) or "refuse" (the request is answered
+	// 503 temporarily_unavailable, and the log says why).
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // ClientConfig is an OAuth client registered by the operator.

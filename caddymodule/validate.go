@@ -2,9 +2,11 @@ package caddymodule
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/ratelimit"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
@@ -144,6 +147,9 @@ func checkGateway(path string, gw *Gateway) error {
 			return &ConfigError{path + "/identity/source", fmt.Sprintf("%s: identity source %q must be id_token or userinfo", who, id.Source)}
 		}
 	}
+	if err := checkDownstream(path, who, gw); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for j, c := range gw.Clients {
 		cpath := fmt.Sprintf("%s/clients/%d", path, j)
@@ -162,6 +168,158 @@ func checkGateway(path string, gw *Gateway) error {
 				return &ConfigError{fmt.Sprintf("%s/redirect_uris/%d", cpath, k), fmt.Sprintf("%s: client %q: %v", who, c.ID, err)}
 			}
 		}
+	}
+	return nil
+}
+
+// checkDownstream checks how the gateway talks to its downstream server:
+// endpoints, audience, parameters, scope names, identity and client
+// authentication.
+func checkDownstream(path, who string, gw *Gateway) error {
+	explicit := gw.AuthorizationEndpoint != "" || gw.TokenEndpoint != ""
+	if explicit && (gw.AuthorizationEndpoint == "" || gw.TokenEndpoint == "") {
+		field := "authorization_endpoint"
+		if gw.TokenEndpoint == "" {
+			field = "token_endpoint"
+		}
+		return &ConfigError{path + "/" + field, who + ": authorization_endpoint and token_endpoint go together: give both for a server without a discovery document, or neither to discover them from authorization_server"}
+	}
+	for _, e := range []struct{ field, url string }{
+		{"authorization_endpoint", gw.AuthorizationEndpoint},
+		{"token_endpoint", gw.TokenEndpoint},
+	} {
+		if e.url == "" {
+			continue
+		}
+		if err := checkAbsoluteURL(e.url); err != nil {
+			return &ConfigError{path + "/" + e.field, who + ": " + e.field + " " + err.Error()}
+		}
+	}
+
+	switch gw.ResourceParameter {
+	case "", downstream.ParamResource, downstream.ParamNone:
+	case downstream.ParamAudience:
+		if gw.Resource == "" {
+			return &ConfigError{path + "/resource_parameter", who + ": resource_parameter audience needs the audience to send: audience <value>"}
+		}
+	default:
+		return &ConfigError{path + "/resource_parameter", fmt.Sprintf("%s: resource_parameter %q must be resource (RFC 8707), audience (Auth0) or none", who, gw.ResourceParameter)}
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(gw.AuthorizationParams)) {
+		value := gw.AuthorizationParams[name]
+		p := path + "/authorization_params/" + name
+		if name == "" || value == "" {
+			return &ConfigError{p, fmt.Sprintf("%s: authorization parameter %q needs a name and a value", who, name)}
+		}
+		if slices.Contains(downstream.ReservedAuthParams, name) {
+			return &ConfigError{p, fmt.Sprintf("%s: authorization parameter %q is set by the gateway itself and cannot be configured; use resource/audience, scopes and login_scopes for those", who, name)}
+		}
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(gw.ScopeMap)) {
+		mapped := gw.ScopeMap[name]
+		p := path + "/scope_map/" + name
+		if !slices.Contains(gw.Scopes, name) {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_map maps %q, which is not one of the gateway's scopes (%s)", who, name, strings.Join(gw.Scopes, " "))}
+		}
+		if len(mapped) == 0 {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_map gives %q no downstream scope", who, name)}
+		}
+		if _, err := scopes.New(mapped...); err != nil {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_map %s: %v", who, name, err)}
+		}
+	}
+	if len(gw.LoginScopes) > 0 {
+		if _, err := scopes.New(gw.LoginScopes...); err != nil {
+			return &ConfigError{path + "/login_scopes", who + ": login_scopes: " + err.Error()}
+		}
+	}
+
+	source, endpoint := "id_token", ""
+	if id := gw.Identity; id != nil {
+		if id.Source != "" {
+			source = id.Source
+		}
+		endpoint = id.Endpoint
+	}
+	switch {
+	case endpoint != "" && source != "userinfo":
+		return &ConfigError{path + "/identity/endpoint", who + ": an identity endpoint goes with source userinfo: identity userinfo <url> claim <name>"}
+	case endpoint != "":
+		if err := checkAbsoluteURL(endpoint); err != nil {
+			return &ConfigError{path + "/identity/endpoint", who + ": identity endpoint " + err.Error()}
+		}
+	case explicit && source == "userinfo":
+		return &ConfigError{path + "/identity", who + ": without discovery there is no userinfo endpoint to find: name it, e.g. identity userinfo https://api.github.com/user claim id"}
+	case explicit:
+		return &ConfigError{path + "/identity", who + ": without discovery there are no keys to verify ID tokens with: resolve the user at a user endpoint instead, e.g. identity userinfo https://api.github.com/user claim id"}
+	}
+	if source == "id_token" && gw.LoginScopes != nil && !slices.Contains(gw.LoginScopes, "openid") {
+		return &ConfigError{path + "/login_scopes", who + ": identity id_token needs an ID token, which only the openid scope brings: add openid to login_scopes, or use identity userinfo"}
+	}
+
+	if err := checkClientAuth(path+"/client_auth", who, gw); err != nil {
+		return err
+	}
+
+	if p := gw.PerServerTokens; p != nil {
+		switch p.Mode {
+		case "", "refresh", "off":
+		default:
+			return &ConfigError{path + "/per_server_tokens/mode", fmt.Sprintf("%s: per_server_tokens mode %q must be refresh or off", who, p.Mode)}
+		}
+		switch p.Fallback {
+		case "", "full_token", "refuse":
+		default:
+			return &ConfigError{path + "/per_server_tokens/fallback", fmt.Sprintf("%s: per_server_tokens fallback %q must be full_token or refuse", who, p.Fallback)}
+		}
+		if p.Mode == "off" && p.Fallback != "" {
+			return &ConfigError{path + "/per_server_tokens/fallback", who + ": per_server_tokens off narrows nothing, so it has no fallback; remove it"}
+		}
+	}
+	return nil
+}
+
+func checkClientAuth(path, who string, gw *Gateway) error {
+	ca := gw.ClientAuth
+	if ca == nil {
+		return nil
+	}
+	switch ca.Method {
+	case downstream.AuthSecretBasic, downstream.AuthSecretPost:
+		if gw.ClientSecret == "" {
+			return &ConfigError{path + "/method", fmt.Sprintf("%s: client_auth %s needs client_secret", who, ca.Method)}
+		}
+	case downstream.AuthPrivateKeyJWT:
+		if ca.PrivateKey == "" {
+			return &ConfigError{path + "/private_key", who + ": client_auth private_key_jwt needs the private key: client_auth private_key_jwt key {file./path/to/key.pem}"}
+		}
+		if gw.ClientSecret != "" {
+			return &ConfigError{path + "/method", who + ": client_auth private_key_jwt signs assertions instead of sending a secret: remove client_secret"}
+		}
+		if !hasPlaceholder(ca.PrivateKey) {
+			if _, err := downstream.ParseClientKey([]byte(ca.PrivateKey), ca.KeyID); err != nil {
+				return &ConfigError{path + "/private_key", who + ": " + err.Error()}
+			}
+		}
+		switch a := ca.AssertionAudience; a {
+		case "", downstream.AudienceTokenEndpoint, downstream.AudienceIssuer:
+		default:
+			if err := checkAbsoluteURL(a); err != nil {
+				return &ConfigError{path + "/assertion_audience", fmt.Sprintf("%s: assertion_audience must be token_endpoint, issuer or an absolute URL: %v", who, err)}
+			}
+		}
+		return nil
+	case downstream.AuthNone:
+		if gw.ClientSecret != "" {
+			return &ConfigError{path + "/method", who + ": client_auth none is for a public client: remove client_secret, or choose client_secret_basic or client_secret_post"}
+		}
+	default:
+		return &ConfigError{path + "/method", fmt.Sprintf("%s: client_auth method %q must be client_secret_basic, client_secret_post, private_key_jwt or none", who, ca.Method)}
+	}
+	if ca.PrivateKey != "" || ca.KeyID != "" || ca.AssertionAudience != "" {
+		return &ConfigError{path + "/method", fmt.Sprintf("%s: key, key_id and assertion_audience go with client_auth private_key_jwt, not %s", who, ca.Method)}
 	}
 	return nil
 }

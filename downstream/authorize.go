@@ -1,0 +1,109 @@
+package downstream
+
+import (
+	"context"
+	"slices"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultLoginScopes are the scopes an OpenID provider needs for the
+// gateway's own use: an ID token that names the user, and a refresh token.
+func DefaultLoginScopes() []string { return []string{"openid", "offline_access"} }
+
+// ReservedAuthParams are the authorization parameters the gateway sets
+// itself; Config.AuthParams cannot name them.
+var ReservedAuthParams = []string{
+	"response_type", "client_id", "redirect_uri", "scope", "state",
+	"code_challenge", "code_challenge_method", "resource", "audience",
+	"request", "request_uri",
+}
+
+// MapScopes returns the downstream scope strings of the gateway's scope
+// names: each name is replaced by its entry in Config.ScopeMap, or kept as
+// it is when it has none. The result has no duplicates and keeps the order.
+func (c *Client) MapScopes(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, name := range names {
+		mapped, ok := c.cfg.ScopeMap[name]
+		if !ok {
+			mapped = []string{name}
+		}
+		for _, s := range mapped {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// requestedScopes is the scope of every authorization: the login scopes
+// and the downstream names of the gateway's whole scope set.
+func (c *Client) requestedScopes() []string {
+	all := slices.Clone(c.cfg.LoginScopes)
+	for _, s := range c.MapScopes(c.cfg.Scopes) {
+		if !slices.Contains(all, s) {
+			all = append(all, s)
+		}
+	}
+	return all
+}
+
+// OAuth2Config returns the golang.org/x/oauth2 configuration of the gateway's
+// downstream client, discovering the endpoints if needed. Its AuthStyle and
+// ClientSecret follow Config.ClientAuth; with private_key_jwt the secret is
+// empty and every token request needs a client assertion as well.
+func (c *Client) OAuth2Config(ctx context.Context) (*oauth2.Config, error) {
+	meta, err := c.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	style, secret := c.authStyle(meta)
+	return &oauth2.Config{
+		ClientID:     c.cfg.ClientID,
+		ClientSecret: secret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   meta.AuthorizationEndpoint,
+			TokenURL:  meta.TokenEndpoint,
+			AuthStyle: style,
+		},
+		RedirectURL: c.cfg.RedirectURL,
+		Scopes:      c.requestedScopes(),
+	}, nil
+}
+
+// AuthCodeURL returns where to send the user's browser: the downstream
+// authorization endpoint with the gateway's client ID, state, PKCE S256
+// challenge of verifier, scopes, audience and extra parameters.
+func (c *Client) AuthCodeURL(ctx context.Context, state, verifier string) (string, error) {
+	conf, err := c.OAuth2Config(ctx)
+	if err != nil {
+		return "", err
+	}
+	// The extra parameters come first so that none can replace one the
+	// gateway sets (the config refuses those names anyway).
+	opts := make([]oauth2.AuthCodeOption, 0, len(c.cfg.AuthParams)+2)
+	for _, k := range sortedKeys(c.cfg.AuthParams) {
+		opts = append(opts, oauth2.SetAuthURLParam(k, c.cfg.AuthParams[k]))
+	}
+	opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	if c.cfg.Resource != "" {
+		switch c.cfg.ResourceParam {
+		case ParamResource:
+			opts = append(opts, oauth2.SetAuthURLParam("resource", c.cfg.Resource))
+		case ParamAudience:
+			opts = append(opts, oauth2.SetAuthURLParam("audience", c.cfg.Resource))
+		}
+	}
+	return conf.AuthCodeURL(state, opts...), nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,396 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrCannotNarrow reports that the downstream server would not issue an
+// access token narrowed to a server's scopes, under a Narrowing that
+// refuses the full token instead.
+var ErrCannotNarrow = errors.New("grants: the downstream server does not narrow tokens to a server's scopes")
+
+// narrowRetry is how long a server found unable to narrow is not asked
+// again: its configuration may change, but not from one request to the
+// next.
+const narrowRetry = time.Hour
+
+// Refresher performs refresh-token grants at the downstream server. The
+// downstream client implements it, with whatever client authentication the
+// gateway is configured for.
+type Refresher interface {
+	// Refresh redeems refreshToken (RFC 6749 §6). Non-empty scopes ask for
+	// an access token narrowed to them. The returned token carries a
+	// refresh token: the rotated one, or refreshToken again. A refusal by
+	// the server is an *oauth2.RetrieveError.
+	Refresh(ctx context.Context, refreshToken string, scopes []string) (*oauth2.Token, error)
+}
+
+// Narrowing asks the Broker for a downstream access token that carries only
+// one MCP server's scopes rather than the whole grant's: least privilege
+// toward each upstream. The Broker obtains it with a refresh-token grant
+// that names the narrower scope, keeps it sealed beside the grant (so
+// every instance sharing the storage uses it) and in memory, and refreshes
+// it on its own schedule. Set its fields before first use; it must not be
+// copied afterwards.
+type Narrowing struct {
+	// Key names the narrowed token beside the grant: the server's name.
+	Key string
+	// Scopes are the downstream scopes to ask for.
+	Scopes []string
+	// Refuse makes a downstream server that cannot narrow an error
+	// (ErrCannotNarrow) instead of a reason to hand out the grant's full
+	// token.
+	Refuse bool
+	// Warn, if set, is told why the server cannot narrow, once per hour and
+	// server at most, when the full token is handed out instead.
+	Warn func(reason error)
+
+	view atomic.Pointer[narrowedView]
+}
+
+// narrowState holds the Broker's narrowed tokens in memory: one view per
+// narrowing key and scope, shared by the configs that ask for it.
+type narrowState struct {
+	mu    sync.Mutex
+	views map[string]*narrowedView
+}
+
+// narrowedView is one server's narrowed tokens.
+type narrowedView struct {
+	key    string
+	scopes []string
+	scope  string // scopes, space-separated
+
+	cacheOnce sync.Once
+	cache     *tokenCache
+	flights   singleflight.Group // narrowing refreshes in progress, by user
+
+	// cannot is set while the server is known not to narrow this view.
+	cannot atomic.Pointer[cannotNarrow]
+}
+
+// cannotNarrow says why a server does not narrow, and until when that is
+// believed without asking again.
+type cannotNarrow struct {
+	reason error
+	until  time.Time
+}
+
+func (e *cannotNarrow) Error() string { return e.reason.Error() }
+func (e *cannotNarrow) Unwrap() error { return e.reason }
+
+// view returns the view of n, made on first use.
+func (b *Broker) view(n *Narrowing) *narrowedView {
+	if v := n.view.Load(); v != nil {
+		return v
+	}
+	scope := strings.Join(n.Scopes, " ")
+	id := n.Key + "\x00" + scope
+	s := &b.narrow
+	s.mu.Lock()
+	v := s.views[id]
+	if v == nil {
+		if s.views == nil {
+			s.views = make(map[string]*narrowedView)
+		}
+		v = &narrowedView{key: n.Key, scopes: slices.Clone(n.Scopes), scope: scope}
+		s.views[id] = v
+	}
+	s.mu.Unlock()
+	n.view.Store(v)
+	return v
+}
+
+func (b *Broker) viewCache(v *narrowedView) *tokenCache {
+	v.cacheOnce.Do(func() {
+		size := b.CacheSize
+		if size <= 0 {
+			size = DefaultCacheSize
+		}
+		v.cache = newTokenCache(size)
+	})
+	return v.cache
+}
+
+// forget drops user's narrowed tokens from memory.
+func (s *narrowState) forget(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.views {
+		if v.cache != nil {
+			v.cache.remove(user)
+		}
+	}
+}
+
+// TokenFor returns user's downstream access token for the server that n
+// describes: narrowed to n.Scopes, or, with a nil n, the grant's full token
+// (Token). Like Token, a narrowed token in memory is returned without
+// reading storage, and one about to expire is renewed once however many
+// goroutines ask, under the grant's storage lock.
+//
+// A downstream server that refuses the narrower scope, ignores it (its
+// answer names a scope outside n.Scopes), or issued no refresh token,
+// cannot narrow: TokenFor then returns the full token and tells n.Warn, or
+// with n.Refuse returns ErrCannotNarrow; either way the server is not asked
+// to narrow for this view again for an hour. An "invalid_grant" refusal
+// ends the grant (ErrGrantDead), as it does for Token.
+func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oauth2.Token, error) {
+	if n == nil {
+		return b.Token(ctx, user)
+	}
+	v := b.view(n)
+	now := b.now()
+	cannot := v.cannot.Load()
+	if cannot == nil || !now.Before(cannot.until) {
+		if t := b.viewCache(v).get(user, now); t != nil {
+			return t, nil
+		}
+		ch := v.flights.DoChan(user, func() (any, error) {
+			return b.obtainNarrowed(context.WithoutCancel(ctx), v, user)
+		})
+		var r singleflight.Result
+		select {
+		case r = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.Err == nil {
+			return r.Val.(*oauth2.Token), nil
+		}
+		if !errors.As(r.Err, &cannot) {
+			return nil, r.Err
+		}
+		// Only the caller that records the finding warns about it.
+		if old := v.cannot.Load(); old != cannot && v.cannot.CompareAndSwap(old, cannot) && !n.Refuse && n.Warn != nil {
+			n.Warn(cannot.reason)
+		}
+	}
+	if n.Refuse {
+		return nil, fmt.Errorf("%w for server %s: %w", ErrCannotNarrow, v.key, cannot.reason)
+	}
+	return b.Token(ctx, user)
+}
+
+// obtainNarrowed returns user's narrowed token for v from storage, or
+// from a narrowing refresh. It runs once at a time per view and user.
+func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user string) (*oauth2.Token, error) {
+	timeout := b.Timeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	now := b.now()
+	if t := b.viewCache(v).get(user, now); t != nil {
+		return t, nil
+	}
+	g, err := b.Ledger.Grant(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if g.Dead {
+		return nil, deadError(g)
+	}
+	if t := b.storedNarrowed(v, g, now); t != nil {
+		return t, nil
+	}
+
+	l := b.Ledger
+	var (
+		token  *oauth2.Token
+		cannot error
+	)
+	err = l.locked(ctx, l.grantKey(user), func() error {
+		// Another instance may have narrowed, refreshed or ended the grant
+		// while this one waited for the lock.
+		g, err := l.Grant(ctx, user)
+		if err != nil {
+			return err
+		}
+		now := b.now()
+		if g.Dead {
+			return deadError(g)
+		}
+		if token = b.storedNarrowed(v, g, now); token != nil {
+			return nil
+		}
+		if g.Token.RefreshToken == "" {
+			cannot = errors.New("the downstream server issued no refresh token, so there is none to narrow with")
+			return nil
+		}
+		started := time.Now()
+		next, err := b.refreshScoped(ctx, g.Token.RefreshToken, v.scopes)
+		if err != nil {
+			switch {
+			case isInvalidGrant(err):
+				reason, _ := definitive(err)
+				err = b.bury(ctx, g, reason)
+			case isRefusal(err):
+				// Not the grant's end: the server refuses this scope, or
+				// the scope parameter. A plain refresh will tell whether
+				// the grant itself is still good.
+				cannot = fmt.Errorf("the downstream server refused a refresh narrowed to %q (%s)", v.scope, refusalOf(err))
+				err = nil
+			default:
+				err = fmt.Errorf("%w: narrowing a downstream token: %w", ErrDownstreamUnavailable, err)
+			}
+			if b.OnRefresh != nil {
+				b.OnRefresh(time.Since(started), err)
+			}
+			return err
+		}
+		if b.OnRefresh != nil {
+			b.OnRefresh(time.Since(started), nil)
+		}
+		// The refresh token may have rotated: the old one is spent, so the
+		// new one is kept whatever the answer's scope.
+		g.Token.RefreshToken = next.RefreshToken
+		if extra := beyond(next, v.scopes); extra != "" {
+			// The server ignored the narrower scope. Its token is as good
+			// as a refreshed full one, so it becomes the grant's.
+			g.Token, g.RefreshedAt = next, now
+			if s, ok := next.Extra("scope").(string); ok && s != "" {
+				g.Scopes = s
+			}
+			cannot = fmt.Errorf("the downstream server ignored a refresh narrowed to %q: its token also holds %q", v.scope, extra)
+		} else {
+			if g.Narrowed == nil {
+				g.Narrowed = make(map[string]*NarrowedToken)
+			}
+			g.Narrowed[v.key] = &NarrowedToken{Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}
+		}
+		// Stored before it is handed out, and not cut short by the
+		// deadline: the old refresh token may be spent already.
+		if err := l.SaveGrant(context.WithoutCancel(ctx), g); err != nil {
+			return fmt.Errorf("grants: keeping a narrowed downstream token: %w", err)
+		}
+		if cannot != nil {
+			b.tokens().remove(user) // the grant's token changed
+			return nil
+		}
+		token = b.storedNarrowed(v, g, now)
+		return nil
+	})
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
+		return nil, fmt.Errorf("%w: narrowing did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cannot != nil {
+		return nil, &cannotNarrow{reason: cannot, until: b.now().Add(narrowRetry)}
+	}
+	return token, nil
+}
+
+// storedNarrowed caches and returns g's narrowed token for v if it is there,
+// was asked for v's scopes, and is not due for refresh at now.
+func (b *Broker) storedNarrowed(v *narrowedView, g *Grant, now time.Time) *oauth2.Token {
+	nt := g.Narrowed[v.key]
+	if nt == nil || nt.Token == nil || nt.Scopes != v.scope {
+		return nil
+	}
+	fresh := b.dueAt(nt.Token.Expiry, nt.IssuedAt, now)
+	if !now.Before(fresh) {
+		return nil
+	}
+	b.viewCache(v).put(g.User, nt.Token, fresh, now)
+	return nt.Token
+}
+
+// dueAt is when a token expiring at exp, obtained at issued, is due for
+// refresh: Leeway before its expiry, at most half its lifetime.
+func (b *Broker) dueAt(exp, issued, now time.Time) time.Time {
+	if exp.IsZero() {
+		return now.Add(maxCacheAge)
+	}
+	leeway := b.Leeway
+	if leeway <= 0 {
+		leeway = defaultLeeway
+	}
+	if half := exp.Sub(issued) / 2; !issued.IsZero() && half >= 0 && half < leeway {
+		leeway = half
+	}
+	return exp.Add(-leeway)
+}
+
+// refreshScoped asks for a token narrowed to scopes; it needs a Refresher.
+func (b *Broker) refreshScoped(ctx context.Context, refreshToken string, scopes []string) (*oauth2.Token, error) {
+	if b.Refresher == nil {
+		return nil, &oauth2.RetrieveError{ErrorCode: "invalid_scope", ErrorDescription: "this broker has no Refresher to narrow with"}
+	}
+	return b.Refresher.Refresh(ctx, refreshToken, scopes)
+}
+
+// openIDScopes grant no access to an API: a narrowed token may hold them.
+var openIDScopes = []string{"openid", "profile", "email", "address", "phone", "offline_access"}
+
+// beyond returns the scopes t's answer names outside asked (and the OpenID
+// ones), or "" if it names none or no scope at all: RFC 6749 §5.1 lets a
+// server omit the scope when it is the one requested.
+func beyond(t *oauth2.Token, asked []string) string {
+	s, _ := t.Extra("scope").(string)
+	var extra []string
+	for _, tok := range strings.Fields(s) {
+		if !slices.Contains(asked, tok) && !slices.Contains(openIDScopes, tok) {
+			extra = append(extra, tok)
+		}
+	}
+	return strings.Join(extra, " ")
+}
+
+func isInvalidGrant(err error) bool {
+	var re *oauth2.RetrieveError
+	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+}
+
+// isRefusal reports a 4xx answer (or an error code in a 2xx one): the
+// server understood and said no.
+func isRefusal(err error) bool {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return false
+	}
+	if re.Response == nil {
+		return re.ErrorCode != ""
+	}
+	return re.Response.StatusCode < http.StatusInternalServerError
+}
+
+// refusalOf names a refusal by its error code and status, never the
+// server's free-form text.
+func refusalOf(err error) string {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return "refused"
+	}
+	code := re.ErrorCode
+	if len(code) > 64 || !isBase64URL(code) {
+		code = ""
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	switch {
+	case code != "" && status != 0:
+		return fmt.Sprintf("HTTP %d, %s", status, code)
+	case code != "":
+		return code
+	default:
+		return fmt.Sprintf("HTTP %d", status)
+	}
+}
