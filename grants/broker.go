@@ -35,6 +35,10 @@ type Broker struct {
 	// gateways that discover the token endpoint lazily. Its errors count as
 	// transient (ErrDownstreamUnavailable).
 	ConfigSource func(ctx context.Context) (*oauth2.Config, error)
+	// Refresher, if set, performs the refreshes instead of Config and
+	// ConfigSource: for client authentication golang.org/x/oauth2 lacks
+	// (private_key_jwt), and to narrow tokens (TokenFor).
+	Refresher Refresher
 	// HTTPClient makes the refresh requests; give it a timeout. Nil means
 	// http.DefaultClient.
 	HTTPClient *http.Client
@@ -60,6 +64,8 @@ type Broker struct {
 	cache     *tokenCache
 
 	flights singleflight.Group // refreshes in progress, by user
+
+	narrow narrowState // narrowed tokens by server (narrow.go)
 }
 
 // Token returns a valid downstream access token for user: the access
@@ -114,6 +120,8 @@ func (b *Broker) Put(ctx context.Context, g *Grant) error {
 	if err != nil {
 		return err
 	}
+	// The new sign-in has no narrowed tokens yet.
+	b.narrow.forget(g.User)
 	if g.Dead {
 		b.Forget(g.User)
 	} else {
@@ -126,6 +134,7 @@ func (b *Broker) Put(ctx context.Context, g *Grant) error {
 // grant from storage.
 func (b *Broker) Forget(user string) {
 	b.tokens().remove(user)
+	b.narrow.forget(user)
 }
 
 // tokens returns the cache of access tokens, made on first use.
@@ -270,6 +279,9 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 
 // refresh asks the downstream token endpoint for a new token.
 func (b *Broker) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	if b.Refresher != nil {
+		return b.Refresher.Refresh(ctx, refreshToken, nil)
+	}
 	if b.HTTPClient != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, b.HTTPClient)
 	}
