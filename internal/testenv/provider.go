@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"crypto"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,10 @@ type User struct {
 	Password string
 	Email    string
 	Name     string
+	// NumericID is the "id" the /user endpoint of a PlainOAuth provider
+	// answers, a number as at GitHub; default 1000 plus the user's position
+	// in ProviderConfig.Users.
+	NumericID int64
 }
 
 // ProviderConfig configures StartProvider. The zero value is a working
@@ -88,6 +93,40 @@ type ProviderConfig struct {
 	// Users are the accounts that can sign in; default DefaultUser() alone.
 	// The first user's credentials are prefilled on the login page.
 	Users []User
+
+	// The fields below make the provider behave like a particular kind of
+	// identity provider. Their zero values keep the behaviour above.
+
+	// AudienceParameter names the authorization parameter that carries the
+	// API audience: "resource" (RFC 8707, the default) or "audience" (as at
+	// Auth0). With "audience", a resource parameter is refused.
+	AudienceParameter string
+	// RefuseUnknownScopes refuses (invalid_scope) an authorization request
+	// that names a scope the provider does not offer, as Microsoft Entra
+	// and Google do, instead of dropping it.
+	RefuseUnknownScopes bool
+	// OfflineByParameter makes the provider refuse the offline_access scope
+	// and issue a refresh token only for access_type=offline, as Google
+	// does.
+	OfflineByParameter bool
+	// PlainOAuth makes the provider a plain OAuth server, as GitHub is: no
+	// discovery document, the openid scope refused (so no ID token), token
+	// responses form-encoded, and the user served at /user as JSON with a
+	// numeric "id".
+	PlainOAuth bool
+	// ClientAuthMethod is the one way the client may authenticate at the
+	// token endpoint: "client_secret_basic", "client_secret_post" or
+	// "private_key_jwt". Empty accepts either secret method.
+	ClientAuthMethod string
+	// ClientPublicKey verifies private_key_jwt client assertions.
+	ClientPublicKey crypto.PublicKey
+	// AssertionAudience is the aud a client assertion must carry:
+	// "token_endpoint" (the default) or "issuer".
+	AssertionAudience string
+	// IgnoreRefreshScope makes the provider ignore the scope of a refresh
+	// request and issue the grant's whole scope again, as servers that do
+	// not narrow on refresh do.
+	IgnoreRefreshScope bool
 }
 
 func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
@@ -115,6 +154,32 @@ func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
 	c.RedirectURIs = slices.Clone(c.RedirectURIs)
 	c.Scopes = slices.Clone(c.Scopes)
 	c.Users = slices.Clone(c.Users)
+	for i := range c.Users {
+		if c.Users[i].NumericID == 0 {
+			c.Users[i].NumericID = 1000 + int64(i)
+		}
+	}
+	if c.AudienceParameter == "" {
+		c.AudienceParameter = "resource"
+	}
+	if c.AssertionAudience == "" {
+		c.AssertionAudience = "token_endpoint"
+	}
+	if c.AudienceParameter != "resource" && c.AudienceParameter != "audience" {
+		return c, fmt.Errorf("testenv: AudienceParameter %q is neither resource nor audience", c.AudienceParameter)
+	}
+	switch c.ClientAuthMethod {
+	case "", "client_secret_basic", "client_secret_post":
+	case "private_key_jwt":
+		if c.ClientPublicKey == nil {
+			return c, errors.New("testenv: private_key_jwt needs a ClientPublicKey")
+		}
+	default:
+		return c, fmt.Errorf("testenv: unknown ClientAuthMethod %q", c.ClientAuthMethod)
+	}
+	if c.AssertionAudience != "token_endpoint" && c.AssertionAudience != "issuer" {
+		return c, fmt.Errorf("testenv: AssertionAudience %q is neither token_endpoint nor issuer", c.AssertionAudience)
+	}
 
 	if c.AccessTokenTTL < time.Second {
 		return c, fmt.Errorf("testenv: AccessTokenTTL %v is below one second, the resolution of expires_in", c.AccessTokenTTL)
@@ -143,6 +208,9 @@ type AuthorizeRequest struct {
 	RedirectURI string
 	Resources   []string // RFC 8707 resource values, in order
 	Scopes      []string // as requested, before the provider drops unknown ones
+	Audiences   []string // audience parameter values, in order
+	// Params are all the request's parameters, as sent.
+	Params url.Values
 }
 
 // TokenInfo describes an access token the provider issued.
@@ -169,6 +237,9 @@ type Provider struct {
 	mu            sync.Mutex
 	clientIDs     []string
 	lastAuthorize *AuthorizeRequest
+	authMethods   []string            // client authentication methods seen
+	refreshScopes []string            // the scope of each refresh request
+	assertionIDs  map[string]time.Time // jti of accepted assertions, until their expiry
 }
 
 // StartProvider starts a provider on cfg.Addr and returns once it accepts
@@ -212,6 +283,9 @@ func StartProvider(cfg ProviderConfig) (*Provider, error) {
 		prefill:  cfg.Users[0],
 		callback: op.AuthCallbackURL(p.op),
 	}))
+	if cfg.PlainOAuth {
+		mux.HandleFunc("GET "+plainUserPath, p.serveUser)
+	}
 	mux.Handle("/", p.op)
 	p.server = &http.Server{Handler: p.observe(mux), ReadHeaderTimeout: 10 * time.Second}
 	go p.server.Serve(ln)
@@ -243,7 +317,12 @@ func (p *Provider) observe(next http.Handler) http.Handler {
 		case authorizePath:
 			if r.ParseForm() == nil {
 				p.recordAuthorize(r.Form)
-				r = r.WithContext(withResources(r.Context(), r.Form["resource"]))
+				audience, err := p.authorizeQuirks(r)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				r = r.WithContext(withResources(r.Context(), audience))
 			}
 		case tokenPath:
 			if p.tokenDown.Load() {
@@ -262,7 +341,20 @@ func (p *Provider) observe(next http.Handler) http.Handler {
 					}
 				}
 				p.recordClientID(id)
-				r = r.WithContext(withResources(r.Context(), r.PostForm["resource"]))
+				if status, err := p.tokenQuirks(r); err != nil {
+					writeOAuthError(w, status, err)
+					return
+				}
+				r = r.WithContext(withResources(r.Context(), r.PostForm[p.cfg.AudienceParameter]))
+			}
+			if p.cfg.PlainOAuth {
+				formEncoded(next, w, r)
+				return
+			}
+		default:
+			if p.cfg.PlainOAuth && strings.HasPrefix(r.URL.Path, "/.well-known/") {
+				http.NotFound(w, r)
+				return
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -275,6 +367,8 @@ func (p *Provider) recordAuthorize(form url.Values) {
 		RedirectURI: form.Get("redirect_uri"),
 		Resources:   slices.Clone(form["resource"]),
 		Scopes:      strings.Fields(form.Get("scope")),
+		Audiences:   slices.Clone(form["audience"]),
+		Params:      cloneValues(form),
 	}
 	p.recordClientID(req.ClientID)
 	p.mu.Lock()
@@ -344,6 +438,8 @@ func (p *Provider) LastAuthorize() (AuthorizeRequest, bool) {
 	r := *p.lastAuthorize
 	r.Resources = slices.Clone(r.Resources)
 	r.Scopes = slices.Clone(r.Scopes)
+	r.Audiences = slices.Clone(r.Audiences)
+	r.Params = cloneValues(r.Params)
 	return r, true
 }
 
