@@ -237,8 +237,8 @@ type Provider struct {
 	mu            sync.Mutex
 	clientIDs     []string
 	lastAuthorize *AuthorizeRequest
-	authMethods   []string            // client authentication methods seen
-	refreshScopes []string            // the scope of each refresh request
+	authMethods   []string             // client authentication methods seen
+	refreshScopes []string             // the scope of each refresh request
 	assertionIDs  map[string]time.Time // jti of accepted assertions, until their expiry
 }
 
