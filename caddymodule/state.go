@@ -312,10 +312,10 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	st.ledger = grants.NewLedger(st.storage, st.prefix, sealer, nil)
 	st.broker = &grants.Broker{
-		Ledger:       st.ledger,
-		Refresher:    st.downstream,
-		HTTPClient:   st.httpClient,
-		OnRefresh:    st.metrics.observeRefresh,
+		Ledger:     st.ledger,
+		Refresher:  st.downstream,
+		HTTPClient: st.httpClient,
+		OnRefresh:  st.metrics.observeRefresh,
 	}
 	st.keys = keys
 	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})
