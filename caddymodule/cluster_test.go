@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,7 +198,9 @@ func testTwoInstances(t *testing.T, storage string) {
 	adminA, _ := testenv.FreeAddr()
 	adminB, _ := testenv.FreeAddr()
 	public := "http://" + addrA
-	provider, err := testenv.StartProvider(testenv.ProviderConfig{Addr: "127.0.0.1:0", RedirectURIs: []string{public + "/oauth/callback"}})
+	// Downstream tokens live 4s, so the broker refreshes them after 2s.
+	provider, err := testenv.StartProvider(testenv.ProviderConfig{Addr: "127.0.0.1:0", RedirectURIs: []string{public + "/oauth/callback"},
+		AccessTokenTTL: 4 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,5 +270,26 @@ func testTwoInstances(t *testing.T, storage string) {
 			t.Fatalf("B still accepts an access token of a family A revoked: %d", status)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Calls on both instances at once, when the user's downstream token is
+	// due, cause one downstream refresh between them: the storage lock
+	// serialises the instances, and the one that waited finds the token
+	// already refreshed.
+	again := onA.login(t, "support-assistant", "")
+	time.Sleep(2500 * time.Millisecond)
+	before := provider.RefreshCount()
+	var wg sync.WaitGroup
+	for i := range 16 {
+		addr := []string{addrA, addrB}[i%2]
+		wg.Go(func() {
+			if status, _ := challengeOf(t, "http://"+addr+"/support", again.AccessToken); status != http.StatusOK {
+				t.Errorf("a call on %s across the downstream expiry: %d", addr, status)
+			}
+		})
+	}
+	wg.Wait()
+	if n := provider.RefreshCount() - before; n != 1 {
+		t.Errorf("16 calls on two instances caused %d downstream refreshes, want 1", n)
 	}
 }
