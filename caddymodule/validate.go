@@ -253,7 +253,11 @@ func checkDownstream(path, who string, gw *Gateway) error {
 	case explicit && source == "userinfo":
 		return &ConfigError{path + "/identity", who + ": without discovery there is no userinfo endpoint to find: name it, e.g. identity userinfo https://api.github.com/user claim id"}
 	case explicit:
-		return &ConfigError{path + "/identity", who + ": without discovery there are no keys to verify ID tokens with: resolve the user at a user endpoint instead, e.g. identity userinfo https://api.github.com/user claim id"}
+		at := path + "/identity"
+		if gw.Identity == nil {
+			at = path + "/authorization_endpoint"
+		}
+		return &ConfigError{at, who + ": without discovery there are no keys to verify ID tokens with: resolve the user at a user endpoint instead, e.g. identity userinfo https://api.github.com/user claim id"}
 	}
 	if source == "id_token" && gw.LoginScopes != nil && !slices.Contains(gw.LoginScopes, "openid") {
 		return &ConfigError{path + "/login_scopes", who + ": identity id_token needs an ID token, which only the openid scope brings: add openid to login_scopes, or use identity userinfo"}

@@ -81,11 +81,14 @@ func (c *Client) AuthCodeURL(ctx context.Context, state, verifier string) (strin
 	if err != nil {
 		return "", err
 	}
-	// The extra parameters come first so that none can replace one the
-	// gateway sets (the config refuses those names anyway).
+	// No extra parameter may replace one the gateway sets: the config
+	// refuses those names, and they are skipped here as well, since an
+	// option would overwrite state or client_id.
 	opts := make([]oauth2.AuthCodeOption, 0, len(c.cfg.AuthParams)+2)
 	for _, k := range sortedKeys(c.cfg.AuthParams) {
-		opts = append(opts, oauth2.SetAuthURLParam(k, c.cfg.AuthParams[k]))
+		if !slices.Contains(ReservedAuthParams, k) {
+			opts = append(opts, oauth2.SetAuthURLParam(k, c.cfg.AuthParams[k]))
+		}
 	}
 	opts = append(opts, oauth2.S256ChallengeOption(verifier))
 	if c.cfg.Resource != "" {

@@ -72,13 +72,19 @@ func claimString(claims map[string]any, name string) (string, error) {
 // verifyIDToken checks the ID token's signature against the downstream keys,
 // its issuer, audience and expiry.
 func (c *Client) verifyIDToken(ctx context.Context, raw string) (map[string]any, error) {
+	// The issuer exactly as the server writes it: the configured one may
+	// lack the trailing slash some servers (Auth0) put in their tokens.
+	issuer := c.cfg.Issuer
+	if meta, err := c.Metadata(ctx); err == nil && meta.Issuer != "" {
+		issuer = meta.Issuer
+	}
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return c.publicKey(ctx, kid)
 	},
 		jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}),
-		jwt.WithIssuer(c.cfg.Issuer),
+		jwt.WithIssuer(issuer),
 		jwt.WithAudience(c.cfg.ClientID),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(time.Minute),

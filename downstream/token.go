@@ -95,7 +95,7 @@ func (c *Client) assertion(meta *Metadata) (url.Values, error) {
 	case "", AudienceTokenEndpoint:
 		aud = meta.TokenEndpoint
 	case AudienceIssuer:
-		aud = c.cfg.Issuer
+		aud = meta.Issuer // as the server writes it, trailing slash and all
 	}
 	signed, err := a.Key.assertion(c.cfg.ClientID, aud, c.cfg.Now())
 	if err != nil {

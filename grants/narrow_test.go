@@ -1,0 +1,117 @@
+package grants_test
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+)
+
+const callback = "http://127.0.0.1:1/oauth/callback"
+
+// signIn runs a downstream login at the provider through the downstream
+// client and returns the grant.
+func signIn(t *testing.T, c *downstream.Client) *grants.Grant {
+	t.Helper()
+	ctx := context.Background()
+	verifier := strings.Repeat("v", 50)
+	authURL, err := c.AuthCodeURL(ctx, "st", verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testenv.NewBrowser()
+	b.StopAt(func(u *url.URL) bool { return strings.HasPrefix(u.String(), callback) })
+	page, err := b.Get(authURL)
+	if err != nil || page.Form("login") == nil {
+		t.Fatalf("the login page: %v", err)
+	}
+	back, err := b.Submit(page.Form("login"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exchange(ctx, back.URL.Query().Get("code"), verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	return &grants.Grant{User: res.User, Token: res.Token, Scopes: res.Scopes, CreatedAt: now, RefreshedAt: now}
+}
+
+// TestNarrowedTokensLiveInStorage: a narrowed token is kept sealed beside
+// the grant, so a second instance on the same storage serves it without
+// asking the provider again, and a new sign-in discards it.
+func TestNarrowedTokensLiveInStorage(t *testing.T) {
+	p, err := testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{callback}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	client := downstream.New(downstream.Config{
+		Issuer:      p.Issuer(),
+		ClientID:    testenv.DefaultClientID,
+		ClientAuth:  downstream.ClientAuth{Secret: testenv.DefaultClientSecret},
+		Resource:    testenv.DefaultAudience,
+		Scopes:      testenv.DefaultScopes(),
+		LoginScopes: downstream.DefaultLoginScopes(),
+		RedirectURL: callback,
+	})
+	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
+	sealer, err := grants.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := grants.NewMemoryStore()
+	// Two instances: two ledgers and brokers over one storage.
+	a := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	b := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	ctx := context.Background()
+
+	g := signIn(t, client)
+	if err := a.Put(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	narrow := func() *grants.Narrowing {
+		return &grants.Narrowing{Key: "support-assistant", Scopes: []string{"tickets.read", "accounts.read"}}
+	}
+	tokA, err := a.TokenFor(ctx, g.User, narrow())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := p.TokenInfo(tokA.AccessToken); strings.Join(info.Scopes, " ") != "tickets.read accounts.read" {
+		t.Fatalf("the narrowed token has scopes %v", info.Scopes)
+	}
+	refreshes := p.RefreshCount()
+	tokB, err := b.TokenFor(ctx, g.User, narrow())
+	if err != nil || tokB.AccessToken != tokA.AccessToken || p.RefreshCount() != refreshes {
+		t.Errorf("the second instance got another token (%v) or refreshed again", err)
+	}
+	keys, _ := store.List(ctx, "mcp_gateway/acme", true)
+	found := false
+	for _, k := range keys {
+		raw, _ := store.Load(ctx, k)
+		found = found || bytes.Contains(raw, []byte("token_sealed"))
+		if bytes.Contains(raw, []byte(tokA.AccessToken)) {
+			t.Errorf("%s holds the narrowed token in the clear", k)
+		}
+	}
+	if !found {
+		t.Fatal("no sealed grant in storage")
+	}
+
+	// A new sign-in starts without narrowed tokens: the next call narrows
+	// afresh. (Another instance serves the narrowed token it holds in
+	// memory until that is due, as it does the full token.)
+	if err := a.Put(ctx, signIn(t, client)); err != nil {
+		t.Fatal(err)
+	}
+	tokA2, err := a.TokenFor(ctx, g.User, narrow())
+	if err != nil || tokA2.AccessToken == tokA.AccessToken || p.RefreshCount() != refreshes+1 {
+		t.Errorf("after a new sign-in: %v, same token %v, %d refreshes", err, tokA2.AccessToken == tokA.AccessToken, p.RefreshCount()-refreshes)
+	}
+}
