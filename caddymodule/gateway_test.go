@@ -38,6 +38,8 @@ type env struct {
 	globalExtra, handlerExtra, gatewayExtra string
 	// storageLine replaces the file_system storage directive.
 	storageLine string
+	// edit, if set, rewrites the whole Caddyfile before each load.
+	edit func(e *env, caddyfile string) string
 }
 
 // envOption adjusts an env before its first config load.
@@ -52,6 +54,12 @@ func withLines(handler, gateway string) envOption {
 // withStorage replaces the storage directive of the global options.
 func withStorage(line string) envOption {
 	return func(e *env) { e.storageLine = line }
+}
+
+// withEdit rewrites the Caddyfile before each load, for a gateway block
+// that differs in more than added lines.
+func withEdit(edit func(e *env, caddyfile string) string) envOption {
+	return func(e *env) { e.edit = edit }
 }
 
 // withGlobal adds Caddyfile lines to the global options.
@@ -138,8 +146,12 @@ func (e *env) caddyfile(supportScopes string) string {
 	if e.storageLine != "" {
 		storage = e.storageLine
 	}
-	return fmt.Sprintf(gatewayCaddyfile, e.admin, storage, e.public, e.provider.Issuer(), supportScopes,
+	out := fmt.Sprintf(gatewayCaddyfile, e.admin, storage, e.public, e.provider.Issuer(), supportScopes,
 		hostPort(e.support.URL()), hostPort(e.ops.URL()), e.handlerExtra, e.gatewayExtra, e.globalExtra)
+	if e.edit != nil {
+		out = e.edit(e, out)
+	}
+	return out
 }
 
 func (e *env) load(supportScopes string) {
