@@ -40,6 +40,10 @@ type MCPServerConfig struct {
 	Name string
 	// Addr is the TCP address to listen on; default DefaultMCPServerAddr.
 	Addr string
+	// JSONResponse answers each call with one application/json response
+	// instead of an SSE stream (text/event-stream), which is the SDK's
+	// default.
+	JSONResponse bool
 }
 
 // MCPServer is a running MCP server on the streamable HTTP transport. It
@@ -157,6 +161,7 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 		// A call ends when its HTTP request does: a client or gateway that
 		// goes away does not leave a tool running.
 		PropagateRequestCancellation: true,
+		JSONResponse:                 cfg.JSONResponse,
 	})
 	s.server = &http.Server{Handler: s.record(handler), ReadHeaderTimeout: 10 * time.Second}
 	go s.server.Serve(ln)

@@ -1,0 +1,35 @@
+package testenv
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestMCPServerJSONResponse: with JSONResponse a call is answered with one
+// JSON body, without it with an SSE stream, whatever the client accepts.
+func TestMCPServerJSONResponse(t *testing.T) {
+	for _, tc := range []struct {
+		json bool
+		want string
+	}{{false, "text/event-stream"}, {true, "application/json"}} {
+		s, err := StartMCPServer(MCPServerConfig{JSONResponse: tc.json})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.URL(), strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		s.Close()
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, tc.want) {
+			t.Errorf("JSONResponse %v: status %d, Content-Type %q; want 200 and %s", tc.json, resp.StatusCode, ct, tc.want)
+		}
+	}
+}
