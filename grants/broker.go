@@ -130,8 +130,9 @@ func (b *Broker) Put(ctx context.Context, g *Grant) error {
 	return nil
 }
 
-// Forget drops the cached token of user, so the next Token call reads the
-// grant from storage.
+// Forget drops the cached tokens of user, the full one and the narrowed
+// ones, so that the next Token or TokenFor call reads the grant from
+// storage.
 func (b *Broker) Forget(user string) {
 	b.tokens().remove(user)
 	b.narrow.forget(user)

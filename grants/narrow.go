@@ -243,12 +243,14 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 				// the scope parameter. A plain refresh will tell whether
 				// the grant itself is still good.
 				cannot = fmt.Errorf("the downstream server refused a refresh narrowed to %q (%s)", v.scope, refusalOf(err))
-				err = nil
 			default:
 				err = fmt.Errorf("%w: narrowing a downstream token: %w", ErrDownstreamUnavailable, err)
 			}
 			if b.OnRefresh != nil {
 				b.OnRefresh(time.Since(started), err)
+			}
+			if cannot != nil {
+				return nil
 			}
 			return err
 		}

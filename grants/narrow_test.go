@@ -3,6 +3,7 @@ package grants_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -113,5 +114,57 @@ func TestNarrowedTokensLiveInStorage(t *testing.T) {
 	tokA2, err := a.TokenFor(ctx, g.User, narrow())
 	if err != nil || tokA2.AccessToken == tokA.AccessToken || p.RefreshCount() != refreshes+1 {
 		t.Errorf("after a new sign-in: %v, same token %v, %d refreshes", err, tokA2.AccessToken == tokA.AccessToken, p.RefreshCount()-refreshes)
+	}
+}
+
+// TestNarrowingRefused: a provider that refuses the narrower scope
+// (invalid_scope) cannot narrow: that is not the grant's end, and the
+// Narrowing's policy decides between the full token and ErrCannotNarrow.
+func TestNarrowingRefused(t *testing.T) {
+	p, err := testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{callback}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	client := downstream.New(downstream.Config{
+		Issuer:      p.Issuer(),
+		ClientID:    testenv.DefaultClientID,
+		ClientAuth:  downstream.ClientAuth{Secret: testenv.DefaultClientSecret},
+		Scopes:      []string{"tickets.read"},
+		LoginScopes: downstream.DefaultLoginScopes(),
+		RedirectURL: callback,
+	})
+	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
+	sealer, _ := grants.NewSealer(key)
+	b := &grants.Broker{Ledger: grants.NewLedger(grants.NewMemoryStore(), "mcp_gateway/acme", sealer, nil), Refresher: client}
+	ctx := context.Background()
+	g := signIn(t, client)
+	if err := b.Put(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+
+	// The grant holds tickets.read only: a refresh for admin.read is refused.
+	refuse := &grants.Narrowing{Key: "ops-console", Scopes: []string{"admin.read"}, Refuse: true}
+	if _, err := b.TokenFor(ctx, g.User, refuse); !errors.Is(err, grants.ErrCannotNarrow) || !strings.Contains(err.Error(), "invalid_scope") {
+		t.Fatalf("refuse: %v, want ErrCannotNarrow naming invalid_scope", err)
+	}
+	var warnings []error
+	warn := &grants.Narrowing{Key: "reports", Scopes: []string{"admin.read"}, Warn: func(err error) { warnings = append(warnings, err) }}
+	for range 2 {
+		tok, err := b.TokenFor(ctx, g.User, warn)
+		if err != nil || tok.AccessToken != g.Token.AccessToken {
+			t.Fatalf("full_token: %v; the full token: %v", err, err == nil && tok.AccessToken == g.Token.AccessToken)
+		}
+	}
+	// Each server's finding holds for an hour: one attempt and one warning
+	// each.
+	if len(warnings) != 1 || !strings.Contains(warnings[0].Error(), "invalid_scope") {
+		t.Errorf("warnings %v, want one naming invalid_scope", warnings)
+	}
+	if got := p.RefreshScopes(); len(got) != 2 {
+		t.Errorf("the provider was asked to narrow %d times, want once per server", len(got))
+	}
+	if _, err := b.Token(ctx, g.User); err != nil {
+		t.Errorf("the refusal ended the grant: %v", err)
 	}
 }
