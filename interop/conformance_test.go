@@ -294,8 +294,15 @@ func TestConformanceServerThroughGateway(t *testing.T) {
 					continue
 				}
 				if f := failures(got); len(f) > 0 {
-					t.Errorf("%s passes directly but fails through the gateway:\n  %s", scenario, strings.Join(f, "\n  "))
-					continue
+					// A scenario that failed once is run again on its own:
+					// on a loaded machine a run can time out (seen rarely,
+					// never twice in a row). A real incompatibility fails
+					// both times.
+					t.Logf("%s passes directly but failed through the gateway; running it again:\n  %s", scenario, strings.Join(f, "\n  "))
+					if f := failures(rerun(t, via, scenario)); len(f) > 0 {
+						t.Errorf("%s passes directly but fails through the gateway, twice:\n  %s", scenario, strings.Join(f, "\n  "))
+						continue
+					}
 				}
 				passed = append(passed, scenario)
 			}
@@ -307,4 +314,19 @@ func TestConformanceServerThroughGateway(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rerun runs one server scenario of the suite against serverURL and returns
+// its checks.
+func rerun(t *testing.T, serverURL, scenario string) []check {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	output, _ := startNode(t, ctx, nil, nil, conformanceCLI, "server", "--scenario", scenario, "--url", serverURL, "--output-dir", dir).wait()
+	checks, ok := scenarioResults(t, dir, "server")[scenario]
+	if !ok {
+		return []check{{ID: scenario, Status: "FAILURE", ErrorMessage: "did not run:\n" + output}}
+	}
+	return checks
 }
