@@ -169,9 +169,13 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 		if r.Err == nil {
 			return r.Val.(*oauth2.Token), nil
 		}
-		if !errors.As(r.Err, &cannot) {
+		// A variable of its own for errors.As, which makes it escape:
+		// were it cannot, every call, warm ones included, would allocate.
+		var found *cannotNarrow
+		if !errors.As(r.Err, &found) {
 			return nil, r.Err
 		}
+		cannot = found
 		// Only the caller that records the finding warns about it.
 		if old := v.cannot.Load(); old != cannot && v.cannot.CompareAndSwap(old, cannot) && !n.Refuse && n.Warn != nil {
 			n.Warn(cannot.reason)
