@@ -29,7 +29,8 @@ import (
 // token endpoint.
 
 const (
-	benchPublicURL = "https://mcp.example.com"
+	benchServerScopes = "accounts.read tickets.read"
+	benchPublicURL    = "https://mcp.example.com"
 	benchRedirect  = "http://127.0.0.1:33418/callback"
 	benchClientID  = "bench-client"
 )
@@ -68,11 +69,16 @@ func newBenchEdge(b *testing.B, store grants.Store, servers int) *benchEdge {
 	}
 	be := &benchEdge{gateway: gw, ledger: ledger, broker: broker}
 	for i := range servers {
+		name := fmt.Sprintf("s%d", i)
 		be.servers = append(be.servers, &authserver.Server{
-			Name:    fmt.Sprintf("s%d", i),
-			Path:    fmt.Sprintf("/s%d", i),
-			Rule:    scopes.Rule{Offered: scopes.MustParse("tickets.read accounts.read")},
+			Name:    name,
+			Path:    "/" + name,
+			Rule:    scopes.Rule{Offered: scopes.MustParse(benchServerScopes)},
 			Gateway: gw,
+			// As the Caddy module configures a server offering part of
+			// its gateway's scopes (per_server_tokens refresh, the
+			// default): its own downstream token, narrowed to them.
+			Narrowing: &grants.Narrowing{Key: name, Scopes: strings.Fields(benchServerScopes)},
 		})
 	}
 	be.edge = authserver.New(authserver.Options{PublicURL: benchPublicURL}, be.servers)
@@ -90,11 +96,16 @@ func newBenchEdge(b *testing.B, store grants.Store, servers int) *benchEdge {
 }
 
 // putGrants stores downstream grants for users user-0 … user-<n-1>, as the
-// callback does after each user's downstream sign-in.
+// callback does after each user's downstream sign-in. Each holds the token
+// narrowed to the last server's scopes that the Broker would otherwise
+// obtain by a refresh at the downstream server on the user's first request
+// there; the benchmarks use that server.
 func (be *benchEdge) putGrants(b *testing.B, n int) {
 	b.Helper()
 	ctx := context.Background()
-	exp := time.Now().Add(24 * time.Hour)
+	s := be.servers[len(be.servers)-1]
+	now := time.Now()
+	exp := now.Add(24 * time.Hour)
 	for i := range n {
 		err := be.broker.Put(ctx, &grants.Grant{
 			User: benchUser(i),
@@ -104,7 +115,12 @@ func (be *benchEdge) putGrants(b *testing.B, n int) {
 				RefreshToken: "downstream-refresh-" + benchUser(i),
 				Expiry:       exp,
 			},
-			Scopes: "openid offline_access tickets.read accounts.read",
+			Scopes: "openid offline_access tickets.read tickets.write accounts.read admin.read",
+			Narrowed: map[string]*grants.NarrowedToken{s.Name: {
+				Token:    &oauth2.Token{AccessToken: "narrowed-access-" + benchUser(i), TokenType: "Bearer", Expiry: exp},
+				Scopes:   benchServerScopes,
+				IssuedAt: now,
+			}},
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -163,8 +179,12 @@ func (w *discardWriter) reset() {
 
 func authorizeOnce(b *testing.B, be *benchEdge, w *discardWriter, r *http.Request, s *authserver.Server) {
 	w.reset()
-	if _, ok := be.edge.Authorize(w, r, s); !ok {
+	a, ok := be.edge.Authorize(w, r, s)
+	if !ok {
 		b.Fatalf("Authorize refused a valid token: status %d, %s", w.status, w.h.Get("WWW-Authenticate"))
+	}
+	if !strings.HasPrefix(a.DownstreamToken, "narrowed-access-") {
+		b.Fatalf("Authorize handed out %q, not the server's narrowed token", a.DownstreamToken)
 	}
 }
 
