@@ -395,6 +395,12 @@ func report(cfg *config, targets []*target, codes, refreshes rateResult, mem *me
 			gw.p99.Seconds()/base.p99.Seconds(), verdict(gw.p99.Seconds()/base.p99.Seconds() <= 1.10))
 		fmt.Printf("  gateway/forward_auth: throughput %.3f (goal ≥ 1.6: %s), p99 %.3f\n",
 			gw.rate/fa.rate, verdict(gw.rate/fa.rate >= 1.6), gw.p99.Seconds()/fa.p99.Seconds())
+		// Every process of a run shares the machine's cores, so a run's
+		// throughput is about the inverse of the CPU time its requests
+		// take in all of them; unlike req/s, that varies little with other
+		// load on the machine.
+		fmt.Printf("  from CPU per request (all processes): gateway/baseline %.3f, gateway/forward_auth %.3f\n",
+			base.totalCPU().Seconds()/gw.totalCPU().Seconds(), fa.totalCPU().Seconds()/gw.totalCPU().Seconds())
 	}
 
 	fmt.Printf("\ntoken endpoint (file_system storage, %d concurrent clients)\n", cfg.connections)
@@ -419,6 +425,9 @@ type summary struct {
 	errors                    int64
 	proxyCPU, hostCPU, wrkCPU time.Duration // per request, over all rounds
 }
+
+// totalCPU is the CPU time of a request in every process of the run.
+func (s summary) totalCPU() time.Duration { return s.proxyCPU + s.hostCPU + s.wrkCPU }
 
 func summarize(rs []wrkResult) summary {
 	var (

@@ -42,9 +42,13 @@ func seedUser(i int) string { return fmt.Sprintf("seed-user-%06d", i) }
 
 // seedGrants stores n users' downstream grants, as n sign-ins would have,
 // with tokens the size a provider's JWT access token and opaque refresh
-// token have. They expire in a day, so no request refreshes them.
+// token have. Each also holds the token narrowed to the json server's
+// scopes, which the gateway (per_server_tokens refresh, the default) would
+// otherwise obtain by a refresh at the provider on the user's first
+// request. They expire in a day, so no request refreshes them.
 func seedGrants(ctx context.Context, ledger *grants.Ledger, n, workers int) error {
-	exp := time.Now().Add(24 * time.Hour)
+	now := time.Now()
+	exp := now.Add(24 * time.Hour)
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
@@ -67,6 +71,11 @@ func seedGrants(ctx context.Context, ledger *grants.Ledger, n, workers int) erro
 						Expiry:       exp,
 					},
 					Scopes: "openid offline_access tickets.read tickets.write accounts.read admin.read",
+					Narrowed: map[string]*grants.NarrowedToken{"json": {
+						Token:    &oauth2.Token{AccessToken: user + ".json." + strings.Repeat("n", 800), TokenType: "Bearer", Expiry: exp},
+						Scopes:   "accounts.read tickets.read",
+						IssuedAt: now,
+					}},
 				})
 				if err != nil {
 					errs.set(err)
