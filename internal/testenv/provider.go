@@ -127,6 +127,10 @@ type ProviderConfig struct {
 	// request and issue the grant's whole scope again, as servers that do
 	// not narrow on refresh do.
 	IgnoreRefreshScope bool
+	// TokenExchange offers RFC 8693 token exchange: the client trades one
+	// of its access tokens for another of the same user with a subset of
+	// its scopes (and, unless the request names one, its audience).
+	TokenExchange bool
 }
 
 func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
@@ -239,6 +243,7 @@ type Provider struct {
 	lastAuthorize *AuthorizeRequest
 	authMethods   []string             // client authentication methods seen
 	refreshScopes []string             // the scope of each refresh request
+	exchanges     []string             // the scope of each token exchange request
 	assertionIDs  map[string]time.Time // jti of accepted assertions, until their expiry
 }
 
@@ -271,7 +276,7 @@ func StartProvider(cfg ProviderConfig) (*Provider, error) {
 		SupportedScopes: append([]string{
 			oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopeOfflineAccess,
 		}, cfg.Scopes...),
-	}, store, op.StaticIssuer(p.issuer), op.WithAllowInsecure())
+	}, opStorage(store, cfg.TokenExchange), op.StaticIssuer(p.issuer), op.WithAllowInsecure())
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("testenv: create provider: %w", err)

@@ -94,6 +94,9 @@ func (p *Provider) tokenQuirks(r *http.Request) (int, error) {
 		}
 		r.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
 	}
+	if form.Get("grant_type") == tokenExchangeGrant {
+		p.record(&p.exchanges, form.Get("scope"))
+	}
 	if form.Get("grant_type") == "refresh_token" {
 		p.record(&p.refreshScopes, form.Get("scope"))
 		if c.IgnoreRefreshScope {
@@ -174,6 +177,14 @@ func (p *Provider) RefreshScopes() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.refreshScopes)
+}
+
+// ExchangeScopes returns the scope parameter of each token exchange
+// request, "" where there was none.
+func (p *Provider) ExchangeScopes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.exchanges)
 }
 
 // writeOAuthError answers a token request with an RFC 6749 §5.2 error;

@@ -178,3 +178,40 @@ func TestProviderClientAuthMethods(t *testing.T) {
 		}
 	}
 }
+
+func TestProviderTokenExchange(t *testing.T) {
+	p := startProvider(t, ProviderConfig{TokenExchange: true})
+	conf := oauthConfig(p, "openid", "tickets.read", "admin.read")
+	tok := signIn(t, conf, oauth2.SetAuthURLParam("resource", DefaultAudience))
+	exchange := func(scope string) (*oauth2.Token, error) {
+		cc := clientcredentials.Config{ClientID: conf.ClientID, ClientSecret: conf.ClientSecret, TokenURL: conf.Endpoint.TokenURL,
+			Scopes: strings.Fields(scope), AuthStyle: conf.Endpoint.AuthStyle, EndpointParams: url.Values{
+				"grant_type":    {tokenExchangeGrant},
+				"subject_token": {tok.AccessToken}, "subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+			}}
+		return cc.Token(context.Background())
+	}
+	narrow, err := exchange("tickets.read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := p.TokenInfo(narrow.AccessToken)
+	if !slices.Equal(info.Scopes, []string{"tickets.read"}) || !slices.Equal(info.Audience, []string{DefaultAudience}) || info.Subject != "demo-user" {
+		t.Errorf("exchanged token %+v", info)
+	}
+	if _, err := exchange("accounts.read"); err == nil {
+		t.Error("a scope the subject token lacks was granted")
+	}
+	if got := p.ExchangeScopes(); !slices.Equal(got, []string{"tickets.read", "accounts.read"}) {
+		t.Errorf("ExchangeScopes = %q", got)
+	}
+	if _, err := exchange("tickets.read"); err != nil {
+		t.Errorf("a second exchange: %v", err)
+	}
+	plain := startProvider(t, ProviderConfig{})
+	conf = oauthConfig(plain, "openid", "tickets.read")
+	tok = signIn(t, conf)
+	if _, err := exchange("tickets.read"); err == nil {
+		t.Error("a provider without TokenExchange exchanged a token")
+	}
+}

@@ -422,6 +422,12 @@ func (s *storage) newAccessTokenLocked(req op.TokenRequest, clientID string) *ac
 		audience: req.GetAudience(),
 		expiry:   now.Add(s.accessTTL + time.Second),
 	}
+	if te, ok := req.(op.TokenExchangeRequest); ok && len(te.GetAudience()) == 0 {
+		// An exchanged token keeps its subject token's audience.
+		if subject, ok := s.accessTokens[te.GetExchangeSubjectTokenIDOrToken()]; ok {
+			t.audience = slices.Clone(subject.audience)
+		}
+	}
 	s.accessTokens[t.id] = t
 	return t
 }
@@ -432,6 +438,8 @@ func clientOf(req op.TokenRequest) (string, error) {
 		return r.clientID, nil
 	case *refreshGrant:
 		return r.clientID, nil
+	case op.TokenExchangeRequest:
+		return r.GetClientID(), nil
 	}
 	return "", oidc.ErrUnsupportedGrantType()
 }
@@ -734,7 +742,7 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 }
 
 func (c *client) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeTokenExchange}
 }
 
 func (c *client) LoginURL(id string) string {
