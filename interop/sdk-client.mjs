@@ -269,10 +269,32 @@ const opsSession = await step('ops-console: a second server in the same browser 
   return session;
 });
 
+// freshTokens refreshes a provider's tokens with the SDK, so that checks on
+// what a token may do run with a token that has not expired.
+async function freshTokens(provider, path) {
+  const { authorizationServerUrl, authorizationServerMetadata: metadata } = provider.discovery;
+  const tokens = await refreshAuthorization(authorizationServerUrl, {
+    metadata,
+    clientInformation: provider.client,
+    refreshToken: provider.tokens().refresh_token,
+    resource: new URL(path, gateway),
+  });
+  provider.saveTokens({ ...tokens, issuer: provider.tokens().issuer });
+  return tokens.access_token;
+}
+
 await step("the two servers' tokens are not interchangeable", async () => {
-  equal(await bearerStatus('/ops', support.tokens().access_token), 401, 'support-assistant token at /ops');
-  equal(await bearerStatus('/support', ops.tokens().access_token), 401, 'ops-console token at /support');
-  equal(await bearerStatus('/support', support.tokens().access_token), 200, 'support-assistant token at /support');
+  // Each token works at its own server before and after it is refused by
+  // the other: it was valid when refused.
+  for (const [own, other, provider] of [
+    ['/support', '/ops', support],
+    ['/ops', '/support', ops],
+  ]) {
+    const token = await freshTokens(provider, own);
+    equal(await bearerStatus(own, token), 200, `the ${own} token at ${own}`);
+    equal(await bearerStatus(other, token), 401, `the ${own} token at ${other}`);
+    equal(await bearerStatus(own, token), 200, `the ${own} token at ${own}, again`);
+  }
 });
 
 await step('an expired access token is refreshed by the SDK on the 401 and the call goes through', async () => {
@@ -308,8 +330,10 @@ await step('two concurrent refreshes with the same refresh token both succeed (g
 
 await step('revocation ends the grant; the SDK then asks for a new authorization', async () => {
   const { authorizationServerUrl, authorizationServerMetadata: metadata } = support.discovery;
+  await freshTokens(support, '/support');
   const revoked = support.tokens();
   check(metadata.revocation_endpoint, 'no revocation_endpoint in the metadata');
+  equal(await bearerStatus('/support', revoked.access_token), 200, 'the access token before revocation');
   const response = await fetch(metadata.revocation_endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },

@@ -33,8 +33,8 @@ var sdkSteps = []string{
 func TestTypeScriptSDKClient(t *testing.T) {
 	requireModule(t, "@modelcontextprotocol/sdk")
 	// A short access token lifetime: the refresh step waits for it to pass.
-	g := startGateway(t, gatewayOptions{handler: "access_token_lifetime 2s"})
-	out := runNode(t, 2*time.Minute, nil, "sdk-client.mjs", g.public, "2")
+	g := startGateway(t, gatewayOptions{handler: "access_token_lifetime 3s"})
+	out := runNode(t, 2*time.Minute, nil, "sdk-client.mjs", g.public, "3")
 
 	var summary struct{ Passed []string }
 	for line := range strings.Lines(out) {
