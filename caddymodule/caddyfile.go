@@ -56,7 +56,7 @@ func init() {
 //				<scope> <downstream scope...>
 //			}
 //			login_scopes <scope...>|none
-//			per_server_tokens refresh|off [fallback full_token|refuse]
+//			per_server_tokens refresh|token_exchange|off [fallback full_token|refuse]
 //			identity [id_token|userinfo [<endpoint url>]] [claim <name>]
 //			encryption_key <secret> [<previous secret>...]
 //			allow_private_metadata_documents
@@ -505,12 +505,12 @@ func unmarshalScopeMap(d *caddyfile.Dispenser, gw *Gateway) error {
 	return nil
 }
 
-// unmarshalPerServerTokens parses: per_server_tokens refresh|off
-// [fallback full_token|refuse].
+// unmarshalPerServerTokens parses: per_server_tokens
+// refresh|token_exchange|off [fallback full_token|refuse].
 func unmarshalPerServerTokens(d *caddyfile.Dispenser) (*PerServerTokens, error) {
 	args := d.RemainingArgs()
 	if len(args) == 0 {
-		return nil, d.Err("per_server_tokens needs a mode: refresh or off, e.g. per_server_tokens refresh fallback refuse")
+		return nil, d.Err("per_server_tokens needs a mode: refresh, token_exchange or off, e.g. per_server_tokens refresh fallback refuse")
 	}
 	p := &PerServerTokens{Mode: args[0]}
 	switch rest := args[1:]; {
@@ -518,7 +518,7 @@ func unmarshalPerServerTokens(d *caddyfile.Dispenser) (*PerServerTokens, error) 
 	case len(rest) == 2 && rest[0] == "fallback":
 		p.Fallback = rest[1]
 	default:
-		return nil, d.Errf("per_server_tokens: unexpected %q; the syntax is per_server_tokens refresh|off [fallback full_token|refuse]", strings.Join(rest, " "))
+		return nil, d.Errf("per_server_tokens: unexpected %q; the syntax is per_server_tokens refresh|token_exchange|off [fallback full_token|refuse]", strings.Join(rest, " "))
 	}
 	return p, nil
 }

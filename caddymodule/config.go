@@ -163,16 +163,19 @@ type ClientAuth struct {
 // token, as there is nothing to narrow.
 type PerServerTokens struct {
 	// Mode is "refresh" (the default: a refresh-token grant that asks for
-	// the server's scopes, RFC 6749 §6; the narrowed token is kept sealed
-	// per user and server, and refreshed on its own) or "off" (every server
-	// gets the grant's full token).
+	// the server's scopes, RFC 6749 §6), "token_exchange" (an RFC 8693
+	// token exchange of the grant's access token for one with the server's
+	// scopes, for servers that offer it; no refresh token is rotated) or
+	// "off" (every server gets the grant's full token). A narrowed token is
+	// kept sealed per user and server, and renewed on its own.
 	Mode string `json:"mode,omitempty"`
 
 	// Fallback is what happens where the downstream server cannot narrow
-	// (it refuses or ignores the narrower scope, or issues no refresh
-	// token): "full_token" (the default: the full token, and a warning in
-	// the log once an hour per server) or "refuse" (the request is answered
-	// 503 temporarily_unavailable, and the log says why).
+	// (it refuses or ignores the narrower scope, issues no refresh token,
+	// or does not exchange tokens): "full_token" (the default: the full
+	// token, and a warning in the log once an hour per server) or "refuse"
+	// (the request is answered 503 temporarily_unavailable, and the log
+	// says why).
 	Fallback string `json:"fallback,omitempty"`
 }
 

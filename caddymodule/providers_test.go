@@ -179,6 +179,14 @@ func TestNarrowingFallback(t *testing.T) {
 			t.Errorf("no warning naming the server and the reason in the log:\n%s", lastLines(logs, 10))
 		}
 	})
+	t.Run("no token exchange", func(t *testing.T) {
+		e := startEnv(t, testenv.ProviderConfig{}, withLines("", "per_server_tokens token_exchange"))
+		support, _ := loginBoth(t, e)
+		_, s, _ := e.upstreamSees(t, "/support", support.AccessToken)
+		if len(s.Scopes) != 6 || len(e.provider.ExchangeScopes()) != 1 {
+			t.Errorf("a provider without token exchange: the upstream got %v after %d exchange attempts, want the full token after one", s.Scopes, len(e.provider.ExchangeScopes()))
+		}
+	})
 	t.Run("refuse", func(t *testing.T) {
 		e := startEnv(t, testenv.ProviderConfig{IgnoreRefreshScope: true}, withLines("", "per_server_tokens refresh fallback refuse"))
 		support, ops := loginBoth(t, e)
@@ -326,15 +334,18 @@ func TestProviderOkta(t *testing.T) {
 }
 
 // TestProviderKeycloak: private_key_jwt with an EC key and a key ID, the
-// assertion's audience the issuer, and the user resolved at the
-// discovered userinfo endpoint by preferred_username.
+// assertion's audience the issuer, the user resolved at the discovered
+// userinfo endpoint by preferred_username, and per-server tokens by token
+// exchange (the provider ignores the scope of refreshes, so a narrowed
+// token can only come from an exchange).
 func TestProviderKeycloak(t *testing.T) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keyFile := writeKey(t, key)
-	e := startEnv(t, testenv.ProviderConfig{ClientAuthMethod: "private_key_jwt", ClientPublicKey: key.Public(), AssertionAudience: "issuer"},
+	e := startEnv(t, testenv.ProviderConfig{ClientAuthMethod: "private_key_jwt", ClientPublicKey: key.Public(), AssertionAudience: "issuer",
+		TokenExchange: true, IgnoreRefreshScope: true},
 		gatewayBlock([]string{"resource ", "client_secret ", "identity "}, `
 			resource_parameter none
 			client_auth private_key_jwt {
@@ -343,10 +354,17 @@ func TestProviderKeycloak(t *testing.T) {
 				assertion_audience issuer
 			}
 			login_scopes openid offline_access profile
-			identity userinfo claim preferred_username`))
-	support, _ := loginBoth(t, e)
+			identity userinfo claim preferred_username
+			per_server_tokens token_exchange`))
+	support, ops := loginBoth(t, e)
 	who, s, _ := e.upstreamSees(t, "/support", support.AccessToken)
 	if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Username || !sameScopes(s.Scopes, "tickets.read", "accounts.read") {
 		t.Errorf("the user is %q and the upstream got %v", who.XHeaders["X-Mcp-User"], s.Scopes)
+	}
+	if _, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken); !sameScopes(o.Scopes, "tickets.write", "admin.read") || o.Subject != s.Subject {
+		t.Errorf("ops-console's upstream got %v of %q", o.Scopes, o.Subject)
+	}
+	if ex, ref := e.provider.ExchangeScopes(), e.provider.RefreshScopes(); len(ex) != 2 || len(ref) != 0 {
+		t.Errorf("%d token exchanges and %d refreshes, want one exchange per server and no refresh", len(ex), len(ref))
 	}
 }

@@ -198,9 +198,10 @@ func (st *gatewayState) narrowing(gw *Gateway, name string, offered, full scopes
 	}
 	gateway := gw.Name
 	return &grants.Narrowing{
-		Key:    name,
-		Scopes: st.downstream.MapScopes(offered.Tokens()),
-		Refuse: p.Fallback == "refuse",
+		Key:      name,
+		Scopes:   st.downstream.MapScopes(offered.Tokens()),
+		Exchange: p.Mode == "token_exchange",
+		Refuse:   p.Fallback == "refuse",
 		Warn: func(reason error) {
 			st.logger.Warn("the downstream server cannot narrow tokens to this server's scopes; the server gets the full token (set per_server_tokens fallback refuse to refuse instead)",
 				zap.String("gateway", gateway), zap.String("server", name), zap.Error(reason))

@@ -269,9 +269,9 @@ func checkDownstream(path, who string, gw *Gateway) error {
 
 	if p := gw.PerServerTokens; p != nil {
 		switch p.Mode {
-		case "", "refresh", "off":
+		case "", "refresh", "token_exchange", "off":
 		default:
-			return &ConfigError{path + "/per_server_tokens/mode", fmt.Sprintf("%s: per_server_tokens mode %q must be refresh or off", who, p.Mode)}
+			return &ConfigError{path + "/per_server_tokens/mode", fmt.Sprintf("%s: per_server_tokens mode %q must be refresh, token_exchange or off", who, p.Mode)}
 		}
 		switch p.Fallback {
 		case "", "full_token", "refuse":

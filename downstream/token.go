@@ -182,3 +182,53 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string, scopes []stri
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient)
 	return conf.Token(ctx)
 }
+
+// Token types of RFC 8693.
+const (
+	tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange"
+	accessTokenType    = "urn:ietf:params:oauth:token-type:access_token"
+)
+
+// ExchangeToken trades subjectToken, a downstream access token of the
+// user's, for an access token narrowed to scopes (RFC 8693 token exchange),
+// bound to the configured audience the way Config.ResourceParam says. A
+// refusal by the server is an *oauth2.RetrieveError.
+func (c *Client) ExchangeToken(ctx context.Context, subjectToken string, scopes []string) (*oauth2.Token, error) {
+	meta, err := c.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	style, secret := c.authStyle(meta)
+	params := url.Values{
+		"grant_type":           {tokenExchangeGrant},
+		"subject_token":        {subjectToken},
+		"subject_token_type":   {accessTokenType},
+		"requested_token_type": {accessTokenType},
+	}
+	if c.cfg.Resource != "" {
+		switch c.cfg.ResourceParam {
+		case ParamResource:
+			params.Set("resource", c.cfg.Resource)
+		case ParamAudience:
+			params.Set("audience", c.cfg.Resource)
+		}
+	}
+	assertion, err := c.assertion(meta)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range assertion {
+		params[k] = v
+	}
+	// As in Refresh: the one x/oauth2 request that takes any parameters.
+	conf := clientcredentials.Config{
+		ClientID:       c.cfg.ClientID,
+		ClientSecret:   secret,
+		TokenURL:       meta.TokenEndpoint,
+		Scopes:         scopes,
+		EndpointParams: params,
+		AuthStyle:      style,
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient)
+	return conf.Token(ctx)
+}

@@ -36,18 +36,32 @@ type Refresher interface {
 	Refresh(ctx context.Context, refreshToken string, scopes []string) (*oauth2.Token, error)
 }
 
+// Exchanger is a Refresher that can also narrow a token by RFC 8693 token
+// exchange.
+type Exchanger interface {
+	// ExchangeToken trades subjectToken, a downstream access token, for
+	// one narrowed to scopes. A refusal by the server is an
+	// *oauth2.RetrieveError.
+	ExchangeToken(ctx context.Context, subjectToken string, scopes []string) (*oauth2.Token, error)
+}
+
 // Narrowing asks the Broker for a downstream access token that carries only
 // one MCP server's scopes rather than the whole grant's: least privilege
 // toward each upstream. The Broker obtains it with a refresh-token grant
-// that names the narrower scope, keeps it sealed beside the grant (so
-// every instance sharing the storage uses it) and in memory, and refreshes
-// it on its own schedule. Set its fields before first use; it must not be
-// copied afterwards.
+// that names the narrower scope (or, with Exchange, by exchanging the
+// grant's access token for it), keeps it sealed beside the grant (so every
+// instance sharing the storage uses it) and in memory, and renews it on its
+// own schedule. Set its fields before first use; it must not be copied
+// afterwards.
 type Narrowing struct {
 	// Key names the narrowed token beside the grant: the server's name.
 	Key string
 	// Scopes are the downstream scopes to ask for.
 	Scopes []string
+	// Exchange obtains the narrowed token by RFC 8693 token exchange of the
+	// grant's access token instead of a refresh: no refresh token is
+	// rotated. The Broker's Refresher must be an Exchanger.
+	Exchange bool
 	// Refuse makes a downstream server that cannot narrow an error
 	// (ErrCannotNarrow) instead of a reason to hand out the grant's full
 	// token.
@@ -68,9 +82,10 @@ type narrowState struct {
 
 // narrowedView is one server's narrowed tokens.
 type narrowedView struct {
-	key    string
-	scopes []string
-	scope  string // scopes, space-separated
+	key      string
+	scopes   []string
+	scope    string // scopes, space-separated
+	exchange bool   // by token exchange rather than refresh
 
 	cacheOnce sync.Once
 	cache     *tokenCache
@@ -96,7 +111,7 @@ func (b *Broker) view(n *Narrowing) *narrowedView {
 		return v
 	}
 	scope := strings.Join(n.Scopes, " ")
-	id := n.Key + "\x00" + scope
+	id := fmt.Sprintf("%s\x00%s\x00%t", n.Key, scope, n.Exchange)
 	s := &b.narrow
 	s.mu.Lock()
 	v := s.views[id]
@@ -104,7 +119,7 @@ func (b *Broker) view(n *Narrowing) *narrowedView {
 		if s.views == nil {
 			s.views = make(map[string]*narrowedView)
 		}
-		v = &narrowedView{key: n.Key, scopes: slices.Clone(n.Scopes), scope: scope}
+		v = &narrowedView{key: n.Key, scopes: slices.Clone(n.Scopes), scope: scope, exchange: n.Exchange}
 		s.views[id] = v
 	}
 	s.mu.Unlock()
@@ -211,6 +226,9 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	if t := b.storedNarrowed(v, g, now); t != nil {
 		return t, nil
 	}
+	if v.exchange {
+		return b.exchangeNarrowed(ctx, v, user, timeout)
+	}
 
 	l := b.Ledger
 	var (
@@ -287,7 +305,9 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 			b.tokens().remove(user) // the grant's token changed
 			return nil
 		}
-		token = b.storedNarrowed(v, g, now)
+		if token = b.storedNarrowed(v, g, now); token == nil {
+			token = accessOnly(next) // due at once: served, not cached
+		}
 		return nil
 	})
 	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
@@ -300,6 +320,73 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 		return nil, &cannotNarrow{reason: cannot, until: b.now().Add(narrowRetry)}
 	}
 	return token, nil
+}
+
+// exchangeNarrowed obtains user's narrowed token for v by exchanging the
+// grant's access token (Token, which refreshes it if due), and keeps it
+// beside the grant.
+func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user string, timeout time.Duration) (*oauth2.Token, error) {
+	ex, ok := b.Refresher.(Exchanger)
+	if !ok {
+		return nil, &cannotNarrow{reason: errors.New("the downstream client cannot exchange tokens"), until: b.now().Add(narrowRetry)}
+	}
+	full, err := b.Token(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	next, err := ex.ExchangeToken(ctx, full.AccessToken, v.scopes)
+	var cannot error
+	switch {
+	case err == nil:
+		if extra := beyond(next, v.scopes); extra != "" {
+			cannot = fmt.Errorf("the downstream server ignored the scope of a token exchange for %q: its token also holds %q", v.scope, extra)
+		}
+	case isRefusal(err):
+		// The subject token was fresh, so this is the server declining to
+		// exchange, not the grant's end.
+		cannot = fmt.Errorf("the downstream server refused a token exchange for %q (%s)", v.scope, refusalOf(err))
+	default:
+		err = fmt.Errorf("%w: exchanging a downstream token: %w", ErrDownstreamUnavailable, err)
+	}
+	if b.OnRefresh != nil {
+		b.OnRefresh(time.Since(started), err)
+	}
+	if cannot != nil {
+		return nil, &cannotNarrow{reason: cannot, until: b.now().Add(narrowRetry)}
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	now := b.now()
+	nt := &NarrowedToken{Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}
+	l := b.Ledger
+	err = l.locked(ctx, l.grantKey(user), func() error {
+		// Re-read: a refresh elsewhere may have changed the grant.
+		g, err := l.Grant(ctx, user)
+		if err != nil {
+			return err
+		}
+		if g.Dead {
+			return deadError(g)
+		}
+		if g.Narrowed == nil {
+			g.Narrowed = make(map[string]*NarrowedToken)
+		}
+		g.Narrowed[v.key] = nt
+		return l.SaveGrant(context.WithoutCancel(ctx), g)
+	})
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
+		return nil, fmt.Errorf("%w: keeping an exchanged token did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fresh := b.dueAt(nt.Token.Expiry, now, now); now.Before(fresh) {
+		b.viewCache(v).put(user, nt.Token, fresh, now)
+	}
+	return nt.Token, nil
 }
 
 // storedNarrowed caches and returns g's narrowed token for v if it is there,
