@@ -1,0 +1,81 @@
+package mcpcalls
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// FuzzParse checks the method and name Parse reads against what
+// encoding/json reads, which matches member names without regard to case
+// and lets the last of two members win: on every body Parse accepts, the
+// two must agree, so no upstream decoder of either kind could run a tool
+// other than the one the gateway checked. The seed corpus is in
+// testdata/fuzz/FuzzParse.
+func FuzzParse(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		msgs, err := Parse(body)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("Parse returned a %T: %v", err, err)
+			}
+			if msgs != nil {
+				t.Fatalf("Parse returned messages with error %v", err)
+			}
+			return
+		}
+		var raws []json.RawMessage
+		if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '[' {
+			if err := json.Unmarshal(body, &raws); err != nil {
+				t.Fatalf("Parse accepted a batch encoding/json refuses: %v", err)
+			}
+		} else {
+			raws = []json.RawMessage{body}
+		}
+		if len(raws) != len(msgs) {
+			t.Fatalf("Parse read %d messages, encoding/json %d", len(msgs), len(raws))
+		}
+		for i, raw := range raws {
+			var loose struct {
+				Method any             `json:"method"`
+				ID     json.RawMessage `json:"id"`
+				Params json.RawMessage `json:"params"`
+			}
+			if err := json.Unmarshal(raw, &loose); err != nil {
+				t.Fatalf("Parse accepted message %d, which encoding/json refuses: %v", i, err)
+			}
+			method, _ := loose.Method.(string)
+			if loose.Method != nil && method == "" && msgs[i].Method == "" {
+				// A method that is not a string is refused by Parse.
+				t.Fatalf("message %d: method %v accepted", i, loose.Method)
+			}
+			if method != msgs[i].Method {
+				t.Fatalf("message %d: Parse read method %q, encoding/json %q", i, msgs[i].Method, method)
+			}
+			id := msgs[i].ID
+			if string(loose.ID) != "null" && !bytes.Equal(bytes.TrimSpace(loose.ID), id) {
+				t.Fatalf("message %d: Parse read id %s, encoding/json %s", i, id, loose.ID)
+			}
+			if !named(method) {
+				if msgs[i].Name != "" {
+					t.Fatalf("message %d: %s names nothing, but Parse read %q", i, method, msgs[i].Name)
+				}
+				continue
+			}
+			var params struct {
+				Name *string `json:"name"`
+				URI  *string `json:"uri"`
+			}
+			if err := json.Unmarshal(loose.Params, &params); err != nil {
+				t.Fatalf("message %d: Parse accepted params encoding/json cannot read: %v", i, err)
+			}
+			want := params.Name
+			if method == MethodReadResource || method == MethodSubscribeResource {
+				want = params.URI
+			}
+			if want == nil || *want != msgs[i].Name {
+				t.Fatalf("message %d: Parse read name %q, encoding/json %v", i, msgs[i].Name, want)
+			}
+		}
+	})
+}

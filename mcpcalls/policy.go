@@ -1,0 +1,210 @@
+package mcpcalls
+
+import (
+	"cmp"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// Rules say which scopes single tools, resources and prompts of one MCP
+// server need. Whatever they do not list needs only what the server itself
+// needs of every request.
+type Rules struct {
+	// Tools maps tool names to the scopes a token needs, all of them, to
+	// call the tool (tools/call) or see it in tools/list.
+	Tools map[string]scopes.Set
+	// Resources maps resource URI prefixes to the scopes a token needs to
+	// read or subscribe to a resource under the prefix, or see it in
+	// resources/list. Of several prefixes of one URI the longest decides.
+	// Prefixes are compared with the URI as the client sends it, byte for
+	// byte.
+	Resources map[string]scopes.Set
+	// Prompts maps prompt names to the scopes a token needs to get the
+	// prompt (prompts/get) or see it in prompts/list.
+	Prompts map[string]scopes.Set
+	// ListAll leaves list results whole: a client sees every tool, resource
+	// and prompt, and is refused only when it uses one its token does not
+	// cover.
+	ListAll bool
+}
+
+// Policy decides per message. It is immutable and safe for concurrent use.
+type Policy struct {
+	tools, prompts map[string]scopes.Set
+	resources      []prefixRule // longest prefix first
+	listAll        bool
+}
+
+type prefixRule struct {
+	prefix string
+	needs  scopes.Set
+}
+
+// NewPolicy returns the policy of rules; nil if the rules name nothing, so
+// that callers can skip reading requests that no rule could concern.
+func NewPolicy(r Rules) *Policy {
+	if len(r.Tools)+len(r.Resources)+len(r.Prompts) == 0 {
+		return nil
+	}
+	p := &Policy{tools: r.Tools, prompts: r.Prompts, listAll: r.ListAll}
+	for prefix, needs := range r.Resources {
+		p.resources = append(p.resources, prefixRule{prefix, needs})
+	}
+	slices.SortFunc(p.resources, func(a, b prefixRule) int {
+		return cmp.Or(cmp.Compare(len(b.prefix), len(a.prefix)), strings.Compare(a.prefix, b.prefix))
+	})
+	return p
+}
+
+// Needs returns the scopes m needs beyond the server's own: those of the
+// tool, prompt or resource it names. Other messages need none.
+func (p *Policy) Needs(m Message) scopes.Set {
+	switch m.Method {
+	case MethodCallTool:
+		return p.tools[m.Name]
+	case MethodGetPrompt:
+		return p.prompts[m.Name]
+	case MethodReadResource, MethodSubscribeResource:
+		return p.resource(m.Name)
+	}
+	return scopes.Set{}
+}
+
+func (p *Policy) resource(uri string) scopes.Set {
+	for _, r := range p.resources {
+		if strings.HasPrefix(uri, r.prefix) {
+			return r.needs
+		}
+	}
+	return scopes.Set{}
+}
+
+// Concerns reports whether any of msgs uses a tool, resource or prompt
+// with scopes of its own, or lists what results must be filtered of: only
+// then do the token's scopes matter.
+func (p *Policy) Concerns(msgs []Message) bool {
+	for _, m := range msgs {
+		if !p.Needs(m).IsEmpty() || (!p.listAll && m.ID != nil && p.filters(m.Method)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Missing returns the scopes that granted lacks for msgs, and the first
+// message it lacks them for (nil when every message may go on). For a batch
+// the scopes of every refused message are joined, so that one new
+// authorization covers the whole batch.
+func (p *Policy) Missing(msgs []Message, granted scopes.Set) (scopes.Set, *Message) {
+	var missing scopes.Set
+	var first *Message
+	for i := range msgs {
+		needs := p.Needs(msgs[i])
+		if granted.ContainsAll(needs) {
+			continue
+		}
+		if first == nil {
+			first = &msgs[i]
+		}
+		missing = missing.Union(needs.Minus(granted))
+	}
+	return missing, first
+}
+
+// Lists returns what a response filter needs to know of the list requests
+// among msgs, or nil when no list result needs filtering: there is no list
+// request, no rule concerns its kind, or the rules list all.
+func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
+	if p.listAll {
+		return nil
+	}
+	var l *Lists
+	requests := 0
+	for _, m := range msgs {
+		if m.ID != nil {
+			requests++
+		}
+		if m.ID == nil || !p.filters(m.Method) {
+			continue
+		}
+		if l == nil {
+			l = &Lists{policy: p, granted: granted}
+		}
+		l.requests = append(l.requests, listRequest{id: canonicalID(m.ID), method: m.Method})
+	}
+	if l != nil && requests == 1 {
+		l.only = l.requests[0].method
+	}
+	return l
+}
+
+// filters reports whether results of the list method need filtering.
+func (p *Policy) filters(method string) bool {
+	switch method {
+	case MethodListTools:
+		return len(p.tools) > 0
+	case MethodListPrompts:
+		return len(p.prompts) > 0
+	case MethodListResources:
+		return len(p.resources) > 0
+	}
+	return false
+}
+
+// visible reports whether an entry of a list result of method may be shown
+// to a token with granted scopes.
+func (p *Policy) visible(method, name string, granted scopes.Set) bool {
+	var needs scopes.Set
+	switch method {
+	case MethodListTools:
+		needs = p.tools[name]
+	case MethodListPrompts:
+		needs = p.prompts[name]
+	case MethodListResources:
+		needs = p.resource(name)
+	}
+	return granted.ContainsAll(needs)
+}
+
+// Lists are the list requests of one HTTP request, whose results a
+// [Filter] rewrites for the token's scopes.
+type Lists struct {
+	policy   *Policy
+	granted  scopes.Set
+	requests []listRequest
+	// only is the method of the request's only JSON-RPC request, when that
+	// is a list request: every response in the reply then answers it,
+	// whatever id the upstream wrote.
+	only string
+}
+
+type listRequest struct {
+	id, method string
+}
+
+// methodOf returns the list method a response with the raw id answers, or
+// "" if it answers none.
+func (l *Lists) methodOf(id json.RawMessage) string {
+	if l.only != "" {
+		return l.only
+	}
+	c := canonicalID(id)
+	for _, r := range l.requests {
+		if r.id == c {
+			return r.method
+		}
+	}
+	return ""
+}
+
+// canonicalID is a JSON-RPC id in a form that compares equal however its
+// JSON was written: the text of a string, the digits of a number.
+func canonicalID(raw json.RawMessage) string {
+	if len(raw) > 0 && raw[0] == '"' {
+		return "s" + string(text(raw))
+	}
+	return "n" + string(raw)
+}

@@ -1,0 +1,467 @@
+// Package mcpcalls reads the JSON-RPC messages of MCP requests on their way
+// to an upstream, so that a gateway can decide per tool, resource and prompt
+// whether a token may use it: it learns the method and the name of each
+// message (checking the Mcp-Method and Mcp-Name headers of the streamable
+// HTTP transport against the body), says which scopes a message needs under
+// a [Policy], and filters the results of tools/list, resources/list and
+// prompts/list, as JSON or as a Server-Sent Events stream, so that a client
+// sees only what its token may use.
+//
+// The package has no Caddy dependency and keeps no global state.
+package mcpcalls
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxBodyBytes is the largest request body Read accepts by default: MCP
+// requests are small, and the body is held in memory until the upstream has
+// read it.
+const MaxBodyBytes = 1 << 20
+
+// The MCP methods that name a tool, a resource or a prompt, and the list
+// methods whose results Filter rewrites.
+const (
+	MethodCallTool          = "tools/call"
+	MethodGetPrompt         = "prompts/get"
+	MethodReadResource      = "resources/read"
+	MethodSubscribeResource = "resources/subscribe"
+	MethodListTools         = "tools/list"
+	MethodListResources     = "resources/list"
+	MethodListPrompts       = "prompts/list"
+)
+
+// JSON-RPC error codes of the refusals (JSON-RPC 2.0 §5.1; -32020 is the
+// header mismatch code of the MCP streamable HTTP transport).
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeInvalidParams  = -32602
+	CodeHeaderMismatch = -32020
+)
+
+// Message is what the gateway learns of one JSON-RPC message of a request.
+type Message struct {
+	// Method is the method of a request or notification, "" for a response
+	// (a client answering a server's request).
+	Method string
+	// Name is the tool or prompt name (params.name) or the resource URI
+	// (params.uri) of the methods that name one: tools/call, prompts/get,
+	// resources/read and resources/subscribe. It is "" for other methods.
+	Name string
+	// ID is the raw JSON id of a request, nil for a notification.
+	ID json.RawMessage
+}
+
+// Error is a request that is not passed on because the gateway cannot tell
+// what it calls. It is answered with Status and a JSON-RPC error (Code,
+// Message) for the request ID.
+type Error struct {
+	Status  int             // 400, or 413 for a body over the limit
+	Code    int             // JSON-RPC error code
+	Message string          // what is wrong and what to do
+	ID      json.RawMessage // the id of the request it concerns, if known
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func invalid(code int, id json.RawMessage, msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: code, Message: msg, ID: id}
+}
+
+// Read reads the JSON-RPC messages of r's body, of at most limit bytes,
+// checks them against the Mcp-Method and Mcp-Name headers, and puts the body
+// back, byte for byte, for the upstream to read.
+//
+// Every error is an [*Error]. A body over limit is refused without reading
+// more than limit+1 bytes of it. Anything the gateway could read otherwise
+// than the upstream does is refused too: invalid JSON, a member named twice,
+// a member whose name differs from method, params, id, name or uri only in
+// case (which case-insensitive decoders would take for it), and a tool or
+// prompt name or resource URI that is not a string.
+func Read(r *http.Request, limit int64) ([]Message, error) {
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	var buf []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		if buf, err = readAtMost(r.Body, r.ContentLength, limit); err != nil {
+			return nil, err
+		}
+	}
+	b := new(body)
+	b.Reset(buf)
+	r.Body = b
+	r.ContentLength = int64(len(buf))
+	r.GetBody = nil
+	msgs, err := Parse(buf)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHeaders(r.Header, msgs); err != nil {
+		return nil, err
+	}
+	return msgs, nil
+}
+
+// body is the read body handed on to the upstream.
+type body struct{ bytes.Reader }
+
+func (*body) Close() error { return nil }
+
+func tooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeInvalidRequest,
+		Message: "the request body is larger than " + strconv.FormatInt(limit, 10) + " bytes, more than an MCP request needs; send smaller requests"}
+}
+
+// readAtMost reads all of r, failing once it has more than limit bytes.
+// A known length sizes the buffer at once, so a body is read in one piece.
+func readAtMost(r io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length >= 0 {
+		size = length + 1 // room to see the end without growing
+	}
+	buf := make([]byte, 0, min(size, limit+1))
+	lr := &io.LimitedReader{R: r, N: limit + 1}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, tooLarge(min(limit, mbe.Limit))
+			}
+			return nil, invalid(CodeParseError, nil, "the request body could not be read: "+err.Error())
+		}
+	}
+	if int64(len(buf)) > limit {
+		return nil, tooLarge(limit)
+	}
+	return buf, nil
+}
+
+// Parse reads the JSON-RPC messages of a request body: one message, or a
+// batch (a non-empty array of them). Its errors are those of [Read].
+func Parse(data []byte) ([]Message, error) {
+	// JSON is UTF-8 (RFC 8259 §8.1); decoders differ on what else means,
+	// some replacing bad bytes, some keeping them.
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return nil, invalid(CodeParseError, nil, "the request body is not valid UTF-8 JSON; send one JSON-RPC message")
+	}
+	s := scanner{b: data}
+	s.space()
+	if s.peek() != '[' {
+		m, err := s.message()
+		if err != nil {
+			return nil, err
+		}
+		return []Message{m}, nil
+	}
+	s.i++
+	var msgs []Message
+	for {
+		s.space()
+		if s.peek() == ']' {
+			break
+		}
+		m, err := s.message()
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+		s.space()
+		if s.peek() == ',' {
+			s.i++
+		}
+	}
+	if len(msgs) == 0 {
+		return nil, invalid(CodeInvalidRequest, nil, "the request is an empty batch; send at least one JSON-RPC message")
+	}
+	return msgs, nil
+}
+
+// scanner walks JSON that json.Valid accepted, so it checks no syntax.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *scanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// str skips the string at s.i and returns it with its quotes.
+func (s *scanner) str() []byte {
+	start := s.i
+	s.i++
+	for s.b[s.i] != '"' {
+		if s.b[s.i] == '\\' {
+			s.i++
+		}
+		s.i++
+	}
+	s.i++
+	return s.b[start:s.i]
+}
+
+// value skips the value at s.i and returns it.
+func (s *scanner) value() []byte {
+	start := s.i
+	switch s.peek() {
+	case '"':
+		s.str()
+	case '{', '[':
+		depth := 0
+		for {
+			c := s.b[s.i]
+			if c == '"' {
+				s.str()
+				continue
+			}
+			s.i++
+			switch c {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return s.b[start:s.i]
+				}
+			}
+		}
+	default: // number, true, false, null
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return s.b[start:s.i]
+			}
+			s.i++
+		}
+	}
+	return s.b[start:s.i]
+}
+
+// members calls visit with each key and value of the object at s.i, and
+// leaves s.i after it. visit may stop the walk with an error.
+func (s *scanner) members(visit func(key, value []byte) error) error {
+	s.i++ // {
+	for {
+		s.space()
+		if s.peek() == '}' {
+			s.i++
+			return nil
+		}
+		key := text(s.str())
+		s.space()
+		s.i++ // :
+		s.space()
+		if err := visit(key, s.value()); err != nil {
+			return err
+		}
+		s.space()
+		if s.peek() == ',' {
+			s.i++
+		}
+	}
+}
+
+// text returns the text of a JSON string given with its quotes, which
+// json.Valid has accepted. Without escapes it is a slice of q.
+func text(q []byte) []byte {
+	if bytes.IndexByte(q, '\\') < 0 {
+		return q[1 : len(q)-1]
+	}
+	var out string
+	_ = json.Unmarshal(q, &out)
+	return []byte(out)
+}
+
+// field records a member that the gateway reads, refusing it twice or in
+// another case: decoders differ on which of two members wins, and some
+// match member names without regard to case (encoding/json does, and folds
+// U+017F to s and U+212A to k as well, which bytes.EqualFold does too).
+func field(key []byte, want string, seen *bool, where string) (bool, error) {
+	if string(key) == want {
+		if *seen {
+			return false, invalid(CodeInvalidRequest, nil, where+` has two "`+want+`" members; send it once`)
+		}
+		*seen = true
+		return true, nil
+	}
+	if bytes.EqualFold(key, []byte(want)) {
+		return false, invalid(CodeInvalidRequest, nil, where+" has a member "+strconv.Quote(string(key))+`, which some decoders read as "`+want+`"; name it "`+want+`" exactly`)
+	}
+	return false, nil
+}
+
+// message reads one JSON-RPC message at s.i.
+func (s *scanner) message() (Message, error) {
+	if s.peek() != '{' {
+		return Message{}, invalid(CodeInvalidRequest, nil, "a JSON-RPC message must be a JSON object")
+	}
+	var m Message
+	var method, params []byte
+	var seenMethod, seenParams, seenID bool
+	err := s.members(func(key, value []byte) error {
+		if ok, err := field(key, "method", &seenMethod, "the message"); ok || err != nil {
+			method = value
+			return err
+		}
+		if ok, err := field(key, "params", &seenParams, "the message"); ok || err != nil {
+			params = value
+			return err
+		}
+		if ok, err := field(key, "id", &seenID, "the message"); ok || err != nil {
+			m.ID = value
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return Message{}, err
+	}
+	if m.ID != nil && string(m.ID) == "null" {
+		m.ID = nil
+	}
+	if method == nil {
+		return m, nil // a response
+	}
+	if method[0] != '"' || len(method) == 2 {
+		return Message{}, invalid(CodeInvalidRequest, m.ID, "the method must be a non-empty string")
+	}
+	m.Method = intern(text(method))
+	var name string
+	switch m.Method {
+	case MethodCallTool, MethodGetPrompt:
+		name = "name"
+	case MethodReadResource, MethodSubscribeResource:
+		name = "uri"
+	default:
+		return m, nil
+	}
+	if params == nil || params[0] != '{' {
+		return Message{}, invalid(CodeInvalidParams, m.ID, m.Method+" needs params with a "+name)
+	}
+	var value []byte
+	var seen bool
+	p := scanner{b: params}
+	err = p.members(func(key, v []byte) error {
+		ok, err := field(key, name, &seen, "the params of "+m.Method)
+		if ok {
+			value = v
+		}
+		return err
+	})
+	if err != nil {
+		err.(*Error).ID = m.ID
+		return Message{}, err
+	}
+	if value == nil || value[0] != '"' {
+		return Message{}, invalid(CodeInvalidParams, m.ID, "the "+name+" in the params of "+m.Method+" must be a string")
+	}
+	m.Name = string(text(value))
+	return m, nil
+}
+
+// intern returns the common methods as constants, so reading them
+// allocates nothing.
+func intern(method []byte) string {
+	for _, known := range [...]string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource,
+		MethodListTools, MethodListResources, MethodListPrompts, "initialize", "notifications/initialized", "ping"} {
+		if string(method) == known {
+			return known
+		}
+	}
+	return string(method)
+}
+
+// Header names of the MCP streamable HTTP transport that mirror the body.
+const (
+	HeaderMethod = "Mcp-Method"
+	HeaderName   = "Mcp-Name"
+)
+
+// checkHeaders refuses Mcp-Method and Mcp-Name headers that disagree with
+// the body. The body decides what the upstream does, so a header is never
+// believed over it; one that disagrees is refused, as the transport asks,
+// so that no intermediary routes or logs the request as something else.
+func checkHeaders(h http.Header, msgs []Message) error {
+	methods, names := h[HeaderMethod], h[HeaderName]
+	if len(methods) == 0 && len(names) == 0 {
+		return nil
+	}
+	if len(methods) > 1 || len(names) > 1 {
+		return invalid(CodeHeaderMismatch, nil, "the Mcp-Method and Mcp-Name headers may each be sent once")
+	}
+	var name string
+	if len(names) == 1 {
+		var ok bool
+		if name, ok = decodeHeaderValue(names[0]); !ok {
+			return invalid(CodeHeaderMismatch, nil, "the Mcp-Name header is not valid =?base64?...?= encoding")
+		}
+	}
+	for _, m := range msgs {
+		if len(methods) == 1 && methods[0] != m.Method {
+			return invalid(CodeHeaderMismatch, m.ID, "the Mcp-Method header "+strconv.Quote(methods[0])+" does not match the body's method "+strconv.Quote(m.Method))
+		}
+		if len(names) == 1 && names[0] != "" && named(m.Method) && name != m.Name {
+			return invalid(CodeHeaderMismatch, m.ID, "the Mcp-Name header "+strconv.Quote(names[0])+" does not match the body's "+strconv.Quote(m.Name))
+		}
+	}
+	return nil
+}
+
+// named reports whether method names a tool, resource or prompt in its
+// params.
+func named(method string) bool {
+	switch method {
+	case MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource:
+		return true
+	}
+	return false
+}
+
+// decodeHeaderValue undoes the transport's encoding of header values that
+// are not plain ASCII: =?base64?<standard base64 of the UTF-8>?=.
+func decodeHeaderValue(v string) (string, bool) {
+	inner, ok := strings.CutPrefix(v, "=?base64?")
+	if !ok {
+		return v, true
+	}
+	if inner, ok = strings.CutSuffix(inner, "?="); !ok {
+		return v, true
+	}
+	b, err := base64.StdEncoding.DecodeString(inner)
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
