@@ -21,6 +21,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
@@ -67,6 +68,10 @@ type Server struct {
 	// Narrowing asks for its downstream token narrowed to its own scopes;
 	// nil hands it the grant's full token.
 	Narrowing *grants.Narrowing
+	// Calls, when set, gives single tools, resources and prompts scopes of
+	// their own: every request's JSON-RPC messages are read and checked
+	// against it before the upstream sees them. Nil reads no body.
+	Calls *mcpcalls.Policy
 
 	challenge string // the WWW-Authenticate value of a plain 401
 }

@@ -23,6 +23,7 @@ const (
 	RequestForbidden     // 403: the token's scopes do not fit the server
 	RequestUnavailable   // 503: the downstream server could not refresh
 	RequestUpstreamError // the upstream failed before answering (502)
+	RequestInvalid       // 400 or 413: a body the server's call scopes could not be checked against
 
 	RateLimited // a request refused by a rate limit
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
 )
 
 // Access is what an authorized MCP request carries on to the upstream.
@@ -18,13 +19,17 @@ type Access struct {
 	// DownstreamToken is the user's brokered downstream access token that
 	// replaces the client's token.
 	DownstreamToken string
+	// Lists, when set, are list requests whose results must be filtered
+	// for the token's scopes (see Server.Calls) with Lists.Filter.
+	Lists *mcpcalls.Lists
 }
 
 // Authorize checks the bearer token of a request to server s. On success it
 // returns the access to forward and true; otherwise it has written the
-// refusal (401 with the challenge, 403 insufficient_scope, or 503 when the
-// downstream server cannot refresh the user's token right now) and returns
-// false.
+// refusal (401 with the challenge, 403 insufficient_scope, 400 or 413 for
+// a body the server's call scopes cannot be checked against, or 503 when
+// the downstream server cannot refresh the user's token right now) and
+// returns false.
 //
 // It runs on every proxied MCP request. A warm request costs a hash and two
 // map lookups, with no storage read: the verified token and the decrypted
@@ -60,6 +65,12 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 		writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: "none of the token's scopes is offered by server " + s.Name + "; authorize again"})
 		return Access{}, false
 	}
+	var lists *mcpcalls.Lists
+	if s.Calls != nil {
+		if lists, ok = e.checkCalls(w, r, s, claims); !ok {
+			return Access{}, false
+		}
+	}
 	tok, err := g.Broker.TokenFor(r.Context(), claims.Subject, s.Narrowing)
 	switch {
 	case err == nil:
@@ -75,7 +86,7 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 		return Access{}, false
 	}
 	e.count(s, RequestAllowed)
-	return Access{Server: s, Claims: claims, DownstreamToken: tok.AccessToken}, true
+	return Access{Server: s, Claims: claims, DownstreamToken: tok.AccessToken, Lists: lists}, true
 }
 
 // refuseRequest counts a refused MCP request and records why on the audit

@@ -41,7 +41,7 @@ func newGatewayMetrics(gateway string, grants func() float64) *gatewayMetrics {
 		tokens: counter("tokens_total",
 			"Token endpoint requests by grant type and result (issued, refused).", "server", "grant_type", "result"),
 		requests: counter("requests_total",
-			"Requests to MCP server paths by result: allowed (passed on to the upstream), unauthorized (401), forbidden (403), unavailable (503); upstream_error counts the allowed ones the upstream failed (502).", "server", "result"),
+			"Requests to MCP server paths by result: allowed (passed on to the upstream), unauthorized (401), forbidden (403), unavailable (503), invalid (400 or 413: a body that call scopes could not be checked against); upstream_error counts the allowed ones the upstream failed (502).", "server", "result"),
 		rateLimited: counter("rate_limited_total",
 			"Requests refused by a rate limit.", "server"),
 		downstreamRefreshes: counter("downstream_refreshes_total",
@@ -113,6 +113,7 @@ var outcomeLabels = [authserver.NumOutcomes]struct {
 	authserver.RequestForbidden:       {"requests", []string{"forbidden"}},
 	authserver.RequestUnavailable:     {"requests", []string{"unavailable"}},
 	authserver.RequestUpstreamError:   {"requests", []string{"upstream_error"}},
+	authserver.RequestInvalid:         {"requests", []string{"invalid"}},
 	authserver.RateLimited:            {"rate_limited", nil},
 }
 
