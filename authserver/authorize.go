@@ -104,7 +104,8 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		CreatedAt:     now,
 		ExpiresAt:     now.Add(e.opts.AuthorizationTTL),
 	}
-	if e.consentRemembered(ctx, s, browser, p) {
+	earlier := e.earlierConsent(ctx, s, browser, p)
+	if asked, err := scopes.Parse(p.Scopes); err == nil && !earlier.IsEmpty() && earlier.ContainsAll(asked) {
 		e.audit("consent given", s, p.ClientID, "", p.Scopes, zap.Bool("remembered", true))
 		e.startDownstream(w, r, s, p)
 		return
@@ -115,7 +116,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot record your authorization right now", "Its storage is unavailable. Try again in a moment.")
 		return
 	}
-	e.renderConsent(w, s, client, req, handle, hashWithLabel("csrf", browser+"\x00"+handle))
+	e.renderConsent(w, s, client, req, earlier, handle, hashWithLabel("csrf", browser+"\x00"+handle))
 }
 
 // authorizeRefusal is a refused authorization request. While the redirect
@@ -232,21 +233,25 @@ func (e *Edge) startDownstream(w http.ResponseWriter, r *http.Request, s *Server
 	http.Redirect(w, r, authURL, http.StatusFound)
 }
 
-// consentRemembered reports whether the user this browser last signed in as
-// already approved this client for this server with these scopes and this
-// redirect URI.
-func (e *Edge) consentRemembered(ctx context.Context, s *Server, browser string, p *grants.Pending) bool {
+// earlierConsent returns the scopes that the user this browser last signed
+// in as already approved for this client, server and redirect URI (empty
+// if none). When they cover the request, consent is not asked again;
+// otherwise the consent page marks the scopes that are new, as when a
+// client asks for more to call a tool (step-up authorization).
+func (e *Edge) earlierConsent(ctx context.Context, s *Server, browser string, p *grants.Pending) scopes.Set {
 	user, err := s.Gateway.Ledger.BrowserUser(ctx, hashWithLabel("browser", browser))
 	if err != nil {
-		return false
+		return scopes.Set{}
 	}
 	c, err := s.Gateway.Ledger.Consent(ctx, user, p.ClientID, s.Name)
 	if err != nil || c.RedirectURI != p.RedirectURI {
-		return false
+		return scopes.Set{}
 	}
-	consented, err1 := scopes.Parse(c.Scopes)
-	asked, err2 := scopes.Parse(p.Scopes)
-	return err1 == nil && err2 == nil && consented.ContainsAll(asked)
+	consented, err := scopes.Parse(c.Scopes)
+	if err != nil {
+		return scopes.Set{}
+	}
+	return consented
 }
 
 // redirectError sends the browser back to the client with an OAuth error,

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
 // The pages are plain HTML with inline styles: no script, no external
@@ -27,6 +28,7 @@ p{line-height:1.5}
 .who img{width:40px;height:40px;border-radius:8px}
 ul{padding-left:1.2rem}
 li code{background:#eef0f4;padding:.1rem .35rem;border-radius:4px}
+.new{font-size:.8rem;color:#1f5fd6}
 .meta{font-size:.9rem;color:#596173}
 .actions{display:flex;gap:.75rem;margin-top:1.5rem}
 button{flex:1;font:inherit;padding:.7rem;border-radius:8px;border:1px solid #c5cad4;background:#fff;cursor:pointer}
@@ -36,8 +38,12 @@ button.approve{background:#1f5fd6;border-color:#1f5fd6;color:#fff}
 
 var consentPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "content"}}
 <div class="who">{{if .LogoURI}}<img src="{{.LogoURI}}" alt="">{{end}}<h1>{{.ClientName}} wants to use {{.Server}}</h1></div>
-<p>It asks for access to the MCP server <strong>{{.Server}}</strong> on your behalf, with these permissions:</p>
-<ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>
+{{if .Granted}}<p>It already has access to the MCP server <strong>{{.Server}}</strong> on your behalf, and now asks for more. New permissions:</p>
+<ul id="new-scopes">{{range .New}}<li><code>{{.}}</code> <strong class="new">new</strong></li>{{end}}</ul>
+<p class="meta">Already allowed:</p>
+<ul id="granted-scopes" class="meta">{{range .Granted}}<li><code>{{.}}</code></li>{{end}}</ul>
+{{else}}<p>It asks for access to the MCP server <strong>{{.Server}}</strong> on your behalf, with these permissions:</p>
+<ul id="new-scopes">{{range .New}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
 <p class="meta">After you approve, you sign in at your identity provider. You will then be sent back to <strong>{{.RedirectHost}}</strong>.{{if .Unverified}} This application registered itself; only approve it if you started this connection.{{end}}</p>
 <form id="consent" method="post" action="{{.Action}}">
 <input type="hidden" name="handle" value="{{.Handle}}">
@@ -60,7 +66,10 @@ func setPageHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'")
 }
 
-func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Client, req *authorizeRequest, handle, csrf string) {
+// renderConsent shows the consent page. earlier are the scopes the user
+// already approved for this client and server: the page then lists the
+// asked scopes beyond them as new, and the rest as already allowed.
+func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Client, req *authorizeRequest, earlier scopes.Set, handle, csrf string) {
 	name := client.Name
 	if name == "" {
 		name = client.ID
@@ -74,7 +83,8 @@ func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Cl
 		"ClientName":   name,
 		"LogoURI":      logo,
 		"Server":       s.Name,
-		"Scopes":       req.scopes.Tokens(),
+		"New":          req.scopes.Minus(earlier).Tokens(),
+		"Granted":      req.scopes.Intersect(earlier).Tokens(),
 		"RedirectHost": redirectHost(req.redirectURI),
 		"Unverified":   client.Source == "registered",
 		"Action":       s.Issuer + "/consent",
