@@ -72,6 +72,10 @@ func init() {
 //			gateway <name>
 //			scopes <scope...>
 //			strict_scopes
+//			tool <name> <scope...>
+//			resource <uri prefix> <scope...>
+//			prompt <name> <scope...>
+//			filter_lists off
 //			reverse_proxy [<upstreams...>] {
 //				# all of reverse_proxy's own syntax
 //			}
@@ -577,6 +581,14 @@ func unmarshalServer(h httpcaddyfile.Helper, record func(string, *caddyfile.Disp
 				return nil, d.ArgErr()
 			}
 			srv.StrictScopes = true
+		case "tool", "resource", "prompt":
+			var handled bool
+			if handled, err = unmarshalCallScope(d, srv, record); !handled {
+				return nil, d.Errf("server %q cannot set resource to one value: the resource or audience is part of the gateway's auth boundary, shared by every server attached to it; "+
+					"a server that needs a different one needs a second gateway. To give MCP resources scopes of their own, write resource <uri prefix> <scope...>", srv.Name)
+			}
+		case "filter_lists":
+			err = unmarshalFilterLists(d, srv)
 		case "reverse_proxy":
 			if srv.UpstreamRaw != nil {
 				return nil, d.Errf("server %q: only one reverse_proxy per server (list several upstreams in it for load balancing)", srv.Name)

@@ -225,11 +225,50 @@ type Server struct {
 	// for a scope outside Scopes instead of narrowing it away.
 	StrictScopes bool `json:"strict_scopes,omitempty"`
 
+	// CallScopes gives single tools, resources and prompts of the server
+	// scopes of their own, on top of the server's: a call whose scopes the
+	// token lacks is refused with 403 insufficient_scope, so that the
+	// client asks the user for more (step-up authorization), and list
+	// results show only what the token may use. Tools, resources and
+	// prompts it does not name need only a token for the server.
+	CallScopes *CallScopes `json:"call_scopes,omitempty"`
+
 	// Upstream is the handler that serves the MCP server once a request is
 	// authorized: usually Caddy's reverse_proxy. It receives the request with
 	// the path prefix stripped and the user's downstream token in place of
 	// the client's.
 	UpstreamRaw json.RawMessage `json:"upstream,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
+}
+
+// CallScopes are the scopes single tools, resources and prompts of one
+// server need. Every scope named must be one of the server's scopes. A
+// server with call scopes has each request's JSON-RPC body read before the
+// upstream sees it (up to 1 MiB; a larger body is refused with 413), and
+// Mcp-Method and Mcp-Name headers that disagree with the body are refused
+// with 400.
+type CallScopes struct {
+	// Tools maps a tool name to the scopes a token needs, all of them, to
+	// call the tool (tools/call) and to see it in tools/list.
+	Tools map[string][]string `json:"tools,omitempty"`
+
+	// Resources maps a resource URI prefix to the scopes a token needs to
+	// read (resources/read) or subscribe to a resource whose URI starts
+	// with it, and to see the resource in resources/list. Of several
+	// prefixes of one URI the longest decides. Prefixes are compared with
+	// the URI as the client sends it, byte for byte: an upstream that also
+	// accepts other spellings of a URI (percent-encoded, with dot segments,
+	// in another case) needs a prefix for each.
+	Resources map[string][]string `json:"resources,omitempty"`
+
+	// Prompts maps a prompt name to the scopes a token needs to get the
+	// prompt (prompts/get) and to see it in prompts/list.
+	Prompts map[string][]string `json:"prompts,omitempty"`
+
+	// ListAll leaves tools/list, resources/list and prompts/list results
+	// whole: a client sees everything and is refused only when it uses
+	// what its token does not cover. Default: lists show only what the
+	// token may use.
+	ListAll bool `json:"list_all,omitempty"`
 }
 
 // Durations and limits of the tokens the gateway issues; zero values take

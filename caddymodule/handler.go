@@ -136,6 +136,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 			Gateway: gws[gw.Name],
 			// Its downstream token, narrowed to its own scopes.
 			Narrowing: runtimes[gw.Name].state.narrowing(gw, srv.Name, offered, full),
+			// Scopes of single tools, resources and prompts; nil reads no
+			// request body.
+			Calls: callPolicy(srv.CallScopes),
 		})
 		mod, err := ctx.LoadModule(srv, "UpstreamRaw")
 		if err != nil {
@@ -231,7 +234,20 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.mcp_gateway.scopes", access.Claims.Scope)
 	}
 	stripPrefix(r, s.Path)
-	tracked := &writeTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	out := w
+	if access.Lists != nil {
+		// List results are cut down to what the token may use; the filter
+		// must read them, so the upstream is asked for them unencoded.
+		r.Header.Del("Accept-Encoding")
+		filter := access.Lists.Filter(w)
+		defer func() {
+			if err := filter.Finish(); err != nil {
+				g.logger.Debug("writing a filtered list result", zap.String("server", s.Name), zap.Error(err))
+			}
+		}()
+		out = filter
+	}
+	tracked := &writeTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: out}}
 	err := g.upstreams[s.Name].ServeHTTP(tracked, r, next)
 	if err == nil || tracked.wrote {
 		return err

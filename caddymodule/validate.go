@@ -378,6 +378,13 @@ func checkServer(path string, srv *Server, list []*Gateway) error {
 				who, extra, gw.Name, full)}
 		}
 	}
+	offered, _ := scopes.New(gw.Scopes...)
+	if len(srv.Scopes) > 0 {
+		offered, _ = scopes.New(srv.Scopes...)
+	}
+	if err := checkCallScopes(path+"/call_scopes", who, srv.CallScopes, offered); err != nil {
+		return err
+	}
 	if len(srv.UpstreamRaw) == 0 {
 		return &ConfigError{path + "/upstream", who + " needs an upstream: e.g. reverse_proxy 127.0.0.1:9001 in its block"}
 	}

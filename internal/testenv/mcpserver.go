@@ -60,6 +60,7 @@ type MCPServer struct {
 
 	mu                sync.Mutex
 	lastAuthorization string
+	requests          int
 	streams           map[string]*sessionStreams // by MCP session ID
 }
 
@@ -169,11 +170,13 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 }
 
 // record notes the Authorization header of every request before the SDK
-// sees it, and ends the streams of a session that is being deleted.
+// sees it, counts the requests, and ends the streams of a session that is
+// being deleted.
 func (s *MCPServer) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.lastAuthorization = r.Header.Get("Authorization")
+		s.requests++
 		if id := r.Header.Get("Mcp-Session-Id"); r.Method == http.MethodDelete && id != "" {
 			if st := s.streams[id]; st != nil {
 				st.cancel()
@@ -225,6 +228,14 @@ func (s *MCPServer) LastAuthorization() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastAuthorization
+}
+
+// Requests returns how many HTTP requests have reached the server, so a
+// test can tell that a gateway refused one before passing it on.
+func (s *MCPServer) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
 }
 
 // Close stops the server at once, ending open SSE streams and running

@@ -1,0 +1,131 @@
+package caddymodule
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// unmarshalCallScope parses, in a server block:
+//
+//	tool <name> <scope...>
+//	resource <uri prefix> <scope...>
+//	prompt <name> <scope...>
+//
+// A resource line with one value is the gateway's downstream resource set
+// in the wrong block; handled reports false for it, so that the caller
+// explains the auth boundary.
+func unmarshalCallScope(d *caddyfile.Dispenser, srv *Server, record func(string, *caddyfile.Dispenser)) (handled bool, err error) {
+	kind := d.Val()
+	args := d.RemainingArgs()
+	if kind == "resource" && len(args) == 1 {
+		return false, nil
+	}
+	if len(args) < 2 {
+		return true, d.Errf("server %q: %s needs a %s and at least one scope: %s <%s> <scope...>", srv.Name, kind, callNoun[kind], kind, callNoun[kind])
+	}
+	if srv.CallScopes == nil {
+		srv.CallScopes = new(CallScopes)
+	}
+	target := map[string]*map[string][]string{
+		"tool":     &srv.CallScopes.Tools,
+		"resource": &srv.CallScopes.Resources,
+		"prompt":   &srv.CallScopes.Prompts,
+	}[kind]
+	if *target == nil {
+		*target = map[string][]string{}
+	}
+	name := args[0]
+	if _, dup := (*target)[name]; dup {
+		return true, d.Errf("server %q: %s %q is given twice; list all its scopes on one line", srv.Name, kind, name)
+	}
+	var list []string
+	for _, a := range args[1:] {
+		list = append(list, strings.Fields(a)...)
+	}
+	(*target)[name] = list
+	record(callScopesPath(kind, name), d)
+	return true, nil
+}
+
+// unmarshalFilterLists parses: filter_lists off.
+func unmarshalFilterLists(d *caddyfile.Dispenser, srv *Server) error {
+	args := d.RemainingArgs()
+	if len(args) != 1 || args[0] != "off" {
+		return d.Errf("server %q: filter_lists takes one value, off, to show every tool, resource and prompt in lists and refuse only their use (lists are filtered by default)", srv.Name)
+	}
+	if srv.CallScopes == nil {
+		srv.CallScopes = new(CallScopes)
+	}
+	srv.CallScopes.ListAll = true
+	return nil
+}
+
+var callNoun = map[string]string{"tool": "tool name", "resource": "URI prefix", "prompt": "prompt name"}
+
+// callScopesPath is the JSON path, below a server, of one call scope rule.
+func callScopesPath(kind, name string) string {
+	return "call_scopes/" + kind + "s/" + name
+}
+
+// checkCallScopes checks a server's call scopes against the scopes it
+// offers: a rule needing a scope the server cannot grant could never be
+// met, and the step-up challenge would ask for it in vain.
+func checkCallScopes(path, who string, cs *CallScopes, offered scopes.Set) error {
+	if cs == nil {
+		return nil
+	}
+	for _, kind := range []struct {
+		word  string
+		rules map[string][]string
+	}{{"tool", cs.Tools}, {"resource", cs.Resources}, {"prompt", cs.Prompts}} {
+		for _, name := range slices.Sorted(maps.Keys(kind.rules)) {
+			p := path + "/" + strings.TrimPrefix(callScopesPath(kind.word, name), "call_scopes/")
+			if name == "" {
+				return &ConfigError{p, fmt.Sprintf("%s: a %s rule needs a %s", who, kind.word, callNoun[kind.word])}
+			}
+			needs, err := scopes.New(kind.rules[name]...)
+			if err != nil {
+				return &ConfigError{p, fmt.Sprintf("%s: %s %q: %v", who, kind.word, name, err)}
+			}
+			if needs.IsEmpty() {
+				return &ConfigError{p, fmt.Sprintf("%s: %s %q needs at least one scope; remove the rule if the server's own scopes are enough", who, kind.word, name)}
+			}
+			if extra := needs.Minus(offered); !extra.IsEmpty() {
+				return &ConfigError{p, fmt.Sprintf("%s: %s %q needs scope(s) %s, which the server does not offer (%s): add them to the server's scopes, or name only offered scopes",
+					who, kind.word, name, extra, offered)}
+			}
+		}
+	}
+	return nil
+}
+
+// callPolicy builds the runtime policy of a server's call scopes; nil when
+// it names nothing, so that the server's requests are not read.
+func callPolicy(cs *CallScopes) *mcpcalls.Policy {
+	if cs == nil {
+		return nil
+	}
+	parse := func(rules map[string][]string) map[string]scopes.Set {
+		if len(rules) == 0 {
+			return nil
+		}
+		out := make(map[string]scopes.Set, len(rules))
+		for name, list := range rules {
+			out[name], _ = scopes.New(list...) // checked by checkCallScopes
+		}
+		return out
+	}
+	return mcpcalls.NewPolicy(mcpcalls.Rules{
+		Tools:     parse(cs.Tools),
+		Resources: parse(cs.Resources),
+		Prompts:   parse(cs.Prompts),
+		ListAll:   cs.ListAll,
+	})
+}
