@@ -23,7 +23,9 @@ import (
 // stream, /json to the one that answers with a JSON body.
 
 // baselineCaddyfile is a plain reverse proxy that swaps in a static token:
-// the least any proxy in front of an MCP server does.
+// the least any proxy in front of an MCP server does. The token is "x", or
+// with -token-baseline the very header the gateway sent upstream, so that
+// the upstream requests are the same size.
 const baselineCaddyfile = `{
 	admin {{admin}}
 	persist_config off
@@ -33,12 +35,12 @@ const baselineCaddyfile = `{
 http://{{addr}} {
 	handle /sse* {
 		reverse_proxy {{sse}} {
-			header_up Authorization "Bearer x"
+			header_up Authorization "{{sse_auth}}"
 		}
 	}
 	handle /json* {
 		reverse_proxy {{json}} {
-			header_up Authorization "Bearer x"
+			header_up Authorization "{{json_auth}}"
 		}
 	}
 }

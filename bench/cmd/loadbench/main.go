@@ -57,6 +57,7 @@ type config struct {
 	grants      int
 	users       int
 	profiles    string
+	tokenBase   bool
 }
 
 func parseFlags() (*config, error) {
@@ -74,6 +75,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.codes, "codes", 600, "authorization codes to redeem for the code rate")
 	flag.DurationVar(&cfg.refreshFor, "refresh-for", 5*time.Second, "how long to refresh for the refresh rate")
 	flag.IntVar(&cfg.grants, "grants", 100_000, "grants in the storage of the gateway whose memory is measured")
+	flag.BoolVar(&cfg.tokenBase, "token-baseline", false, "also load a baseline that sends upstream the gateway's own downstream token header, to tell the cost of its size from the gateway's")
 	flag.StringVar(&cfg.profiles, "profiles", "", "write CPU profiles of the proxies, taken in the last round, to this directory")
 	flag.IntVar(&cfg.users, "users", 20_000, "users (of those grants) who each make one request before memory is measured again; twice the caches' bound shows they stay bounded")
 	flag.Parse()
@@ -228,6 +230,7 @@ func run(ctx context.Context, cfg *config) (err error) {
 	baseAdmin := mustFreeAddr()
 	baseline, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "baseline", baseAddr, baseAdmin, expand(baselineCaddyfile, map[string]string{
 		"admin": baseAdmin, "storage": cfg.workdir + "/baseline-storage", "addr": baseAddr, "sse": env.sseUpstream, "json": env.jsonUpstream,
+		"sse_auth": "Bearer x", "json_auth": "Bearer x",
 	}), "/")
 	if err != nil {
 		return err
@@ -257,7 +260,7 @@ func run(ctx context.Context, cfg *config) (err error) {
 		}
 		return "http://" + t.proc.addr + "/" + kind
 	}
-	for _, t := range targets {
+	open := func(t *target) error {
 		t.sessions, t.results = map[string]*session{}, map[string][]wrkResult{}
 		for _, kind := range []string{"json", "sse"} {
 			s, err := openSession(env.http, urlOf(t, kind), tokenFor[kind])
@@ -273,6 +276,32 @@ func run(ctx context.Context, cfg *config) (err error) {
 			}
 			t.sessions[kind] = s
 		}
+		return nil
+	}
+	for _, t := range targets {
+		if err := open(t); err != nil {
+			return err
+		}
+	}
+	if cfg.tokenBase {
+		// The gateway was the last to call each upstream: what they saw
+		// last is the header it sends.
+		addr, admin := mustFreeAddr(), mustFreeAddr()
+		p, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "baseline_token", addr, admin, expand(baselineCaddyfile, map[string]string{
+			"admin": admin, "storage": cfg.workdir + "/baseline-token-storage", "addr": addr, "sse": env.sseUpstream, "json": env.jsonUpstream,
+			"sse_auth": sse.LastAuthorization(), "json_auth": jsonServer.LastAuthorization(),
+		}), "/")
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		t := &target{name: "baseline_token", proc: p}
+		if err := open(t); err != nil {
+			return err
+		}
+		targets = append(targets, t)
+		fmt.Printf("baseline_token sends upstream the gateway's header: %d bytes (json), %d (sse)\n",
+			len(jsonServer.LastAuthorization()), len(sse.LastAuthorization()))
 	}
 
 	w := &wrkRunner{bin: cfg.wrk, dir: cfg.workdir, threads: cfg.threads, connections: cfg.connections}
@@ -298,7 +327,7 @@ func run(ctx context.Context, cfg *config) (err error) {
 					return err
 				}
 				t.results[kind] = append(t.results[kind], r)
-				fmt.Printf("  %-4s round %d %-12s %8.0f req/s  p50 %-8s p99 %-8s errors %d\n",
+				fmt.Printf("  %-4s round %d %-14s %8.0f req/s  p50 %-8s p99 %-8s errors %d\n",
 					kind, round+1, t.name, r.rate(), fmtDur(r.p50), fmtDur(r.p99), r.errors)
 			}
 		}
@@ -320,9 +349,9 @@ func run(ctx context.Context, cfg *config) (err error) {
 
 	// The memory run gets the machine to itself.
 	auth.close()
-	baseline.stop()
-	forwardAuth.stop()
-	gateway.stop()
+	for _, t := range targets {
+		t.proc.stop()
+	}
 	fmt.Printf("\nmemory: a fresh gateway over a storage with %d grants\n", cfg.grants)
 	mem, err := measureMemory(ctx, cfg, env, cfg.grants, cfg.users)
 	if err != nil {
@@ -380,12 +409,12 @@ func report(cfg *config, targets []*target, codes, refreshes rateResult, mem *me
 	for _, kind := range []string{"json", "sse"} {
 		label := map[string]string{"json": "JSON responses", "sse": "SSE responses"}[kind]
 		fmt.Printf("\n%s: tools/call, %d-byte request, wrk -t%d -c%d\n", label, callBodySize, cfg.threads, cfg.connections)
-		fmt.Printf("  %-13s %-22s %-10s %-10s %-7s %s\n", "proxy", "req/s", "p50", "p99", "errors", "CPU per request: proxy / upstream+auth / wrk")
+		fmt.Printf("  %-15s %-22s %-10s %-10s %-7s %s\n", "proxy", "req/s", "p50", "p99", "errors", "CPU per request: proxy / upstream+auth / wrk")
 		med := map[string]summary{}
 		for _, t := range targets {
 			s := summarize(t.results[kind])
 			med[t.name] = s
-			fmt.Printf("  %-13s %-22s %-10s %-10s %-7d %s / %s / %s\n", t.name,
+			fmt.Printf("  %-15s %-22s %-10s %-10s %-7d %s / %s / %s\n", t.name,
 				fmt.Sprintf("%.0f [%.0f–%.0f]", s.rate, s.minRate, s.maxRate), fmtDur(s.p50), fmtDur(s.p99), s.errors,
 				fmtDur(s.proxyCPU), fmtDur(s.hostCPU), fmtDur(s.wrkCPU))
 		}
