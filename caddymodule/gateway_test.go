@@ -159,6 +159,30 @@ func (e *env) load(supportScopes string) {
 	if err := testenv.RunCaddyfile([]byte(e.caddyfile(supportScopes))); err != nil {
 		e.t.Fatalf("loading the gateway config: %v", err)
 	}
+	e.waitServing()
+}
+
+// waitServing returns once the site answers on a new connection. Right
+// after a config load, a connection the old config's server accepted in
+// the moment both were listening is closed unanswered as that server shuts
+// down; a client would connect again, and so does this.
+func (e *env) waitServing() {
+	e.t.Helper()
+	testenv.ForgetConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(e.public + "/.well-known/oauth-authorization-server/oauth/support-assistant")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the site does not answer after the config load: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func hostPort(raw string) string {
@@ -462,6 +486,7 @@ func TestReloadKeepsTokensAndAppliesNewScopes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.waitServing()
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

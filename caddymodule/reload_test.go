@@ -61,6 +61,7 @@ func TestReloadMidFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.waitServing()
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

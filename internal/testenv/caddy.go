@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -32,7 +33,23 @@ func RunCaddyfile(caddyfile []byte) error {
 	if err != nil {
 		return err
 	}
-	return caddy.Load(cfg, true)
+	if err := caddy.Load(cfg, true); err != nil {
+		return err
+	}
+	ForgetConnections()
+	return nil
+}
+
+// ForgetConnections closes the idle kept-alive connections of this
+// process's default HTTP transport (which Browser and the tests' clients
+// use). After a config load, a request on such a connection would still be
+// served by the old config's server, or meet that server closing the
+// connection under it; a new connection reaches the new config, as a
+// client that connects afresh would.
+func ForgetConnections() {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // StopCaddy stops the config running in this process.
