@@ -86,6 +86,11 @@ caddy-mcp-gateway demo is running.
     support-assistant  %[1]s/support   scopes: tickets.read accounts.read
     ops-console        %[1]s/ops       scopes: tickets.write admin.read
 
+  Tools with scopes of their own (Caddyfile.example): list_tickets needs
+  tickets.read, restart_service admin.read and tickets.write. A client
+  authorized for less does not see them, and calling one answers 403 with
+  the scopes to authorize for.
+
   Identity provider:   %[2]s   (user "demo", password "demo", prefilled)
 
 Connect a client:
