@@ -31,8 +31,8 @@ import (
 const (
 	benchServerScopes = "accounts.read tickets.read"
 	benchPublicURL    = "https://mcp.example.com"
-	benchRedirect  = "http://127.0.0.1:33418/callback"
-	benchClientID  = "bench-client"
+	benchRedirect     = "http://127.0.0.1:33418/callback"
+	benchClientID     = "bench-client"
 )
 
 // benchEdge is an edge with one gateway and its servers.
