@@ -22,9 +22,15 @@ import (
 // not compare the two would run what the body says.
 func (e *Edge) checkCalls(w http.ResponseWriter, r *http.Request, s *Server, claims *accesstoken.Claims) (*mcpcalls.Lists, bool) {
 	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodDelete:
-		// No JSON-RPC in these: a GET opens the server's event stream, a
-		// DELETE ends a session.
+	case http.MethodGet:
+		// A GET opens the server's event stream. It carries no request, but
+		// a client resuming a stream may be replayed earlier replies from
+		// the upstream's store, unfiltered: list results on it are filtered
+		// by their shape.
+		granted, _ := scopes.Parse(claims.Scope)
+		return s.Calls.Replays(granted), true
+	case http.MethodHead, http.MethodDelete:
+		// No JSON-RPC in these: a DELETE ends a session.
 		return nil, true
 	}
 	msgs, err := mcpcalls.Read(r, mcpcalls.MaxBodyBytes)

@@ -106,9 +106,9 @@ func (f *Filter) Write(b []byte) (int, error) {
 // Finish, and an SSE event only once it is complete.
 func (f *Filter) Flush() {
 	if f.mode == modePass || f.mode == modeSSE {
-		if fl, ok := f.w.(http.Flusher); ok {
-			fl.Flush()
-		}
+		// Through a ResponseController: the writers that Caddy wraps a
+		// response in reach the connection's Flush by Unwrap.
+		_ = http.NewResponseController(f.w).Flush()
 	}
 }
 
@@ -291,7 +291,14 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 	if json.Unmarshal(data, &msg) != nil || msg["result"] == nil || msg["method"] != nil {
 		return data, false
 	}
+	var result map[string]json.RawMessage
+	if json.Unmarshal(msg["result"], &result) != nil {
+		return data, false
+	}
 	method := f.lists.methodOf(msg["id"])
+	if method == "" && f.lists.byShape {
+		method = f.lists.shape(result)
+	}
 	member, key := "", ""
 	switch method {
 	case MethodListTools:
@@ -303,9 +310,8 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 	default:
 		return data, false
 	}
-	var result map[string]json.RawMessage
 	var entries []json.RawMessage
-	if json.Unmarshal(msg["result"], &result) != nil || json.Unmarshal(result[member], &entries) != nil {
+	if json.Unmarshal(result[member], &entries) != nil {
 		return data, false
 	}
 	kept := entries[:0:0]
@@ -330,6 +336,19 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 	result[member] = marshal(kept)
 	msg["result"] = marshal(result)
 	return marshal(msg), true
+}
+
+// shape returns the list method whose result result looks like, among
+// those the policy filters, or "".
+func (l *Lists) shape(result map[string]json.RawMessage) string {
+	for _, m := range [...]struct{ member, method string }{
+		{"tools", MethodListTools}, {"resources", MethodListResources}, {"prompts", MethodListPrompts},
+	} {
+		if raw := bytes.TrimSpace(result[m.member]); len(raw) > 0 && raw[0] == '[' && l.policy.filters(m.method) {
+			return m.method
+		}
+	}
+	return ""
 }
 
 // marshal encodes v, which holds only raw JSON, on one line and without

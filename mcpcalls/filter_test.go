@@ -186,14 +186,20 @@ func indent(t *testing.T, s string) string {
 	return string(b)
 }
 
+// wrapped is a ResponseWriter that, like the ones Caddy wraps responses
+// in, reaches the connection's Flush only through Unwrap.
+type wrapped struct{ http.ResponseWriter }
+
+func (w wrapped) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // TestFilterSSEStreams runs the filter in a real HTTP server: the client
 // must receive each event before the server writes the next, which it
-// could not if the filter held the stream.
+// could not if the filter held the stream or failed to flush it.
 func TestFilterSSEStreams(t *testing.T) {
 	l := listsFor(t, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 	received := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f := l.Filter(w)
+		f := l.Filter(wrapped{w})
 		defer f.Finish()
 		f.Header().Set("Content-Type", "text/event-stream")
 		f.WriteHeader(http.StatusOK)
@@ -282,5 +288,31 @@ func TestFilterPassesOtherReplies(t *testing.T) {
 	_ = f.Finish()
 	if w.Code != http.StatusAccepted || w.Body.String() != toolsResult {
 		t.Errorf("a reply that is neither JSON nor SSE was changed: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestFilterReplayedStream filters a resumed GET stream, where the
+// upstream may replay the reply to an earlier tools/list: it is known by
+// its shape, as no request on the stream names its id.
+func TestFilterReplayedStream(t *testing.T) {
+	l := opsPolicy(false).Replays(scopes.MustParse("tickets.read"))
+	notification := "event: message\nid: 9\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
+	callResult := "event: message\nid: 10\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"restart_service\"}]}}\n\n"
+	replayed := "event: message\nid: 11\ndata: " + toolsResult + "\n\n"
+	w := httptest.NewRecorder()
+	f := l.Filter(w)
+	f.Header().Set("Content-Type", "text/event-stream")
+	_, _ = io.WriteString(f, notification+callResult+replayed)
+	_ = f.Finish()
+	out := w.Body.String()
+	if !strings.HasPrefix(out, notification+callResult) {
+		t.Fatalf("events that hold no list result were changed: %q", out)
+	}
+	data := strings.TrimSuffix(strings.TrimPrefix(out, notification+callResult+"event: message\nid: 11\ndata: "), "\n\n")
+	if got := strings.Join(toolNames(t, data), " "); got != "whoami stream_progress" {
+		t.Errorf("tools after filtering the replay: %s", got)
+	}
+	if opsPolicy(true).Replays(scopes.MustParse("tickets.read")) != nil {
+		t.Error("with list_all a GET stream is filtered")
 	}
 }

@@ -141,6 +141,19 @@ func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
 	return l
 }
 
+// Replays returns what a response filter needs for a stream that carries
+// replies to earlier requests, whose methods are unknown: a GET stream that
+// a client resumes (Last-Event-ID) may replay them from the upstream's
+// store, unfiltered. List results on it are recognised by their shape (a
+// result with a tools, resources or prompts array). Nil when the rules
+// list all.
+func (p *Policy) Replays(granted scopes.Set) *Lists {
+	if p.listAll {
+		return nil
+	}
+	return &Lists{policy: p, granted: granted, byShape: true}
+}
+
 // filters reports whether results of the list method need filtering.
 func (p *Policy) filters(method string) bool {
 	switch method {
@@ -179,6 +192,8 @@ type Lists struct {
 	// is a list request: every response in the reply then answers it,
 	// whatever id the upstream wrote.
 	only string
+	// byShape recognises list results by their members (see Replays).
+	byShape bool
 }
 
 type listRequest struct {
