@@ -327,7 +327,8 @@ func (st *gatewayState) load(ctx context.Context) error {
 	// after a revocation refuses the family's access tokens from the start.
 	seen := map[string]bool{}
 	st.applyRevocations(ctx, seen)
-	st.countGrants(ctx)
+	// Counting lists every grant: not on the first request's time.
+	go st.countGrants(sweepCtx)
 	go st.pollRevocations(sweepCtx, seen)
 	return nil
 }
