@@ -19,28 +19,6 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
-// passConsentAndLogin answers the consent page (approve or deny) and the
-// provider's login form, whichever the page shows, and returns where the
-// browser ends up.
-func passConsentAndLogin(b *testenv.Browser, page *testenv.Page, approve bool) (*testenv.Page, error) {
-	var err error
-	if form := page.Form("consent"); form != nil {
-		decision := "decision=deny"
-		if approve {
-			decision = "decision=approve"
-		}
-		if page, err = b.Submit(form, decision, nil); err != nil {
-			return nil, err
-		}
-	}
-	if form := page.Form("login"); form != nil {
-		if page, err = b.Submit(form, "", nil); err != nil {
-			return nil, err
-		}
-	}
-	return page, nil
-}
-
 // TestOfficialSDKClientCompletesTheFlow lets the official Go SDK's OAuth
 // client discover, register, authorize (checking iss) and call a tool on
 // its own; the test only plays the person in the browser.
@@ -54,7 +32,7 @@ func TestOfficialSDKClientCompletesTheFlow(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		if page, err = passConsentAndLogin(browser, page, true); err != nil {
+		if page, err = testenv.PassConsentAndLogin(browser, page, true); err != nil {
 			return nil, err
 		}
 		if page.URL.Host != "127.0.0.1:33419" {
@@ -511,7 +489,7 @@ func TestShortLifetimes(t *testing.T) {
 // mustAnswer answers the consent page and, if approved, the login.
 func mustAnswer(t *testing.T, c *client, page *testenv.Page, approve bool) *testenv.Page {
 	t.Helper()
-	page, err := passConsentAndLogin(c.browser, page, approve)
+	page, err := testenv.PassConsentAndLogin(c.browser, page, approve)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,7 +179,7 @@ func TestStepUpForAPrivilegedTool(t *testing.T) {
 		}
 		newScopes, granted := consentScopes(t, page)
 		rounds = append(rounds, round{strings.Fields(u.Query().Get("scope")), newScopes, granted})
-		if page, err = passConsentAndLogin(browser, page, true); err != nil {
+		if page, err = testenv.PassConsentAndLogin(browser, page, true); err != nil {
 			return nil, err
 		}
 		q := page.URL.Query()

@@ -233,7 +233,7 @@ func pkce() (verifier, challenge string) {
 // to the client. approve chooses the consent answer.
 func (c *client) authorize(t *testing.T, server string, params url.Values, approve bool) *url.URL {
 	t.Helper()
-	page, err := passConsentAndLogin(c.browser, c.begin(t, server, params), approve)
+	page, err := testenv.PassConsentAndLogin(c.browser, c.begin(t, server, params), approve)
 	if err != nil {
 		t.Fatal(err)
 	}

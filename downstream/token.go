@@ -157,8 +157,18 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string, scopes []stri
 	if err != nil {
 		return nil, err
 	}
-	style, secret := c.authStyle(meta)
 	params := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
+	return c.tokenRequest(ctx, meta, params, scopes)
+}
+
+// tokenRequest posts params and scopes to the token endpoint with the
+// configured client authentication. oauth2.Config's refresh sends no
+// parameter but the refresh token; clientcredentials.Config sends its Scopes
+// and any EndpointParams, and lets them replace grant_type for exactly this
+// kind of interoperability, while keeping x/oauth2's client authentication
+// styles, response parsing and RetrieveError.
+func (c *Client) tokenRequest(ctx context.Context, meta *Metadata, params url.Values, scopes []string) (*oauth2.Token, error) {
+	style, secret := c.authStyle(meta)
 	assertion, err := c.assertion(meta)
 	if err != nil {
 		return nil, err
@@ -166,11 +176,6 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string, scopes []stri
 	for k, v := range assertion {
 		params[k] = v
 	}
-	// oauth2.Config's refresh sends no parameter but the refresh token.
-	// clientcredentials.Config sends its Scopes and any EndpointParams, and
-	// lets them replace grant_type for exactly this kind of interoperability,
-	// while keeping x/oauth2's client authentication styles, response
-	// parsing and RetrieveError.
 	conf := clientcredentials.Config{
 		ClientID:       c.cfg.ClientID,
 		ClientSecret:   secret,
@@ -198,7 +203,6 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken string, scopes 
 	if err != nil {
 		return nil, err
 	}
-	style, secret := c.authStyle(meta)
 	params := url.Values{
 		"grant_type":           {tokenExchangeGrant},
 		"subject_token":        {subjectToken},
@@ -213,22 +217,5 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken string, scopes 
 			params.Set("audience", c.cfg.Resource)
 		}
 	}
-	assertion, err := c.assertion(meta)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range assertion {
-		params[k] = v
-	}
-	// As in Refresh: the one x/oauth2 request that takes any parameters.
-	conf := clientcredentials.Config{
-		ClientID:       c.cfg.ClientID,
-		ClientSecret:   secret,
-		TokenURL:       meta.TokenEndpoint,
-		Scopes:         scopes,
-		EndpointParams: params,
-		AuthStyle:      style,
-	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient)
-	return conf.Token(ctx)
+	return c.tokenRequest(ctx, meta, params, scopes)
 }

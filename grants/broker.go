@@ -140,14 +140,25 @@ func (b *Broker) Forget(user string) {
 
 // tokens returns the cache of access tokens, made on first use.
 func (b *Broker) tokens() *tokenCache {
-	b.cacheOnce.Do(func() {
-		size := b.CacheSize
-		if size <= 0 {
-			size = DefaultCacheSize
-		}
-		b.cache = newTokenCache(size)
-	})
+	b.cacheOnce.Do(func() { b.cache = b.newTokenCache() })
 	return b.cache
+}
+
+// newTokenCache returns a cache of the configured size.
+func (b *Broker) newTokenCache() *tokenCache {
+	size := b.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	return newTokenCache(size)
+}
+
+// timeout bounds one refresh: Timeout, or its default.
+func (b *Broker) timeout() time.Duration {
+	if b.Timeout <= 0 {
+		return defaultTimeout
+	}
+	return b.Timeout
 }
 
 // cached returns the user's token from memory if it is fresh at now.
@@ -192,10 +203,7 @@ func (b *Broker) freshUntil(g *Grant, now time.Time) time.Time {
 // obtain returns the user's token, from storage or from a refresh. It runs
 // once at a time per user (the singleflight).
 func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error) {
-	timeout := b.Timeout
-	if timeout <= 0 {
-		timeout = defaultTimeout
-	}
+	timeout := b.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

@@ -128,13 +128,7 @@ func (b *Broker) view(n *Narrowing) *narrowedView {
 }
 
 func (b *Broker) viewCache(v *narrowedView) *tokenCache {
-	v.cacheOnce.Do(func() {
-		size := b.CacheSize
-		if size <= 0 {
-			size = DefaultCacheSize
-		}
-		v.cache = newTokenCache(size)
-	})
+	v.cacheOnce.Do(func() { v.cache = b.newTokenCache() })
 	return v.cache
 }
 
@@ -205,10 +199,7 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 // obtainNarrowed returns user's narrowed token for v from storage, or
 // from a narrowing refresh. It runs once at a time per view and user.
 func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user string) (*oauth2.Token, error) {
-	timeout := b.Timeout
-	if timeout <= 0 {
-		timeout = defaultTimeout
-	}
+	timeout := b.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

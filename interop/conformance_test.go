@@ -168,7 +168,7 @@ func followLogin(g *gateway, rawURL, port string) error {
 	if page.Form("consent") == nil || !strings.Contains(page.Body, "MCP conformance suite") {
 		return fmt.Errorf("no consent page naming the suite's client: %d\n%s", page.Status, page.Body)
 	}
-	if page, err = passConsentAndLogin(b, page, true); err != nil {
+	if page, err = testenv.PassConsentAndLogin(b, page, true); err != nil {
 		return err
 	}
 	if page.URL.Host != "127.0.0.1:"+port || page.URL.Path != "/callback" || page.Status != http.StatusOK {

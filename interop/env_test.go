@@ -301,28 +301,6 @@ func (c *client) authorizeURL(server string, params url.Values) string {
 	return c.g.issuer(server) + "/authorize?" + q.Encode()
 }
 
-// passConsentAndLogin approves or denies the consent page and signs in at
-// the provider, whichever the page shows, and returns where the browser
-// ends up.
-func passConsentAndLogin(b *testenv.Browser, page *testenv.Page, approve bool) (*testenv.Page, error) {
-	var err error
-	if form := page.Form("consent"); form != nil {
-		decision := "decision=deny"
-		if approve {
-			decision = "decision=approve"
-		}
-		if page, err = b.Submit(form, decision, nil); err != nil {
-			return nil, err
-		}
-	}
-	if form := page.Form("login"); form != nil {
-		if page, err = b.Submit(form, "", nil); err != nil {
-			return nil, err
-		}
-	}
-	return page, nil
-}
-
 // authorize runs the browser through consent (unless remembered) and login
 // and returns the redirect to the client, which must carry a code.
 func (c *client) authorize(t *testing.T, server string, params url.Values) *url.URL {
@@ -331,7 +309,7 @@ func (c *client) authorize(t *testing.T, server string, params url.Values) *url.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if page, err = passConsentAndLogin(c.browser, page, true); err != nil {
+	if page, err = testenv.PassConsentAndLogin(c.browser, page, true); err != nil {
 		t.Fatal(err)
 	}
 	q := page.URL.Query()

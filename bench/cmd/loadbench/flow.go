@@ -98,15 +98,8 @@ func (c *oauthClient) code(b *testenv.Browser, server string) (code, verifier st
 	if err != nil {
 		return "", "", err
 	}
-	if form := page.Form("consent"); form != nil {
-		if page, err = b.Submit(form, "decision=approve", nil); err != nil {
-			return "", "", err
-		}
-	}
-	if form := page.Form("login"); form != nil {
-		if page, err = b.Submit(form, "", nil); err != nil {
-			return "", "", err
-		}
+	if page, err = testenv.PassConsentAndLogin(b, page, true); err != nil {
+		return "", "", err
 	}
 	if page.URL.Host != "127.0.0.1:33418" {
 		return "", "", fmt.Errorf("the flow ended at %s (status %d), not at the client", page.URL.Redacted(), page.Status)

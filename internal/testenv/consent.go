@@ -1,0 +1,25 @@
+package testenv
+
+// PassConsentAndLogin plays the user on page: it answers the gateway's
+// consent form (approve or deny) and signs in at the provider's login form,
+// whichever of the two the page shows, and returns where the browser ends
+// up. A consent remembered or a session still open at the provider skips
+// that step.
+func PassConsentAndLogin(b *Browser, page *Page, approve bool) (*Page, error) {
+	var err error
+	if form := page.Form("consent"); form != nil {
+		decision := "decision=deny"
+		if approve {
+			decision = "decision=approve"
+		}
+		if page, err = b.Submit(form, decision, nil); err != nil {
+			return nil, err
+		}
+	}
+	if form := page.Form("login"); form != nil {
+		if page, err = b.Submit(form, "", nil); err != nil {
+			return nil, err
+		}
+	}
+	return page, nil
+}
