@@ -3,8 +3,8 @@
 # and forward_auth, all on 127.0.0.1. Not part of CI: it takes minutes and
 # its figures depend on the machine. See docs/performance.md.
 #
-#   bench/run.sh            full run (about 5 minutes)
-#   bench/run.sh -quick     short run (about 1 minute)
+#   bench/run.sh            full run (about 6½ minutes)
+#   bench/run.sh -quick     short run (about 1½ minutes)
 #
 # Other flags go to the Go driver (bench/cmd/loadbench); -h lists them.
 set -euo pipefail

@@ -19,8 +19,7 @@ import (
 
 // The three proxies under test, each its own Caddy process built from the
 // same binary, so that they differ only by their configuration. Each site
-// has two routes: /sse to the upstream that answers calls with an SSE
-// stream, /json to the one that answers with a JSON body.
+// has a route per upstream: /<route name> (see routes).
 
 // baselineCaddyfile is a plain reverse proxy that swaps in a static token:
 // the least any proxy in front of an MCP server does. The token is "x", or
@@ -33,17 +32,14 @@ const baselineCaddyfile = `{
 }
 
 http://{{addr}} {
-	handle /sse* {
-		reverse_proxy {{sse}} {
-			header_up Authorization "{{sse_auth}}"
+{{routes}}}
+`
+
+const baselineRoute = `	handle /{{name}}* {
+		reverse_proxy {{upstream}} {
+			header_up Authorization "{{auth}}"
 		}
 	}
-	handle /json* {
-		reverse_proxy {{json}} {
-			header_up Authorization "{{json_auth}}"
-		}
-	}
-}
 `
 
 // forwardAuthCaddyfile asks an auth service about every request before
@@ -60,18 +56,17 @@ http://{{addr}} {
 		uri /verify
 		copy_headers X-Downstream-Authorization>Authorization
 	}
-	handle /sse* {
-		reverse_proxy {{sse}}
-	}
-	handle /json* {
-		reverse_proxy {{json}}
-	}
-}
+{{routes}}}
 `
 
-// gatewayCaddyfile is the gateway: one gateway, two servers. Rate limits
-// are off because the benchmark is one client address sending thousands
-// of token requests a second.
+const forwardAuthRoute = `	handle /{{name}}* {
+		reverse_proxy {{upstream}}
+	}
+`
+
+// gatewayCaddyfile is the gateway: one gateway, a server per route. Rate
+// limits are off because the benchmark is one client address sending
+// thousands of token requests a second.
 const gatewayCaddyfile = `{
 	admin {{admin}}
 	persist_config off
@@ -90,17 +85,25 @@ http://{{addr}} {
 			scopes tickets.read tickets.write accounts.read admin.read
 			encryption_key {{key}}
 		}
-		server sse /sse {
-			scopes tickets.read accounts.read
-			reverse_proxy {{sse}}
-		}
-		server json /json {
-			scopes tickets.read accounts.read
-			reverse_proxy {{json}}
-		}
-	}
+{{routes}}	}
 }
 `
+
+const gatewayRoute = `		server {{name}} /{{name}} {
+			scopes tickets.read accounts.read
+			reverse_proxy {{upstream}}
+		}
+`
+
+// siteRoutes expands routeTmpl for each route, with {{auth}} from auth
+// (by route name) if given.
+func siteRoutes(routeTmpl string, routes []route, auth map[string]string) string {
+	var b strings.Builder
+	for _, r := range routes {
+		b.WriteString(expand(routeTmpl, map[string]string{"name": r.name, "upstream": r.upstream, "auth": auth[r.name]}))
+	}
+	return b.String()
+}
 
 // expand replaces each {{name}} of tmpl.
 func expand(tmpl string, vars map[string]string) string {

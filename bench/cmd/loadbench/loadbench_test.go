@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
 func TestCallBodyIsOneKilobyte(t *testing.T) {
@@ -39,5 +43,57 @@ func TestSummarize(t *testing.T) {
 	})
 	if s.rate != 200 || s.minRate != 100 || s.maxRate != 300 || s.p99 != 5*time.Millisecond || s.proxyCPU != 100*time.Microsecond {
 		t.Fatalf("summary %+v", s)
+	}
+}
+
+// TestBareMCPServer checks that a bare server answers the benchmark's
+// session and calls as the SDK's server does: same result, the call's own
+// id, the asked-for framing.
+func TestBareMCPServer(t *testing.T) {
+	sdk, err := testenv.StartMCPServer(testenv.MCPServerConfig{Name: testenv.SupportAssistant, JSONResponse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdk.Close()
+	hc := newHTTPClient()
+	result, err := callResult(hc, sdk.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(result), "T-1001") {
+		t.Fatalf("the SDK server's result %s lacks the tickets", result)
+	}
+	for _, sse := range []bool{false, true} {
+		bare, err := startBareMCPServer(result, sse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bare.Close()
+		s, err := openSession(hc, bare.URL(), "Bearer x")
+		if err != nil {
+			t.Fatalf("sse=%v: %v", sse, err)
+		}
+		_, body, err := post(hc, s.url, s.authorization, s.id, "tools/call", "list_tickets", fmt.Sprintf(callTemplate(), "7-42"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `{"jsonrpc":"2.0","id":"7-42","result":` + string(result) + `}`
+		if sse {
+			want = "event: message\ndata: " + want + "\n\n"
+		}
+		if body != want {
+			t.Errorf("sse=%v: answered\n%s\nwant\n%s", sse, body, want)
+		}
+		// Outside the session, a call is refused.
+		resp, _, err := post(hc, s.url, "", "", "tools/call", "list_tickets", fmt.Sprintf(callTemplate(), "7-43"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("sse=%v: a call without a session got status %d, want 400", sse, resp.StatusCode)
+		}
+	}
+	if _, err := startBareMCPServer([]byte("{"), false); err == nil {
+		t.Error("a bare server started with a result that is not JSON")
 	}
 }

@@ -3,10 +3,12 @@
 // a plain Caddy reverse_proxy that swaps in a static token (the baseline)
 // and Caddy's forward_auth asking an auth service about every request.
 //
-// In one run, all on 127.0.0.1, it starts an OpenID provider and two MCP
-// servers of the test environment (one answering calls with SSE streams,
-// one with JSON bodies), the three proxies as separate Caddy processes of
-// the same binary, and obtains the gateway's tokens through the real flow
+// In one run, all on 127.0.0.1, it starts an OpenID provider, two MCP
+// servers of the test environment built with the official SDK (one
+// answering calls with SSE streams, one with JSON bodies) and two bare MCP
+// servers that answer the same calls with the same bytes at a fraction of
+// the cost, the three proxies as separate Caddy processes of the same
+// binary, and obtains the gateway's tokens through the real flow
 // (registration, consent, sign-in, code exchange). It then loads each
 // proxy in turn with wrk, over several rounds, and measures the token
 // endpoint's code and refresh rates and the memory of a gateway with many
@@ -58,6 +60,7 @@ type config struct {
 	users       int
 	profiles    string
 	tokenBase   bool
+	upstreams   []string
 }
 
 func parseFlags() (*config, error) {
@@ -77,8 +80,17 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.grants, "grants", 100_000, "grants in the storage of the gateway whose memory is measured")
 	flag.BoolVar(&cfg.tokenBase, "token-baseline", false, "also load a baseline that sends upstream the gateway's own downstream token header, to tell the cost of its size from the gateway's")
 	flag.StringVar(&cfg.profiles, "profiles", "", "write CPU profiles of the proxies, taken in the last round, to this directory")
+	upstreams := flag.String("upstreams", "sdk,bare", "the upstream MCP servers to load the proxies' routes of: sdk (the official Go SDK's server), bare (the cheapest MCP server), or both")
 	flag.IntVar(&cfg.users, "users", 20_000, "users (of those grants) who each make one request before memory is measured again; twice the caches' bound shows they stay bounded")
 	flag.Parse()
+	for u := range strings.SplitSeq(*upstreams, ",") {
+		switch u = strings.TrimSpace(u); {
+		case u != "sdk" && u != "bare":
+			return nil, fmt.Errorf("-upstreams: unknown upstream %q: want sdk, bare or sdk,bare", u)
+		case !slices.Contains(cfg.upstreams, u):
+			cfg.upstreams = append(cfg.upstreams, u)
+		}
+	}
 	if cfg.quick {
 		// Flags given explicitly still win.
 		set := map[string]bool{}
@@ -127,18 +139,35 @@ func main() {
 type environment struct {
 	http          *http.Client
 	provider      *testenv.Provider
-	sseUpstream   string // host:port of the MCP server answering with SSE
-	jsonUpstream  string // host:port of the one answering with JSON
-	clientID      string // the gateway's client at the provider
+	routes        []route // every proxy's routes, one per upstream
+	clientID      string  // the gateway's client at the provider
 	clientSecret  string
 	encryptionKey string
+}
+
+// route is a route of every proxy, /<name>, to one upstream MCP server.
+type route struct {
+	name     string // the path and the gateway's server name
+	upstream string // host:port of the MCP server
+	direct   string // its MCP endpoint, for loading it without a proxy
+	sse      bool   // it answers calls with an SSE stream, not JSON
+	bare     bool   // it is a bare MCP server, not the SDK's
+}
+
+// label describes r's upstream in the report.
+func (r route) label() string {
+	kind := map[bool]string{false: "JSON responses", true: "SSE responses"}[r.sse]
+	if r.bare {
+		return kind + ", bare MCP server"
+	}
+	return kind + ", the SDK's MCP server"
 }
 
 // target is one proxy under load, or the upstream itself.
 type target struct {
 	name     string
 	proc     *caddyProcess       // nil for the upstream
-	sessions map[string]*session // by response kind: "json", "sse"
+	sessions map[string]*session // by route name
 	results  map[string][]wrkResult
 }
 
@@ -178,7 +207,33 @@ func run(ctx context.Context, cfg *config) (err error) {
 		return err
 	}
 	defer jsonServer.Close()
-	env.sseUpstream, env.jsonUpstream = hostOf(sse.URL()), hostOf(jsonServer.URL())
+	result, err := callResult(env.http, jsonServer.URL())
+	if err != nil {
+		return err
+	}
+	bareJSON, err := startBareMCPServer(result, false)
+	if err != nil {
+		return err
+	}
+	defer bareJSON.Close()
+	bareSSE, err := startBareMCPServer(result, true)
+	if err != nil {
+		return err
+	}
+	defer bareSSE.Close()
+	env.routes = []route{
+		{name: "json", upstream: hostOf(jsonServer.URL()), direct: jsonServer.URL()},
+		{name: "sse", upstream: hostOf(sse.URL()), direct: sse.URL(), sse: true},
+		{name: "bare_json", upstream: hostOf(bareJSON.URL()), direct: bareJSON.URL(), bare: true},
+		{name: "bare_sse", upstream: hostOf(bareSSE.URL()), direct: bareSSE.URL(), sse: true, bare: true},
+	}
+	// The routes loaded; every proxy has them all.
+	var loaded []route
+	for _, r := range env.routes {
+		if slices.Contains(cfg.upstreams, map[bool]string{false: "sdk", true: "bare"}[r.bare]) {
+			loaded = append(loaded, r)
+		}
+	}
 
 	gwAddr, baseAddr, faAddr, authAddr := mustFreeAddr(), mustFreeAddr(), mustFreeAddr(), mustFreeAddr()
 	public := "http://" + gwAddr
@@ -194,25 +249,27 @@ func run(ctx context.Context, cfg *config) (err error) {
 	gateway, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "gateway", gwAddr, gwAdmin, expand(gatewayCaddyfile, map[string]string{
 		"admin": gwAdmin, "storage": gwStorage, "addr": gwAddr, "issuer": env.provider.Issuer(),
 		"client_id": env.clientID, "client_secret": env.clientSecret, "key": env.encryptionKey,
-		"sse": env.sseUpstream, "json": env.jsonUpstream,
-	}), "/.well-known/oauth-protected-resource/sse")
+		"routes": siteRoutes(gatewayRoute, env.routes, nil),
+	}), "/.well-known/oauth-protected-resource/json")
 	if err != nil {
 		return err
 	}
 	defer gateway.stop()
 
 	// The gateway's tokens, through the real flow.
-	client, err := register(env.http, public, "sse")
+	client, err := register(env.http, public, "json")
 	if err != nil {
 		return err
 	}
 	tokenFor := map[string]string{}
-	for _, server := range []string{"sse", "json"} {
-		tok, err := client.login(server)
+	var resources []string
+	for _, r := range loaded {
+		tok, err := client.login(r.name)
 		if err != nil {
-			return fmt.Errorf("authorizing for %s: %w", server, err)
+			return fmt.Errorf("authorizing for %s: %w", r.name, err)
 		}
-		tokenFor[server] = "Bearer " + tok.AccessToken
+		tokenFor[r.name] = "Bearer " + tok.AccessToken
+		resources = append(resources, public+"/"+r.name)
 	}
 
 	st, err := loadGatewayState(ctx, &certmagic.FileStorage{Path: gwStorage}, env.encryptionKey)
@@ -221,16 +278,20 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	auth, err := startAuthService(st, authAddr, &oauth2.Config{
 		ClientID: env.clientID, ClientSecret: env.clientSecret, Endpoint: env.provider.Endpoint(),
-	}, []string{public + "/sse", public + "/json"})
+	}, resources)
 	if err != nil {
 		return err
 	}
 	defer auth.close()
 
 	baseAdmin := mustFreeAddr()
+	staticToken := map[string]string{}
+	for _, r := range env.routes {
+		staticToken[r.name] = "Bearer x"
+	}
 	baseline, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "baseline", baseAddr, baseAdmin, expand(baselineCaddyfile, map[string]string{
-		"admin": baseAdmin, "storage": cfg.workdir + "/baseline-storage", "addr": baseAddr, "sse": env.sseUpstream, "json": env.jsonUpstream,
-		"sse_auth": "Bearer x", "json_auth": "Bearer x",
+		"admin": baseAdmin, "storage": cfg.workdir + "/baseline-storage", "addr": baseAddr,
+		"routes": siteRoutes(baselineRoute, env.routes, staticToken),
 	}), "/")
 	if err != nil {
 		return err
@@ -238,7 +299,8 @@ func run(ctx context.Context, cfg *config) (err error) {
 	defer baseline.stop()
 	faAdmin := mustFreeAddr()
 	forwardAuth, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "forward_auth", faAddr, faAdmin, expand(forwardAuthCaddyfile, map[string]string{
-		"admin": faAdmin, "storage": cfg.workdir + "/forward-auth-storage", "addr": faAddr, "auth": authAddr, "sse": env.sseUpstream, "json": env.jsonUpstream,
+		"admin": faAdmin, "storage": cfg.workdir + "/forward-auth-storage", "addr": faAddr, "auth": authAddr,
+		"routes": siteRoutes(forwardAuthRoute, env.routes, nil),
 	}), "/")
 	if err != nil {
 		return err
@@ -254,16 +316,16 @@ func run(ctx context.Context, cfg *config) (err error) {
 		{name: "forward_auth", proc: forwardAuth},
 		{name: "gateway", proc: gateway},
 	}
-	urlOf := func(t *target, kind string) string {
+	urlOf := func(t *target, r route) string {
 		if t.proc == nil {
-			return map[string]string{"json": jsonServer.URL(), "sse": sse.URL()}[kind]
+			return r.direct
 		}
-		return "http://" + t.proc.addr + "/" + kind
+		return "http://" + t.proc.addr + "/" + r.name
 	}
 	open := func(t *target) error {
 		t.sessions, t.results = map[string]*session{}, map[string][]wrkResult{}
-		for _, kind := range []string{"json", "sse"} {
-			s, err := openSession(env.http, urlOf(t, kind), tokenFor[kind])
+		for _, r := range loaded {
+			s, err := openSession(env.http, urlOf(t, r), tokenFor[r.name])
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -271,10 +333,10 @@ func run(ctx context.Context, cfg *config) (err error) {
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
-			if want := map[string]string{"json": "application/json", "sse": "text/event-stream"}[kind]; !strings.HasPrefix(ct, want) {
-				return fmt.Errorf("%s /%s answered %s, want %s", t.name, kind, ct, want)
+			if want := map[bool]string{false: "application/json", true: "text/event-stream"}[r.sse]; !strings.HasPrefix(ct, want) {
+				return fmt.Errorf("%s /%s answered %s, want %s", t.name, r.name, ct, want)
 			}
-			t.sessions[kind] = s
+			t.sessions[r.name] = s
 		}
 		return nil
 	}
@@ -284,12 +346,17 @@ func run(ctx context.Context, cfg *config) (err error) {
 		}
 	}
 	if cfg.tokenBase {
-		// The gateway was the last to call each upstream: what they saw
-		// last is the header it sends.
+		// The gateway was the last to call each SDK server: what they saw
+		// last is the header it sends. The gateway sends a bare server a
+		// token of the same size (the same scopes, another server).
 		addr, admin := mustFreeAddr(), mustFreeAddr()
+		sent := map[string]string{
+			"json": jsonServer.LastAuthorization(), "bare_json": jsonServer.LastAuthorization(),
+			"sse": sse.LastAuthorization(), "bare_sse": sse.LastAuthorization(),
+		}
 		p, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "baseline_token", addr, admin, expand(baselineCaddyfile, map[string]string{
-			"admin": admin, "storage": cfg.workdir + "/baseline-token-storage", "addr": addr, "sse": env.sseUpstream, "json": env.jsonUpstream,
-			"sse_auth": sse.LastAuthorization(), "json_auth": jsonServer.LastAuthorization(),
+			"admin": admin, "storage": cfg.workdir + "/baseline-token-storage", "addr": addr,
+			"routes": siteRoutes(baselineRoute, env.routes, sent),
 		}), "/")
 		if err != nil {
 			return err
@@ -305,11 +372,12 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 
 	w := &wrkRunner{bin: cfg.wrk, dir: cfg.workdir, threads: cfg.threads, connections: cfg.connections}
-	fmt.Printf("\nloading each proxy in turn: wrk -t%d -c%d, %d round(s) of %s per proxy and response kind (+%s warm-up)\n",
+	fmt.Printf("\nloading each proxy in turn: wrk -t%d -c%d, %d round(s) of %s per proxy and route (+%s warm-up)\n",
 		cfg.threads, cfg.connections, cfg.rounds, cfg.duration, cfg.warmup)
-	for _, kind := range []string{"json", "sse"} {
+	for _, r := range loaded {
+		fmt.Printf("%s (/%s)\n", r.label(), r.name)
 		for _, t := range targets {
-			if _, err := w.run(ctx, t.sessions[kind], cfg.warmup); err != nil {
+			if _, err := w.run(ctx, t.sessions[r.name], cfg.warmup); err != nil {
 				return err
 			}
 		}
@@ -320,15 +388,15 @@ func run(ctx context.Context, cfg *config) (err error) {
 				t := targets[(i+round)%len(targets)]
 				profile := ""
 				if cfg.profiles != "" && round == cfg.rounds-1 && t.proc != nil {
-					profile = filepath.Join(cfg.profiles, t.name+"-"+kind+".pprof")
+					profile = filepath.Join(cfg.profiles, t.name+"-"+r.name+".pprof")
 				}
-				r, err := measure(ctx, w, t, kind, cfg.duration, profile)
+				res, err := measure(ctx, w, t, r.name, cfg.duration, profile)
 				if err != nil {
 					return err
 				}
-				t.results[kind] = append(t.results[kind], r)
-				fmt.Printf("  %-4s round %d %-14s %8.0f req/s  p50 %-8s p99 %-8s errors %d\n",
-					kind, round+1, t.name, r.rate(), fmtDur(r.p50), fmtDur(r.p99), r.errors)
+				t.results[r.name] = append(t.results[r.name], res)
+				fmt.Printf("  round %d %-14s %8.0f req/s  p50 %-8s p99 %-8s errors %d\n",
+					round+1, t.name, res.rate(), fmtDur(res.p50), fmtDur(res.p99), res.errors)
 			}
 		}
 	}
@@ -358,13 +426,13 @@ func run(ctx context.Context, cfg *config) (err error) {
 		return err
 	}
 
-	report(cfg, targets, codeRate, refreshResult, mem)
+	report(cfg, loaded, targets, codeRate, refreshResult, mem)
 	return nil
 }
 
 // measure runs wrk against t and records the CPU time each process used
 // and, if profile names a file, a CPU profile of the proxy.
-func measure(ctx context.Context, w *wrkRunner, t *target, kind string, d time.Duration, profile string) (wrkResult, error) {
+func measure(ctx context.Context, w *wrkRunner, t *target, route string, d time.Duration, profile string) (wrkResult, error) {
 	profiled := make(chan error, 1)
 	if profile != "" {
 		go func() {
@@ -384,7 +452,7 @@ func measure(ctx context.Context, w *wrkRunner, t *target, kind string, d time.D
 		}
 	}
 	host0 := selfCPU()
-	r, err := w.run(ctx, t.sessions[kind], d)
+	r, err := w.run(ctx, t.sessions[route], d)
 	if err != nil {
 		return r, err
 	}
@@ -400,19 +468,18 @@ func measure(ctx context.Context, w *wrkRunner, t *target, kind string, d time.D
 }
 
 // report prints the summary and checks the goals.
-func report(cfg *config, targets []*target, codes, refreshes rateResult, mem *memoryRun) {
+func report(cfg *config, routes []route, targets []*target, codes, refreshes rateResult, mem *memoryRun) {
 	fmt.Printf("\n=== results (median of %d round(s); min–max in brackets) ===\n", cfg.rounds)
 	byName := map[string]*target{}
 	for _, t := range targets {
 		byName[t.name] = t
 	}
-	for _, kind := range []string{"json", "sse"} {
-		label := map[string]string{"json": "JSON responses", "sse": "SSE responses"}[kind]
-		fmt.Printf("\n%s: tools/call, %d-byte request, wrk -t%d -c%d\n", label, callBodySize, cfg.threads, cfg.connections)
+	for _, r := range routes {
+		fmt.Printf("\n%s: tools/call, %d-byte request, wrk -t%d -c%d\n", r.label(), callBodySize, cfg.threads, cfg.connections)
 		fmt.Printf("  %-15s %-22s %-10s %-10s %-7s %s\n", "proxy", "req/s", "p50", "p99", "errors", "CPU per request: proxy / upstream+auth / wrk")
 		med := map[string]summary{}
 		for _, t := range targets {
-			s := summarize(t.results[kind])
+			s := summarize(t.results[r.name])
 			med[t.name] = s
 			fmt.Printf("  %-15s %-22s %-10s %-10s %-7d %s / %s / %s\n", t.name,
 				fmt.Sprintf("%.0f [%.0f–%.0f]", s.rate, s.minRate, s.maxRate), fmtDur(s.p50), fmtDur(s.p99), s.errors,

@@ -159,7 +159,7 @@ func measureMemory(ctx context.Context, cfg *config, env *environment, n, users 
 	p, err := startCaddy(ctx, cfg.caddy, cfg.workdir, "gateway-memory", addr, admin, expand(gatewayCaddyfile, map[string]string{
 		"admin": admin, "storage": dir, "addr": addr, "issuer": env.provider.Issuer(),
 		"client_id": env.clientID, "client_secret": env.clientSecret, "key": env.encryptionKey,
-		"sse": env.sseUpstream, "json": env.jsonUpstream,
+		"routes": siteRoutes(gatewayRoute, env.routes, nil),
 	}), "/.well-known/oauth-protected-resource/json")
 	if err != nil {
 		return nil, err
