@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +43,8 @@ type env struct {
 	storageLine string
 	// edit, if set, rewrites the whole Caddyfile before each load.
 	edit func(e *env, caddyfile string) string
+	// supportConfig configures the support-assistant MCP server.
+	supportConfig testenv.MCPServerConfig
 }
 
 // envOption adjusts an env before its first config load.
@@ -127,7 +132,8 @@ func startEnv(t *testing.T, providerCfg testenv.ProviderConfig, opts ...envOptio
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.provider.Close() })
-	if e.support, err = testenv.StartMCPServer(testenv.MCPServerConfig{Name: "support-assistant"}); err != nil {
+	e.supportConfig.Name = "support-assistant"
+	if e.support, err = testenv.StartMCPServer(e.supportConfig); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.support.Close() })
@@ -470,6 +476,115 @@ func TestStreamingThroughGateway(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStreamResumesThroughGateway breaks a call's SSE stream midway and
+// checks that the official Go SDK client resumes it through the gateway:
+// the upstream receives the GET with Last-Event-ID, and the client gets
+// every progress notification exactly once, then the result.
+func TestStreamResumesThroughGateway(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{}, func(e *env) { e.supportConfig.Resumable = true })
+	c := e.register(t, "support-assistant")
+	tok := c.login(t, "support-assistant", "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		progress []float64
+	)
+	cl := mcp.NewClient(&mcp.Implementation{Name: "resume-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			mu.Lock()
+			defer mu.Unlock()
+			progress = append(progress, req.Params.Progress)
+		},
+	})
+	cutter := &cuttingTransport{bearer: tok.AccessToken, method: "tools/call", afterEvents: 2}
+	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + "/support",
+		HTTPClient: &http.Client{Transport: cutter}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	params := &mcp.CallToolParams{Name: "stream_progress", Arguments: map[string]any{"count": 5, "interval_ms": 300}}
+	params.SetProgressToken("p1")
+	res, err := session.CallTool(ctx, params)
+	if err != nil {
+		t.Fatalf("the call failed after its stream was cut: %v", err)
+	}
+	if res.IsError {
+		t.Fatalf("the call answered an error: %+v", res.Content)
+	}
+	if !cutter.cut.Load() {
+		t.Fatal("the stream was never cut: the test proved nothing")
+	}
+	if resumed := e.support.ResumedFrom(); len(resumed) == 0 {
+		t.Fatal("no GET with Last-Event-ID reached the upstream: the gateway did not pass the resumption on")
+	}
+	// The client handles notifications apart from the call's result: the
+	// last may still be on their way when the call returns.
+	want := []float64{1, 2, 3, 4, 5}
+	var got []float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		got = slices.Clone(progress)
+		mu.Unlock()
+		if len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("progress notifications %v, want %v: resumption lost or repeated events", got, want)
+	}
+}
+
+// cuttingTransport sends each request with a bearer token, and breaks the
+// response stream of the first request whose body is a method call once
+// it has delivered afterEvents progress notifications, as a dropped
+// connection would: the client sees an unexpected EOF, the server a closed
+// connection.
+type cuttingTransport struct {
+	bearer      string
+	method      string
+	afterEvents int
+	armed, cut  atomic.Bool
+}
+
+func (c *cuttingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+c.bearer)
+	var body []byte
+	if r.Body != nil {
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || !bytes.Contains(body, []byte(`"method":"`+c.method+`"`)) || !c.armed.CompareAndSwap(false, true) {
+		return resp, err
+	}
+	resp.Body = &cutBody{ReadCloser: resp.Body, after: c.afterEvents, cut: &c.cut}
+	return resp, nil
+}
+
+type cutBody struct {
+	io.ReadCloser
+	after, seen int
+	cut         *atomic.Bool
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.seen >= b.after {
+		b.ReadCloser.Close()
+		b.cut.Store(true)
+		return 0, io.ErrUnexpectedEOF
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.seen += bytes.Count(p[:n], []byte("notifications/progress"))
+	return n, err
 }
 
 func TestReloadKeepsTokensAndAppliesNewScopes(t *testing.T) {

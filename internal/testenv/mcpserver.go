@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type MCPServerConfig struct {
 	// instead of an SSE stream (text/event-stream), which is the SDK's
 	// default.
 	JSONResponse bool
+	// Resumable keeps every SSE event in memory under an event ID, so
+	// that a client whose stream broke resumes it with a GET carrying
+	// Last-Event-ID and misses nothing.
+	Resumable bool
 }
 
 // MCPServer is a running MCP server on the streamable HTTP transport. It
@@ -61,6 +66,7 @@ type MCPServer struct {
 	mu                sync.Mutex
 	lastAuthorization string
 	requests          int
+	resumedFrom       []string                   // Last-Event-ID of each GET that resumed a stream
 	streams           map[string]*sessionStreams // by MCP session ID
 }
 
@@ -155,7 +161,7 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 		}, restartService)
 	}
 
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
+	opts := &mcp.StreamableHTTPOptions{
 		// Behind a gateway the Host header names the gateway, not this
 		// loopback listener; DNS-rebinding protection would refuse that.
 		DisableLocalhostProtection: true,
@@ -163,7 +169,11 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 		// goes away does not leave a tool running.
 		PropagateRequestCancellation: true,
 		JSONResponse:                 cfg.JSONResponse,
-	})
+	}
+	if cfg.Resumable {
+		opts.EventStore = mcp.NewMemoryEventStore(nil)
+	}
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, opts)
 	s.server = &http.Server{Handler: s.record(handler), ReadHeaderTimeout: 10 * time.Second}
 	go s.server.Serve(ln)
 	return s, nil
@@ -177,6 +187,9 @@ func (s *MCPServer) record(next http.Handler) http.Handler {
 		s.mu.Lock()
 		s.lastAuthorization = r.Header.Get("Authorization")
 		s.requests++
+		if id := r.Header.Get("Last-Event-ID"); r.Method == http.MethodGet && id != "" {
+			s.resumedFrom = append(s.resumedFrom, id)
+		}
 		if id := r.Header.Get("Mcp-Session-Id"); r.Method == http.MethodDelete && id != "" {
 			if st := s.streams[id]; st != nil {
 				st.cancel()
@@ -236,6 +249,14 @@ func (s *MCPServer) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
+}
+
+// ResumedFrom returns the Last-Event-ID of every GET that asked to resume
+// a stream, in order of arrival.
+func (s *MCPServer) ResumedFrom() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.resumedFrom)
 }
 
 // Close stops the server at once, ending open SSE streams and running
