@@ -174,8 +174,9 @@ type PerServerTokens struct {
 	// (it refuses or ignores the narrower scope, issues no refresh token,
 	// or does not exchange tokens): "full_token" (the default: the full
 	// token, and a warning in the log once an hour per server) or "refuse"
-	// (the request is answered 503 temporarily_unavailable, and the log
-	// says why).
+	// (the request is answered 503 temporarily_unavailable with
+	// Retry-After set to when the provider is asked again, an hour later,
+	// and the log says why once an hour per server).
 	Fallback string `json:"fallback,omitempty"`
 }
 

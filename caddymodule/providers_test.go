@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -188,12 +190,46 @@ func TestNarrowingFallback(t *testing.T) {
 		}
 	})
 	t.Run("refuse", func(t *testing.T) {
-		e := startEnv(t, testenv.ProviderConfig{IgnoreRefreshScope: true}, withLines("", "per_server_tokens refresh fallback refuse"))
+		logFile := filepath.Join(t.TempDir(), "caddy.log")
+		e := startEnv(t, testenv.ProviderConfig{IgnoreRefreshScope: true}, withLines("", "per_server_tokens refresh fallback refuse"),
+			withGlobal("log {\n\t\toutput file "+logFile+"\n\t\tlevel WARN\n\t}"))
 		support, ops := loginBoth(t, e)
-		for path, tok := range map[string]string{"/support": support.AccessToken, "/ops": ops.AccessToken} {
-			if status, _ := challengeOf(t, e.public+path, tok); status != http.StatusServiceUnavailable {
-				t.Errorf("%s: status %d, want 503", path, status)
+		for range 2 {
+			for path, tok := range map[string]string{"/support": support.AccessToken, "/ops": ops.AccessToken} {
+				req, _ := http.NewRequest(http.MethodPost, e.public+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var body struct {
+					Error            string `json:"error"`
+					ErrorDescription string `json:"error_description"`
+				}
+				_ = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				// Retrying is pointless until the provider is asked again,
+				// an hour after it was found not to narrow.
+				retry, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+				if resp.StatusCode != http.StatusServiceUnavailable || body.Error != "temporarily_unavailable" || retry < 3000 || retry > 3600 ||
+					!strings.Contains(body.ErrorDescription, "does not issue tokens limited to server") {
+					t.Errorf("%s: status %d, Retry-After %q, %s: %s; want 503 temporarily_unavailable saying why, with Retry-After about an hour",
+						path, resp.StatusCode, resp.Header.Get("Retry-After"), body.Error, body.ErrorDescription)
+				}
 			}
+		}
+		// Each server's finding is logged once, not once per request.
+		var logs string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			raw, _ := os.ReadFile(logFile)
+			if logs = string(raw); strings.Count(logs, "its requests are refused") >= 2 {
+				break
+			}
+		}
+		if n := strings.Count(logs, "its requests are refused"); n != 2 {
+			t.Errorf("the refusal was logged %d times for 2 servers, want once each:\n%s", n, lastLines(logs, 10))
 		}
 	})
 }

@@ -203,6 +203,11 @@ func (st *gatewayState) narrowing(gw *Gateway, name string, offered, full scopes
 		Exchange: p.Mode == "token_exchange",
 		Refuse:   p.Fallback == "refuse",
 		Warn: func(reason error) {
+			if p.Fallback == "refuse" {
+				st.logger.Warn("the downstream server cannot narrow tokens to this server's scopes; its requests are refused with 503 for the next hour, then it is asked again (per_server_tokens fallback refuse)",
+					zap.String("gateway", gateway), zap.String("server", name), zap.Error(reason))
+				return
+			}
 			st.logger.Warn("the downstream server cannot narrow tokens to this server's scopes; the server gets the full token (set per_server_tokens fallback refuse to refuse instead)",
 				zap.String("gateway", gateway), zap.String("server", name), zap.Error(reason))
 		},

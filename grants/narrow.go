@@ -15,6 +15,25 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
+// CannotNarrowError is what TokenFor returns under Narrowing.Refuse when
+// the downstream server does not narrow: it matches ErrCannotNarrow, says
+// why, and says when the server will be asked again, which is the soonest
+// a retry can succeed.
+type CannotNarrowError struct {
+	Server string    // the Narrowing's Key
+	Reason error     // what the downstream server did
+	Until  time.Time // when TokenFor asks the downstream server again
+}
+
+func (e *CannotNarrowError) Error() string {
+	return fmt.Sprintf("%v for server %s: %v", ErrCannotNarrow, e.Server, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrCannotNarrow) hold.
+func (e *CannotNarrowError) Is(target error) bool { return target == ErrCannotNarrow }
+
+func (e *CannotNarrowError) Unwrap() error { return e.Reason }
+
 // ErrCannotNarrow reports that the downstream server would not issue an
 // access token narrowed to a server's scopes, under a Narrowing that
 // refuses the full token instead.
@@ -67,7 +86,8 @@ type Narrowing struct {
 	// token.
 	Refuse bool
 	// Warn, if set, is told why the server cannot narrow, once per hour and
-	// server at most, when the full token is handed out instead.
+	// server at most, whether the full token is handed out instead or
+	// (Refuse) the request refused.
 	Warn func(reason error)
 
 	view atomic.Pointer[narrowedView]
@@ -186,12 +206,12 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 		}
 		cannot = found
 		// Only the caller that records the finding warns about it.
-		if old := v.cannot.Load(); old != cannot && v.cannot.CompareAndSwap(old, cannot) && !n.Refuse && n.Warn != nil {
+		if old := v.cannot.Load(); old != cannot && v.cannot.CompareAndSwap(old, cannot) && n.Warn != nil {
 			n.Warn(cannot.reason)
 		}
 	}
 	if n.Refuse {
-		return nil, fmt.Errorf("%w for server %s: %w", ErrCannotNarrow, v.key, cannot.reason)
+		return nil, &CannotNarrowError{Server: v.key, Reason: cannot.reason, Until: cannot.until}
 	}
 	return b.Token(ctx, user)
 }

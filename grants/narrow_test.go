@@ -145,8 +145,14 @@ func TestNarrowingRefused(t *testing.T) {
 
 	// The grant holds tickets.read only: a refresh for admin.read is refused.
 	refuse := &grants.Narrowing{Key: "ops-console", Scopes: []string{"admin.read"}, Refuse: true}
-	if _, err := b.TokenFor(ctx, g.User, refuse); !errors.Is(err, grants.ErrCannotNarrow) || !strings.Contains(err.Error(), "invalid_scope") {
+	_, err = b.TokenFor(ctx, g.User, refuse)
+	if !errors.Is(err, grants.ErrCannotNarrow) || !strings.Contains(err.Error(), "invalid_scope") {
 		t.Fatalf("refuse: %v, want ErrCannotNarrow naming invalid_scope", err)
+	}
+	// It says when the server is asked again: an hour from now.
+	var cannot *grants.CannotNarrowError
+	if !errors.As(err, &cannot) || cannot.Server != "ops-console" || time.Until(cannot.Until) < 59*time.Minute || time.Until(cannot.Until) > time.Hour {
+		t.Fatalf("refuse: %#v, want a CannotNarrowError for ops-console until an hour from now", err)
 	}
 	var warnings []error
 	warn := &grants.Narrowing{Key: "reports", Scopes: []string{"admin.read"}, Warn: func(err error) { warnings = append(warnings, err) }}
