@@ -21,11 +21,12 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
-// callScopesEnv is the gateway with three more servers in front of real
+// callScopesEnv is the gateway with four more servers in front of real
 // ops-console MCP servers (official Go SDK), each offering tickets.read
 // and admin.read and keeping restart_service for admin.read: ops-step
-// answers with SSE streams, ops-json with JSON, and ops-all shows every
-// tool in its lists.
+// answers with SSE streams, ops-json with JSON, ops-all shows every
+// tool in its lists, and ops-files (SSE) also keeps the incident_report
+// prompt and the resources under file:///ops/secrets/ for admin.read.
 type callScopesEnv struct {
 	*env
 	sse, json *testenv.MCPServer
@@ -53,7 +54,8 @@ func startCallScopesEnv(t *testing.T) *callScopesEnv {
 		}
 		`, name, name, extra, hostPort(upstream))
 	}
-	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "") + server("ops-all", sse.URL(), "filter_lists off")
+	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "") + server("ops-all", sse.URL(), "filter_lists off") +
+		server("ops-files", sse.URL(), "prompt incident_report admin.read\n\t\t\tresource file:///ops/secrets/ admin.read")
 	e := startEnv(t, testenv.ProviderConfig{}, withLines(lines, ""))
 	return &callScopesEnv{env: e, sse: sse, json: jsonServer}
 }
@@ -421,4 +423,64 @@ func TestListsFilteredForTheToken(t *testing.T) {
 			t.Errorf("calling a listed tool the token does not cover: %v, want a 403", err)
 		}
 	})
+}
+
+// TestCompletionAndTemplatesScoped: the call scopes of a prompt and of a
+// resource prefix also guard completing the prompt's arguments or a
+// template's, and resource templates are listed only where the token could
+// read what they expand to.
+func TestCompletionAndTemplatesScoped(t *testing.T) {
+	e := startCallScopesEnv(t)
+	c := e.register(t, "ops-files")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	templates := func(s *mcp.ClientSession) []string {
+		t.Helper()
+		res, err := s.ListResourceTemplates(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, rt := range res.ResourceTemplates {
+			names = append(names, rt.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	complete := func(s *mcp.ClientSession, ref *mcp.CompleteReference) ([]string, error) {
+		res, err := s.Complete(ctx, &mcp.CompleteParams{Ref: ref, Argument: mcp.CompleteParamsArgument{Name: "service", Value: "s"}})
+		if err != nil {
+			return nil, err
+		}
+		return res.Completion.Values, nil
+	}
+	prompt := &mcp.CompleteReference{Type: "ref/prompt", Name: "incident_report"}
+	secret := &mcp.CompleteReference{Type: "ref/resource", URI: "file:///ops/secrets/{name}"}
+	logs := &mcp.CompleteReference{Type: "ref/resource", URI: "file:///ops/logs/{day}.log"}
+
+	readerToken := c.login(t, "ops-files", "tickets.read").AccessToken
+	reader := connect(t, e.public+"/ops-files", &recordingTransport{token: readerToken})
+	if got := templates(reader); !slices.Equal(got, []string{"log"}) {
+		t.Errorf("a tickets.read token lists templates %v, want [log]", got)
+	}
+	if _, err := complete(reader, logs); err != nil {
+		t.Errorf("a tickets.read token completing the unguarded template: %v", err)
+	}
+	// A 403 ends the SDK client's session: one session per refusal.
+	for _, ref := range []*mcp.CompleteReference{prompt, secret} {
+		s := connect(t, e.public+"/ops-files", &recordingTransport{token: readerToken})
+		if _, err := complete(s, ref); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+			t.Errorf("a tickets.read token completing %s %s%s: %v, want a 403", ref.Type, ref.Name, ref.URI, err)
+		}
+	}
+
+	admin := connect(t, e.public+"/ops-files", &recordingTransport{token: c.login(t, "ops-files", "tickets.read admin.read").AccessToken})
+	if got := templates(admin); !slices.Equal(got, []string{"log", "secret"}) {
+		t.Errorf("an admin.read token lists templates %v, want [log secret]", got)
+	}
+	for _, ref := range []*mcp.CompleteReference{prompt, secret} {
+		if got, err := complete(admin, ref); err != nil || !slices.Equal(got, []string{"search", "sessions"}) {
+			t.Errorf("an admin.read token completing %s %s%s: %v %v, want [search sessions]", ref.Type, ref.Name, ref.URI, got, err)
+		}
+	}
 }

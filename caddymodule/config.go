@@ -258,17 +258,22 @@ type CallScopes struct {
 	// prefixes of one URI the longest decides. Prefixes are compared with
 	// the URI as the client sends it, byte for byte: an upstream that also
 	// accepts other spellings of a URI (percent-encoded, with dot segments,
-	// in another case) needs a prefix for each.
+	// in another case) needs a prefix for each. A resource template is
+	// judged by its literal start, up to its first '{': one that can only
+	// expand under a prefix needs the prefix's scopes to be seen in
+	// resources/templates/list or to have its arguments completed
+	// (completion/complete).
 	Resources map[string][]string `json:"resources,omitempty"`
 
 	// Prompts maps a prompt name to the scopes a token needs to get the
-	// prompt (prompts/get) and to see it in prompts/list.
+	// prompt (prompts/get), to complete its arguments
+	// (completion/complete) and to see it in prompts/list.
 	Prompts map[string][]string `json:"prompts,omitempty"`
 
-	// ListAll leaves tools/list, resources/list and prompts/list results
-	// whole: a client sees everything and is refused only when it uses
-	// what its token does not cover. Default: lists show only what the
-	// token may use.
+	// ListAll leaves tools/list, resources/list, resources/templates/list
+	// and prompts/list results whole: a client sees everything and is
+	// refused only when it uses what its token does not cover. Default:
+	// lists show only what the token may use.
 	ListAll bool `json:"list_all,omitempty"`
 }
 

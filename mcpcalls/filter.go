@@ -307,6 +307,8 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 		member, key = "prompts", "name"
 	case MethodListResources:
 		member, key = "resources", "uri"
+	case MethodListResourceTemplates:
+		member, key = "resourceTemplates", "uriTemplate"
 	default:
 		return data, false
 	}
@@ -342,7 +344,8 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 // those the policy filters, or "".
 func (l *Lists) shape(result map[string]json.RawMessage) string {
 	for _, m := range [...]struct{ member, method string }{
-		{"tools", MethodListTools}, {"resources", MethodListResources}, {"prompts", MethodListPrompts},
+		{"tools", MethodListTools}, {"resources", MethodListResources},
+		{"resourceTemplates", MethodListResourceTemplates}, {"prompts", MethodListPrompts},
 	} {
 		if raw := bytes.TrimSpace(result[m.member]); len(raw) > 0 && raw[0] == '[' && l.policy.filters(m.method) {
 			return m.method

@@ -316,3 +316,45 @@ func TestFilterReplayedStream(t *testing.T) {
 		t.Error("with list_all a GET stream is filtered")
 	}
 }
+
+// TestFilterResourceTemplates filters resources/templates/list by each
+// template's literal start, also when a resumed stream replays the result.
+func TestFilterResourceTemplates(t *testing.T) {
+	const templates = `{"jsonrpc":"2.0","id":3,"result":{"resourceTemplates":[` +
+		`{"uriTemplate":"file:///ops/secrets/{name}","name":"secret"},` +
+		`{"uriTemplate":"file:///ops/logs/{day}.log","name":"log"},` +
+		`{"uriTemplate":"{+anything}","name":"any"}]}}`
+	names := func(message string) string {
+		var msg struct {
+			Result struct {
+				ResourceTemplates []struct {
+					Name string `json:"name"`
+				} `json:"resourceTemplates"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(message), &msg); err != nil {
+			t.Fatalf("%v in %s", err, message)
+		}
+		var out []string
+		for _, rt := range msg.Result.ResourceTemplates {
+			out = append(out, rt.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	for name, l := range map[string]*Lists{
+		"reply":  listsFor(t, `{"jsonrpc":"2.0","id":3,"method":"resources/templates/list"}`),
+		"replay": opsPolicy(false).Replays(scopes.MustParse("tickets.read")),
+	} {
+		w := httptest.NewRecorder()
+		f := l.Filter(w)
+		f.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(f, templates)
+		_ = f.Finish()
+		// The secret template can only expand under file:///ops/secrets/,
+		// which needs admin.read; "{+anything}" may expand anywhere and is
+		// judged when a URI is read.
+		if got := names(w.Body.String()); got != "log any" {
+			t.Errorf("%s: templates after filtering: %q, want \"log any\"", name, got)
+		}
+	}
+}

@@ -56,8 +56,25 @@ func FuzzParse(f *testing.F) {
 			if string(loose.ID) != "null" && !bytes.Equal(bytes.TrimSpace(loose.ID), id) {
 				t.Fatalf("message %d: Parse read id %s, encoding/json %s", i, id, loose.ID)
 			}
+			if method == MethodComplete {
+				var params struct {
+					Ref *struct {
+						Type *string `json:"type"`
+						Name *string `json:"name"`
+						URI  *string `json:"uri"`
+					} `json:"ref"`
+				}
+				if err := json.Unmarshal(loose.Params, &params); err != nil || params.Ref == nil || params.Ref.Type == nil {
+					t.Fatalf("message %d: Parse accepted a completion encoding/json reads no ref type of (%v)", i, err)
+				}
+				want := map[string]*string{RefPrompt: params.Ref.Name, RefResource: params.Ref.URI}[*params.Ref.Type]
+				if *params.Ref.Type != msgs[i].Ref || (want == nil && msgs[i].Name != "") || (want != nil && *want != msgs[i].Name) {
+					t.Fatalf("message %d: Parse read ref %q %q, encoding/json %q %v", i, msgs[i].Ref, msgs[i].Name, *params.Ref.Type, want)
+				}
+				continue
+			}
 			if !named(method) {
-				if msgs[i].Name != "" {
+				if msgs[i].Name != "" || msgs[i].Ref != "" {
 					t.Fatalf("message %d: %s names nothing, but Parse read %q", i, method, msgs[i].Name)
 				}
 				continue

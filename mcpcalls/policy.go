@@ -20,10 +20,13 @@ type Rules struct {
 	// read or subscribe to a resource under the prefix, or see it in
 	// resources/list. Of several prefixes of one URI the longest decides.
 	// Prefixes are compared with the URI as the client sends it, byte for
-	// byte.
+	// byte. A URI template (resources/templates/list, completion/complete)
+	// is judged by its literal start, up to its first '{': a template that
+	// can only expand under a prefix needs the prefix's scopes.
 	Resources map[string]scopes.Set
 	// Prompts maps prompt names to the scopes a token needs to get the
-	// prompt (prompts/get) or see it in prompts/list.
+	// prompt (prompts/get), complete its arguments (completion/complete)
+	// or see it in prompts/list.
 	Prompts map[string]scopes.Set
 	// ListAll leaves list results whole: a client sees every tool, resource
 	// and prompt, and is refused only when it uses one its token does not
@@ -69,8 +72,22 @@ func (p *Policy) Needs(m Message) scopes.Set {
 		return p.prompts[m.Name]
 	case MethodReadResource, MethodSubscribeResource:
 		return p.resource(m.Name)
+	case MethodComplete:
+		switch m.Ref {
+		case RefPrompt:
+			return p.prompts[m.Name]
+		case RefResource:
+			return p.template(m.Name)
+		}
 	}
 	return scopes.Set{}
+}
+
+// template returns the scopes of a URI template: those of its literal
+// start, which every URI it expands to begins with.
+func (p *Policy) template(uriTemplate string) scopes.Set {
+	literal, _, _ := strings.Cut(uriTemplate, "{")
+	return p.resource(literal)
 }
 
 func (p *Policy) resource(uri string) scopes.Set {
@@ -145,8 +162,8 @@ func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
 // replies to earlier requests, whose methods are unknown: a GET stream that
 // a client resumes (Last-Event-ID) may replay them from the upstream's
 // store, unfiltered. List results on it are recognised by their shape (a
-// result with a tools, resources or prompts array). Nil when the rules
-// list all.
+// result with a tools, resources, resourceTemplates or prompts array).
+// Nil when the rules list all.
 func (p *Policy) Replays(granted scopes.Set) *Lists {
 	if p.listAll {
 		return nil
@@ -161,7 +178,7 @@ func (p *Policy) filters(method string) bool {
 		return len(p.tools) > 0
 	case MethodListPrompts:
 		return len(p.prompts) > 0
-	case MethodListResources:
+	case MethodListResources, MethodListResourceTemplates:
 		return len(p.resources) > 0
 	}
 	return false
@@ -178,6 +195,8 @@ func (p *Policy) visible(method, name string, granted scopes.Set) bool {
 		needs = p.prompts[name]
 	case MethodListResources:
 		needs = p.resource(name)
+	case MethodListResourceTemplates:
+		needs = p.template(name)
 	}
 	return granted.ContainsAll(needs)
 }

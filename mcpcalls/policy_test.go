@@ -31,6 +31,12 @@ func TestPolicyNeeds(t *testing.T) {
 		{Message{Method: MethodReadResource, Name: "file:///ops/secrets/db.txt"}, "admin.read"},
 		{Message{Method: MethodSubscribeResource, Name: "file:///ops/readme"}, "tickets.read"},
 		{Message{Method: MethodReadResource, Name: "https://example.com/"}, ""},
+		// Completing a prompt's arguments needs what getting it does, and
+		// a resource template's what the URIs under its literal start do.
+		{Message{Method: MethodComplete, Ref: RefPrompt, Name: "incident_report"}, "tickets.write"},
+		{Message{Method: MethodComplete, Ref: RefResource, Name: "file:///ops/secrets/{name}"}, "admin.read"},
+		{Message{Method: MethodComplete, Ref: RefResource, Name: "file:///ops/{dir}/x"}, "tickets.read"},
+		{Message{Method: MethodComplete, Ref: "ref/tool", Name: ""}, ""},
 		// Lists and other methods need nothing beyond the server's scopes.
 		{Message{Method: MethodListTools}, ""},
 		{Message{Method: "ping"}, ""},

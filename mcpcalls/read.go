@@ -30,13 +30,22 @@ const MaxBodyBytes = 1 << 20
 // The MCP methods that name a tool, a resource or a prompt, and the list
 // methods whose results Filter rewrites.
 const (
-	MethodCallTool          = "tools/call"
-	MethodGetPrompt         = "prompts/get"
-	MethodReadResource      = "resources/read"
-	MethodSubscribeResource = "resources/subscribe"
-	MethodListTools         = "tools/list"
-	MethodListResources     = "resources/list"
-	MethodListPrompts       = "prompts/list"
+	MethodCallTool              = "tools/call"
+	MethodGetPrompt             = "prompts/get"
+	MethodReadResource          = "resources/read"
+	MethodSubscribeResource     = "resources/subscribe"
+	MethodComplete              = "completion/complete"
+	MethodListTools             = "tools/list"
+	MethodListResources         = "resources/list"
+	MethodListResourceTemplates = "resources/templates/list"
+	MethodListPrompts           = "prompts/list"
+)
+
+// The kinds of reference a completion/complete request completes the
+// arguments of (Message.Ref).
+const (
+	RefPrompt   = "ref/prompt"
+	RefResource = "ref/resource"
 )
 
 // JSON-RPC error codes of the refusals (JSON-RPC 2.0 §5.1; -32020 is the
@@ -55,8 +64,13 @@ type Message struct {
 	Method string
 	// Name is the tool or prompt name (params.name) or the resource URI
 	// (params.uri) of the methods that name one: tools/call, prompts/get,
-	// resources/read and resources/subscribe. It is "" for other methods.
+	// resources/read and resources/subscribe; for completion/complete, the
+	// prompt name or resource URI template of params.ref. It is "" for
+	// other methods.
 	Name string
+	// Ref is the type of a completion/complete request's params.ref:
+	// RefPrompt, RefResource, or another type the gateway does not judge.
+	Ref string
 	// ID is the raw JSON id of a request, nil for a notification.
 	ID json.RawMessage
 }
@@ -364,24 +378,13 @@ func (s *scanner) message() (Message, error) {
 		name = "name"
 	case MethodReadResource, MethodSubscribeResource:
 		name = "uri"
+	case MethodComplete:
+		return m, m.readRef(params)
 	default:
 		return m, nil
 	}
-	if params == nil || params[0] != '{' {
-		return Message{}, invalid(CodeInvalidParams, m.ID, m.Method+" needs params with a "+name)
-	}
-	var value []byte
-	var seen bool
-	p := scanner{b: params}
-	err = p.members(func(key, v []byte) error {
-		ok, err := field(key, name, &seen, "the params of "+m.Method)
-		if ok {
-			value = v
-		}
-		return err
-	})
+	value, err := member(params, name, m.ID, "the params of "+m.Method)
 	if err != nil {
-		err.(*Error).ID = m.ID
 		return Message{}, err
 	}
 	if value == nil || value[0] != '"' {
@@ -391,11 +394,74 @@ func (s *scanner) message() (Message, error) {
 	return m, nil
 }
 
+// readRef reads what a completion/complete request completes the
+// arguments of: params.ref, {"type": "ref/prompt", "name": ...} or
+// {"type": "ref/resource", "uri": ...}. A reference of another type is
+// passed on unjudged: the upstream refuses what it does not know.
+func (m *Message) readRef(params []byte) error {
+	ref, err := member(params, "ref", m.ID, "the params of "+m.Method)
+	if err != nil {
+		return err
+	}
+	if ref == nil || ref[0] != '{' {
+		return invalid(CodeInvalidParams, m.ID, m.Method+" needs params with a ref object")
+	}
+	typ, err := member(ref, "type", m.ID, "the ref of "+m.Method)
+	if err != nil {
+		return err
+	}
+	if typ == nil || typ[0] != '"' {
+		return invalid(CodeInvalidParams, m.ID, "the type in the ref of "+m.Method+" must be a string")
+	}
+	var name string
+	switch m.Ref = string(text(typ)); m.Ref {
+	case RefPrompt:
+		name = "name"
+	case RefResource:
+		name = "uri"
+	default:
+		return nil
+	}
+	value, err := member(ref, name, m.ID, "the ref of "+m.Method)
+	if err != nil {
+		return err
+	}
+	if value == nil || value[0] != '"' {
+		return invalid(CodeInvalidParams, m.ID, "the "+name+" in a "+m.Ref+" of "+m.Method+" must be a string")
+	}
+	m.Name = string(text(value))
+	return nil
+}
+
+// member returns the value of the member key of the JSON object obj (nil
+// when obj is not an object or lacks it), refusing it twice or in another
+// case (see field). where names obj in errors, which carry id.
+func member(obj []byte, key string, id json.RawMessage, where string) ([]byte, error) {
+	if len(obj) == 0 || obj[0] != '{' {
+		return nil, invalid(CodeInvalidParams, id, where+" must be an object with a "+strconv.Quote(key))
+	}
+	var value []byte
+	var seen bool
+	s := scanner{b: obj}
+	err := s.members(func(k, v []byte) error {
+		ok, err := field(k, key, &seen, where)
+		if ok {
+			value = v
+		}
+		return err
+	})
+	if err != nil {
+		err.(*Error).ID = id
+		return nil, err
+	}
+	return value, nil
+}
+
 // intern returns the common methods as constants, so reading them
 // allocates nothing.
 func intern(method []byte) string {
-	for _, known := range [...]string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource,
-		MethodListTools, MethodListResources, MethodListPrompts, "initialize", "notifications/initialized", "ping"} {
+	for _, known := range [...]string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource, MethodComplete,
+		MethodListTools, MethodListResources, MethodListResourceTemplates, MethodListPrompts, "initialize", "notifications/initialized", "ping"} {
 		if string(method) == known {
 			return known
 		}

@@ -35,6 +35,12 @@ func TestReadMessages(t *testing.T) {
 			[]Message{{Method: MethodGetPrompt, Name: "incident_report", ID: []byte("1")}}},
 		{"list", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
 			[]Message{{Method: MethodListTools, ID: []byte("2")}}},
+		{"completion of a prompt", `{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"argument":{"name":"service","value":"bi"},"ref":{"name":"incident_report","type":"ref/prompt"}}}`,
+			[]Message{{Method: MethodComplete, Ref: RefPrompt, Name: "incident_report", ID: []byte("4")}}},
+		{"completion of a resource template", `{"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///ops/secrets/{name}"},"argument":{"name":"name","value":""}}}`,
+			[]Message{{Method: MethodComplete, Ref: RefResource, Name: "file:///ops/secrets/{name}", ID: []byte("5")}}},
+		{"completion of another kind", `{"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"restart_service"}}}`,
+			[]Message{{Method: MethodComplete, Ref: "ref/tool", ID: []byte("6")}}},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
 			[]Message{{Method: "notifications/initialized"}}},
 		{"response", `{"jsonrpc":"2.0","id":3,"result":{"method":"tools/call"}}`,
@@ -54,7 +60,7 @@ func TestReadMessages(t *testing.T) {
 				t.Fatalf("got %d messages, want %d", len(got), len(tc.want))
 			}
 			for i := range got {
-				if got[i].Method != tc.want[i].Method || got[i].Name != tc.want[i].Name || !bytes.Equal(got[i].ID, tc.want[i].ID) {
+				if got[i].Method != tc.want[i].Method || got[i].Name != tc.want[i].Name || got[i].Ref != tc.want[i].Ref || !bytes.Equal(got[i].ID, tc.want[i].ID) {
 					t.Errorf("message %d = %+v (id %s), want %+v (id %s)", i, got[i], got[i].ID, tc.want[i], tc.want[i].ID)
 				}
 			}
@@ -88,6 +94,12 @@ func TestReadRefuses(t *testing.T) {
 		{"no params", `{"jsonrpc":"2.0","id":1,"method":"prompts/get"}`, nil, CodeInvalidParams},
 		{"uri missing", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`, nil, CodeInvalidParams},
 		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":1}`, nil, CodeInvalidRequest},
+		{"completion without a ref", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"argument":{"name":"x","value":""}}}`, nil, CodeInvalidParams},
+		{"completion ref not an object", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":"ref/prompt"}}`, nil, CodeInvalidParams},
+		{"completion ref without a type", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"name":"incident_report"}}}`, nil, CodeInvalidParams},
+		{"completion prompt without a name", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","uri":"x"}}}`, nil, CodeInvalidParams},
+		{"completion ref name twice", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a","name":"incident_report"}}}`, nil, CodeInvalidRequest},
+		{"completion ref type in another case", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"Type":"ref/tool","type":"ref/prompt","name":"incident_report"}}}`, nil, CodeInvalidRequest},
 		{"Mcp-Method disagrees", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"restart_service"}}`,
 			[]string{"Mcp-Method", "tools/list"}, CodeHeaderMismatch},
 		{"Mcp-Name disagrees", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"restart_service"}}`,

@@ -139,7 +139,11 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 	}
 	s.closed, s.close = context.WithCancel(context.Background())
 
-	server := mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Version: "1.0.0"}, nil)
+	var serverOpts *mcp.ServerOptions
+	if cfg.Name == OpsConsole {
+		serverOpts = &mcp.ServerOptions{CompletionHandler: completeOps}
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Version: "1.0.0"}, serverOpts)
 	mcp.AddTool(server, &mcp.Tool{
 		Name:        "whoami",
 		Description: "Reports this server's name and the Authorization and X- headers of the request that carried the call.",
@@ -159,6 +163,14 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 			Name:        "restart_service",
 			Description: "Restarts a service.",
 		}, restartService)
+		server.AddPrompt(&mcp.Prompt{
+			Name:        "incident_report",
+			Description: "Drafts an incident report for a service.",
+			Arguments:   []*mcp.PromptArgument{{Name: "service", Required: true}},
+		}, incidentReport)
+		for _, t := range opsTemplates {
+			server.AddResourceTemplate(&mcp.ResourceTemplate{Name: t.name, URITemplate: t.uriTemplate}, readOpsFile)
+		}
 	}
 
 	opts := &mcp.StreamableHTTPOptions{
@@ -332,6 +344,45 @@ func listTickets(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallTool
 		{ID: "T-1002", Subject: "Invoice shows the wrong address", Status: "open"},
 		{ID: "T-1003", Subject: "Export to CSV times out", Status: "pending"},
 	}}, nil
+}
+
+// OpsServices are the services whose names the ops-console server
+// completes (completion/complete) for incident_report's service argument and
+// the name in its secret template.
+var OpsServices = []string{"billing", "search", "sessions"}
+
+// opsTemplates are the ops-console server's resource templates: one under
+// a prefix that call scopes typically guard, one not.
+var opsTemplates = []struct{ name, uriTemplate string }{
+	{"secret", "file:///ops/secrets/{name}"},
+	{"log", "file:///ops/logs/{day}.log"},
+}
+
+func incidentReport(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{
+		Role:    "user",
+		Content: &mcp.TextContent{Text: "Write an incident report for " + req.Params.Arguments["service"] + "."},
+	}}}, nil
+}
+
+func readOpsFile(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: "contents of " + req.Params.URI}}}, nil
+}
+
+// completeOps completes service names for the incident_report prompt and
+// the secret template, whatever the argument.
+func completeOps(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	ref := req.Params.Ref
+	if (ref.Type == "ref/prompt" && ref.Name == "incident_report") || (ref.Type == "ref/resource" && ref.URI == opsTemplates[0].uriTemplate) {
+		var values []string
+		for _, name := range OpsServices {
+			if strings.HasPrefix(name, req.Params.Argument.Value) {
+				values = append(values, name)
+			}
+		}
+		return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: values, Total: len(values)}}, nil
+	}
+	return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{}}}, nil
 }
 
 func restartService(_ context.Context, _ *mcp.CallToolRequest, args RestartServiceArgs) (*mcp.CallToolResult, any, error) {
