@@ -87,7 +87,7 @@ func TestAdminAPI(t *testing.T) {
 	// once, its refresh token too; a's ops-console grant is untouched.
 	var target string
 	for _, g := range all.Grants {
-		if g.ClientID == a.id && g.Server == "support-assistant" {
+		if g.ClientID == a.ID && g.Server == "support-assistant" {
 			target = g.ID
 		}
 	}
@@ -103,23 +103,23 @@ func TestAdminAPI(t *testing.T) {
 	}
 
 	// Revoke every grant of client b, then delete client a.
-	if status, body := admin(http.MethodDelete, "/mcp_gateway/gateways/acme/grants?client_id="+url.QueryEscape(b.id)); status != http.StatusOK || !strings.Contains(body, `"revoked":["`) {
+	if status, body := admin(http.MethodDelete, "/mcp_gateway/gateways/acme/grants?client_id="+url.QueryEscape(b.ID)); status != http.StatusOK || !strings.Contains(body, `"revoked":["`) {
 		t.Fatalf("revoking a client's grants: %d %s", status, body)
 	}
 	if status := bearerStatus(t, e.public+"/support", other.AccessToken); status != http.StatusUnauthorized {
 		t.Errorf("client b's access token after its grants were revoked: %d", status)
 	}
 	status, body = admin(http.MethodGet, "/mcp_gateway/gateways/acme/clients")
-	if status != http.StatusOK || !strings.Contains(body, a.id) || !strings.Contains(body, b.id) || strings.Contains(body, "secret_hash") {
+	if status != http.StatusOK || !strings.Contains(body, a.ID) || !strings.Contains(body, b.ID) || strings.Contains(body, "secret_hash") {
 		t.Fatalf("clients: %d %s", status, body)
 	}
-	if status, body := admin(http.MethodDelete, "/mcp_gateway/gateways/acme/clients/"+a.id); status != http.StatusOK {
+	if status, body := admin(http.MethodDelete, "/mcp_gateway/gateways/acme/clients/"+a.ID); status != http.StatusOK {
 		t.Fatalf("deleting a client: %d %s", status, body)
 	}
 	if status := bearerStatus(t, e.public+"/ops", ops.AccessToken); status != http.StatusUnauthorized {
 		t.Errorf("the deleted client's access token: %d", status)
 	}
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	wantErrorPage(t, a.begin(t, "support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}), http.StatusBadRequest, "Unknown client")
 
 	// Mistakes get clear errors.

@@ -22,7 +22,7 @@ import (
 // the test that proves its defence, including those covered elsewhere.
 func TestAttacks(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{})
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	withPKCE := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 	victim := e.register(t, "support-assistant")
 	stolen := victim.login(t, "support-assistant", "")
@@ -102,7 +102,7 @@ func TestAttacks(t *testing.T) {
 			t.Fatal("no consent form")
 		}
 		mustSubmit(t, c, form)
-		page, err := c.browser.Submit(form, "decision=approve", nil)
+		page, err := c.Browser.Submit(form, "decision=approve", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,8 +121,8 @@ func TestAttacks(t *testing.T) {
 	t.Run("one server's scope asked at another", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		tok := c.login(t, "support-assistant", "admin.read tickets.read")
-		if tok.status != http.StatusOK || strings.Contains(tok.Scope, "admin.read") {
-			t.Fatalf("support-assistant granted %q (%d)", tok.Scope, tok.status)
+		if tok.Status != http.StatusOK || strings.Contains(tok.Scope, "admin.read") {
+			t.Fatalf("support-assistant granted %q (%d)", tok.Scope, tok.Status)
 		}
 	})
 
@@ -160,7 +160,7 @@ func TestAttacks(t *testing.T) {
 		if status != http.StatusCreated {
 			t.Fatalf("registration: %d %v", status, reg)
 		}
-		c := &client{e: e, id: reg["client_id"].(string), redirectURI: "http://127.0.0.1:33418/callback", browser: testenv.NewBrowser()}
+		c := e.client(reg["client_id"].(string))
 		page := c.begin(t, "support-assistant", withPKCE)
 		if page.Form("consent") == nil {
 			t.Fatalf("no consent page: %d", page.Status)
@@ -176,7 +176,7 @@ func TestAttacks(t *testing.T) {
 		defer docs.Close()
 		for _, id := range []string{docs.URL + "/client.json", strings.Replace(docs.URL, "127.0.0.1", "localhost", 1) + "/client.json",
 			"http://" + hostPort(docs.URL) + "/client.json"} {
-			c := &client{e: e, id: id, redirectURI: "http://127.0.0.1:33418/callback", browser: testenv.NewBrowser()}
+			c := e.client(id)
 			wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "metadata document")
 		}
 	})
@@ -188,8 +188,8 @@ func TestAttacks(t *testing.T) {
 		wantTokenError(t, thief.redeem(t, "support-assistant", code, verifier), http.StatusBadRequest, "invalid_grant")
 		// Whether or not the attempt burnt the code, its owner gets a clear
 		// answer and the thief no token.
-		if got := victim.redeem(t, "support-assistant", code, verifier); got.status != http.StatusOK && got.Error != "invalid_grant" {
-			t.Fatalf("the owner's redemption: %d %s", got.status, got.Error)
+		if got := victim.redeem(t, "support-assistant", code, verifier); got.Status != http.StatusOK && got.Error != "invalid_grant" {
+			t.Fatalf("the owner's redemption: %d %s", got.Status, got.Error)
 		}
 	})
 	t.Run("grant type the client did not register", func(t *testing.T) {
@@ -197,12 +197,11 @@ func TestAttacks(t *testing.T) {
 		if status != http.StatusCreated {
 			t.Fatalf("registration: %d %v", status, reg)
 		}
-		c := &client{e: e, id: reg["client_id"].(string), redirectURI: "http://127.0.0.1:33418/callback", browser: testenv.NewBrowser()}
-		c.browser.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
+		c := e.client(reg["client_id"].(string))
 		code, verifier := c.code(t, "support-assistant", nil)
 		tok := c.redeem(t, "support-assistant", code, verifier)
-		if tok.status != http.StatusOK || tok.AccessToken == "" {
-			t.Fatalf("the code exchange: %d %s", tok.status, tok.Description)
+		if tok.Status != http.StatusOK || tok.AccessToken == "" {
+			t.Fatalf("the code exchange: %d %s", tok.Status, tok.Description)
 		}
 		if tok.RefreshToken != "" {
 			t.Error("a client without the refresh_token grant got a refresh token")
@@ -287,10 +286,10 @@ func TestMetadataDocumentAbuse(t *testing.T) {
 	mux.HandleFunc("/huge.json", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"client_id":"` + docs.URL + `/huge.json","client_name":"` + strings.Repeat("a", 1<<20) + `"}`))
 	})
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	withPKCE := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 	for _, path := range []string{"/moved.json", "/slow.json", "/huge.json"} {
-		c := &client{e: e, id: docs.URL + path, redirectURI: "http://127.0.0.1:33418/callback", browser: testenv.NewBrowser()}
+		c := e.client(docs.URL + path)
 		start := time.Now()
 		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "metadata document")
 		if took := time.Since(start); took > 15*time.Second {
@@ -298,8 +297,8 @@ func TestMetadataDocumentAbuse(t *testing.T) {
 		}
 	}
 	c := e.register(t, "support-assistant")
-	if tok := c.login(t, "support-assistant", ""); tok.status != http.StatusOK {
-		t.Fatalf("after the hostile documents: %d", tok.status)
+	if tok := c.login(t, "support-assistant", ""); tok.Status != http.StatusOK {
+		t.Fatalf("after the hostile documents: %d", tok.Status)
 	}
 }
 

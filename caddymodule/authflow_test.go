@@ -206,11 +206,7 @@ func bearerStatus(t *testing.T, target, token string) int {
 // answering anything.
 func (c *client) begin(t *testing.T, server string, params url.Values) *testenv.Page {
 	t.Helper()
-	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirectURI}, "state": {"st-123"}}
-	for k, v := range params {
-		q[k] = v
-	}
-	page, err := c.browser.Get(c.e.public + "/oauth/" + server + "/authorize?" + q.Encode())
+	page, err := c.Begin(server, params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,24 +215,19 @@ func (c *client) begin(t *testing.T, server string, params url.Values) *testenv.
 
 // code runs the flow up to the authorization code and returns it with its
 // verifier.
-func (c *client) code(t *testing.T, server string, extra url.Values) (code, verifier string) {
+func (c *client) code(t *testing.T, server string, params url.Values) (code, verifier string) {
 	t.Helper()
-	verifier, challenge := pkce()
-	params := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
-	for k, v := range extra {
-		params[k] = v
+	code, verifier, err := c.Code(server, params)
+	if err != nil {
+		t.Fatal(err)
 	}
-	back := c.authorize(t, server, params, true)
-	if back.Query().Get("code") == "" {
-		t.Fatalf("no code in %s", back)
-	}
-	return back.Query().Get("code"), verifier
+	return code, verifier
 }
 
 func (c *client) redeem(t *testing.T, server, code, verifier string) tokens {
 	t.Helper()
-	return c.token(t, server, url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {c.redirectURI}, "code_verifier": {verifier}})
+	tok, err := c.Exchange(server, code, verifier)
+	return answered(t, tok, err)
 }
 
 func wantRedirectError(t *testing.T, page *testenv.Page, wantErr string) {
@@ -259,8 +250,8 @@ func wantErrorPage(t *testing.T, page *testenv.Page, status int, text string) {
 
 func wantTokenError(t *testing.T, tok tokens, status int, code string) {
 	t.Helper()
-	if tok.status != status || tok.Error != code || tok.Description == "" || tok.AccessToken != "" {
-		t.Fatalf("want %d %s with a description; got %d %q %q", status, code, tok.status, tok.Error, tok.Description)
+	if tok.Status != status || tok.Error != code || tok.Description == "" || tok.AccessToken != "" {
+		t.Fatalf("want %d %s with a description; got %d %q %q", status, code, tok.Status, tok.Error, tok.Description)
 	}
 }
 
@@ -269,7 +260,7 @@ func wantTokenError(t *testing.T, tok tokens, status int, code string) {
 // trusted, HTML pages before that, OAuth JSON errors at the token endpoint.
 func TestAuthorizationRefusals(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{}, withLines("", "allow_private_metadata_documents"))
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	withPKCE := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 
 	t.Run("missing PKCE", func(t *testing.T) {
@@ -284,12 +275,12 @@ func TestAuthorizationRefusals(t *testing.T) {
 	t.Run("wrong verifier", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		code, _ := c.code(t, "support-assistant", nil)
-		other, _ := pkce()
+		other, _ := testenv.PKCE()
 		wantTokenError(t, c.redeem(t, "support-assistant", code, other), http.StatusBadRequest, "invalid_grant")
 	})
 	t.Run("unregistered redirect URI is shown, not followed", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
-		c.redirectURI = "https://attacker.example/callback"
+		c.RedirectURI = "https://attacker.example/callback"
 		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "Redirect URI not registered")
 	})
 	t.Run("loopback redirect URI on another port", func(t *testing.T) {
@@ -311,8 +302,8 @@ func TestAuthorizationRefusals(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		code, verifier := c.code(t, "support-assistant", nil)
 		first := c.redeem(t, "support-assistant", code, verifier)
-		if first.status != http.StatusOK {
-			t.Fatalf("first redemption: %d %s", first.status, first.Description)
+		if first.Status != http.StatusOK {
+			t.Fatalf("first redemption: %d %s", first.Status, first.Description)
 		}
 		if status := bearerStatus(t, e.public+"/support", first.AccessToken); status != http.StatusOK {
 			t.Fatalf("the fresh token was refused: %d", status)
@@ -331,7 +322,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 	})
 	t.Run("unknown client", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
-		c.id = "no-such-client"
+		c.ID = "no-such-client"
 		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "Unknown client")
 		wantTokenError(t, c.redeem(t, "support-assistant", "x", "y"), http.StatusUnauthorized, "invalid_client")
 	})
@@ -351,9 +342,9 @@ func TestAuthorizationRefusals(t *testing.T) {
 		serve("/forged.json", good) // names another URL than its own
 
 		c := e.register(t, "support-assistant")
-		c.id = forged
+		c.ID = forged
 		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "differs from the URL")
-		c.id = good
+		c.ID = good
 		tok := c.login(t, "support-assistant", "")
 		if tok.Scope != "accounts.read tickets.read" {
 			t.Errorf("metadata-document client got scope %q", tok.Scope)
@@ -365,7 +356,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 		if form == nil {
 			t.Fatal("no consent form")
 		}
-		page, err := c.browser.Submit(form, "decision=approve", url.Values{"csrf": {"forged"}})
+		page, err := c.Browser.Submit(form, "decision=approve", url.Values{"csrf": {"forged"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,7 +375,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 	t.Run("downstream error at the callback", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		state := downstreamState(t, e, c, withPKCE)
-		page, err := c.browser.Get(e.public + "/oauth/callback?error=temporarily_unavailable&state=" + url.QueryEscape(state))
+		page, err := c.Browser.Get(e.public + "/oauth/callback?error=temporarily_unavailable&state=" + url.QueryEscape(state))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -392,7 +383,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 	})
 	t.Run("callback with a foreign state", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
-		page, err := c.browser.Get(e.public + "/oauth/callback?code=abc&state=forged")
+		page, err := c.Browser.Get(e.public + "/oauth/callback?code=abc&state=forged")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,13 +403,13 @@ func TestAuthorizationRefusals(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		first := c.login(t, "support-assistant", "")
 		second := c.refresh(t, "support-assistant", first.RefreshToken)
-		if second.status != http.StatusOK || second.RefreshToken == first.RefreshToken {
-			t.Fatalf("refresh: %d %s; rotated: %v", second.status, second.Description, second.RefreshToken != first.RefreshToken)
+		if second.Status != http.StatusOK || second.RefreshToken == first.RefreshToken {
+			t.Fatalf("refresh: %d %s; rotated: %v", second.Status, second.Description, second.RefreshToken != first.RefreshToken)
 		}
 		// A concurrent refresh that lost the race is tolerated within the
 		// default 30 s grace window.
-		if racing := c.refresh(t, "support-assistant", first.RefreshToken); racing.status != http.StatusOK {
-			t.Fatalf("a replay within the grace window was refused: %d %s", racing.status, racing.Description)
+		if racing := c.refresh(t, "support-assistant", first.RefreshToken); racing.Status != http.StatusOK {
+			t.Fatalf("a replay within the grace window was refused: %d %s", racing.Status, racing.Description)
 		}
 	})
 	t.Run("a refresh may narrow but not widen", func(t *testing.T) {
@@ -435,8 +426,8 @@ func TestAuthorizationRefusals(t *testing.T) {
 		for _, resource := range []string{e.public + "/support", e.public + "/support/",
 			"HTTP://" + strings.TrimPrefix(e.public, "http://") + "/support", e.public} {
 			code, verifier := c.code(t, "support-assistant", url.Values{"resource": {resource}})
-			if got := c.redeem(t, "support-assistant", code, verifier); got.status != http.StatusOK {
-				t.Errorf("resource %s: %d %s", resource, got.status, got.Description)
+			if got := c.redeem(t, "support-assistant", code, verifier); got.Status != http.StatusOK {
+				t.Errorf("resource %s: %d %s", resource, got.Status, got.Description)
 			}
 		}
 		page := c.begin(t, "support-assistant", url.Values{"resource": {e.public + "/ops"},
@@ -476,8 +467,8 @@ func TestShortLifetimes(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		first := c.login(t, "support-assistant", "")
 		second := c.refresh(t, "support-assistant", first.RefreshToken)
-		if second.status != http.StatusOK {
-			t.Fatalf("refresh: %d %s", second.status, second.Description)
+		if second.Status != http.StatusOK {
+			t.Fatalf("refresh: %d %s", second.Status, second.Description)
 		}
 		time.Sleep(1500 * time.Millisecond)
 		wantTokenError(t, c.refresh(t, "support-assistant", first.RefreshToken), http.StatusBadRequest, "invalid_grant")
@@ -489,7 +480,7 @@ func TestShortLifetimes(t *testing.T) {
 // mustAnswer answers the consent page and, if approved, the login.
 func mustAnswer(t *testing.T, c *client, page *testenv.Page, approve bool) *testenv.Page {
 	t.Helper()
-	page, err := testenv.PassConsentAndLogin(c.browser, page, approve)
+	page, err := testenv.PassConsentAndLogin(c.Browser, page, approve)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,13 +492,13 @@ func mustAnswer(t *testing.T, c *client, page *testenv.Page, approve bool) *test
 func downstreamState(t *testing.T, e *env, c *client, params url.Values) string {
 	t.Helper()
 	providerHost := hostPort(e.provider.Issuer())
-	c.browser.StopAt(func(u *url.URL) bool { return u.Host == providerHost || u.Host == "127.0.0.1:33418" })
-	defer c.browser.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
+	c.Browser.StopAt(func(u *url.URL) bool { return u.Host == providerHost || u.Host == "127.0.0.1:33418" })
+	defer c.Browser.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
 	form := c.begin(t, "support-assistant", params).Form("consent")
 	if form == nil {
 		t.Fatal("no consent form")
 	}
-	page, err := c.browser.Submit(form, "decision=approve", nil)
+	page, err := c.Browser.Submit(form, "decision=approve", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

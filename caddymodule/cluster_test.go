@@ -116,8 +116,8 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Errorf("a token issued before the restart: %d", status)
 	}
 	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
-	if ref.status != http.StatusOK {
-		t.Errorf("refresh after the restart: %d %s", ref.status, ref.Description)
+	if ref.Status != http.StatusOK {
+		t.Errorf("refresh after the restart: %d %s", ref.Status, ref.Description)
 	}
 	// The client registered before the restart authorizes again, and the
 	// remembered consent still holds (no consent page).
@@ -132,7 +132,7 @@ func TestRestartKeepsState(t *testing.T) {
 
 func pkceChallenge(t *testing.T) string {
 	t.Helper()
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	return challenge
 }
 
@@ -222,14 +222,13 @@ func testTwoInstances(t *testing.T, storage string) {
 	// A client registered through B is known to A, which the browser uses.
 	e := &env{t: t, public: "http://" + addrB}
 	c := e.register(t, "support-assistant")
-	onA, onB := &client{e: &env{t: t, public: public}, id: c.id, redirectURI: c.redirectURI, browser: c.browser},
-		&client{e: &env{t: t, public: "http://" + addrB}, id: c.id, redirectURI: c.redirectURI, browser: c.browser}
+	onA, onB := c.on(public), c.on("http://"+addrB)
 
 	// A code issued by A is redeemed on B once, and then refused on A.
 	code, verifier := onA.code(t, "support-assistant", nil)
 	tok := onB.redeem(t, "support-assistant", code, verifier)
-	if tok.status != http.StatusOK {
-		t.Fatalf("redeeming A's code on B: %d %s", tok.status, tok.Description)
+	if tok.Status != http.StatusOK {
+		t.Fatalf("redeeming A's code on B: %d %s", tok.Status, tok.Description)
 	}
 	wantTokenError(t, onA.redeem(t, "support-assistant", code, verifier), http.StatusBadRequest, "invalid_grant")
 
@@ -247,8 +246,8 @@ func testTwoInstances(t *testing.T, storage string) {
 		return on.refresh(t, "support-assistant", token)
 	}
 	next := refresh(onB, fresh.RefreshToken)
-	if next.status != http.StatusOK {
-		t.Fatalf("refreshing A's family on B: %d %s", next.status, next.Description)
+	if next.Status != http.StatusOK {
+		t.Fatalf("refreshing A's family on B: %d %s", next.Status, next.Description)
 	}
 	if status, _ := challengeOf(t, "http://"+addrB+"/support", next.AccessToken); status != http.StatusOK {
 		t.Fatalf("B's fresh access token on B: %d", status)

@@ -109,7 +109,7 @@ func TestRevocation(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{})
 	c := e.register(t, "support-assistant")
 	revoke := func(token string) int {
-		resp, err := http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {token}, "client_id": {c.id}})
+		resp, err := http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {token}, "client_id": {c.ID}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,8 +3,6 @@ package caddymodule_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"golang.org/x/oauth2"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
@@ -196,114 +193,92 @@ func hostPort(raw string) string {
 	return u.Host
 }
 
-// client is a scripted MCP client: it registers, authorizes through the
-// browser and redeems its code.
-type client struct {
-	e           *env
-	id          string
-	redirectURI string
-	browser     *testenv.Browser
-}
+// clientRedirect is the tests' client's redirect URI. Nothing listens
+// there: the browser stops at it and the code is read from the URL.
+const clientRedirect = "http://127.0.0.1:33418/callback"
+
+// client is the scripted MCP client of testenv with helpers that fail the
+// test instead of returning errors.
+type client struct{ *testenv.OAuthClient }
+
+type tokens = testenv.Tokens
 
 func (e *env) register(t *testing.T, server string) *client {
 	t.Helper()
-	redirect := "http://127.0.0.1:33418/callback"
-	body := `{"redirect_uris":["` + redirect + `"],"client_name":"Test <Client>","token_endpoint_auth_method":"none"}`
-	resp, err := http.Post(e.public+"/oauth/"+server+"/register", "application/json", strings.NewReader(body))
+	c, err := testenv.RegisterClient(nil, e.public, server, map[string]any{
+		"redirect_uris": []string{clientRedirect}, "client_name": "Test <Client>", "token_endpoint_auth_method": "none",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var reg struct {
-		ClientID string `json:"client_id"`
-	}
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("registration: status %d: %s", resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&reg); err != nil || reg.ClientID == "" {
-		t.Fatalf("registration response: %v", err)
-	}
-	b := testenv.NewBrowser()
-	b.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
-	return &client{e: e, id: reg.ClientID, redirectURI: redirect, browser: b}
+	c.State = "st-123"
+	return &client{c}
 }
 
-func pkce() (verifier, challenge string) {
-	verifier = oauth2.GenerateVerifier()
-	sum := sha256.Sum256([]byte(verifier))
-	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+// client returns the client id of the gateway, not registered by the
+// test (a metadata document's URL, a client of the config, a forged ID).
+func (e *env) client(id string) *client {
+	c := testenv.NewOAuthClient(e.public, id, clientRedirect)
+	c.State = "st-123"
+	return &client{c}
+}
+
+// on returns the same client, with the same browser, talking to the
+// instance at public: a gateway of a cluster.
+func (c *client) on(public string) *client {
+	copied := *c.OAuthClient
+	copied.Public = public
+	return &client{&copied}
 }
 
 // authorize runs the browser part of the flow and returns the final redirect
 // to the client. approve chooses the consent answer.
 func (c *client) authorize(t *testing.T, server string, params url.Values, approve bool) *url.URL {
 	t.Helper()
-	page, err := testenv.PassConsentAndLogin(c.browser, c.begin(t, server, params), approve)
+	back, err := c.Authorize(server, params, approve)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if page.URL.Host != "127.0.0.1:33418" {
-		t.Fatalf("the flow ended at %s (status %d), not at the client's redirect URI:\n%s", page.URL, page.Status, page.Body)
-	}
-	return page.URL
+	return back
 }
 
-type tokens struct {
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	Scope        string `json:"scope"`
-	ExpiresIn    int    `json:"expires_in"`
-	Error        string `json:"error"`
-	Description  string `json:"error_description"`
-	status       int
-}
-
-func (c *client) token(t *testing.T, server string, form url.Values) tokens {
+// answered fails t when the token endpoint could not be asked, and checks
+// that its answer may not be cached.
+func answered(t *testing.T, tok tokens, err error) tokens {
 	t.Helper()
-	form.Set("client_id", c.id)
-	resp, err := http.PostForm(c.e.public+"/oauth/"+server+"/token", form)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var tok tokens
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
-		t.Fatalf("token response: %v", err)
-	}
-	tok.status = resp.StatusCode
-	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+	if got := tok.Header.Get("Cache-Control"); got != "no-store" {
 		t.Errorf("token response Cache-Control = %q, want no-store", got)
 	}
 	return tok
 }
 
+func (c *client) token(t *testing.T, server string, form url.Values) tokens {
+	t.Helper()
+	tok, err := c.Token(server, form)
+	return answered(t, tok, err)
+}
+
 // refresh redeems a refresh token at a server's token endpoint.
 func (c *client) refresh(t *testing.T, server, refreshToken string) tokens {
 	t.Helper()
-	return c.token(t, server, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+	tok, err := c.Refresh(server, refreshToken)
+	return answered(t, tok, err)
 }
 
 // login runs the whole flow for one server and returns its tokens.
 func (c *client) login(t *testing.T, server, scope string) tokens {
 	t.Helper()
-	verifier, challenge := pkce()
-	params := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+	params := url.Values{}
 	if scope != "" {
 		params.Set("scope", scope)
 	}
-	back := c.authorize(t, server, params, true)
-	q := back.Query()
-	if q.Get("error") != "" {
-		t.Fatalf("authorization failed: %s: %s", q.Get("error"), q.Get("error_description"))
-	}
-	if q.Get("state") != "st-123" || q.Get("iss") != c.e.public+"/oauth/"+server {
-		t.Fatalf("redirect carries state %q and iss %q", q.Get("state"), q.Get("iss"))
-	}
-	tok := c.token(t, server, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
-		"redirect_uri": {c.redirectURI}, "code_verifier": {verifier}})
-	if tok.status != http.StatusOK || tok.AccessToken == "" || tok.RefreshToken == "" {
-		t.Fatalf("token exchange: status %d: %s %s", tok.status, tok.Error, tok.Description)
+	tok, err := c.Login(server, params)
+	answered(t, tok, err)
+	if tok.RefreshToken == "" {
+		t.Fatalf("the code exchange at %s answered no refresh token", server)
 	}
 	return tok
 }
@@ -625,8 +600,8 @@ func TestReloadKeepsTokensAndAppliesNewScopes(t *testing.T) {
 	}
 	// And the refresh narrows to what the server offers now.
 	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
-	if ref.status != http.StatusOK || ref.Scope != "tickets.read" {
-		t.Errorf("refresh after reload: %d %q %s", ref.status, ref.Scope, ref.Description)
+	if ref.Status != http.StatusOK || ref.Scope != "tickets.read" {
+		t.Errorf("refresh after reload: %d %q %s", ref.Status, ref.Scope, ref.Description)
 	}
 	if _, err := os.Stat(filepath.Join(e.storage)); err != nil {
 		t.Error(err)

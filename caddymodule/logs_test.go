@@ -22,8 +22,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	c := e.register(t, "support-assistant")
 	code, verifier := c.code(t, "support-assistant", nil)
 	tok := c.redeem(t, "support-assistant", code, verifier)
-	if tok.status != http.StatusOK {
-		t.Fatalf("token: %d %s", tok.status, tok.Description)
+	if tok.Status != http.StatusOK {
+		t.Fatalf("token: %d %s", tok.Status, tok.Description)
 	}
 	res, err := e.callTool(t, "/support", tok.AccessToken, "whoami", map[string]any{})
 	if err != nil {
@@ -72,7 +72,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 func TestAuditLog(t *testing.T) {
 	auditFile := filepath.Join(t.TempDir(), "audit.log")
 	e := startEnv(t, testenv.ProviderConfig{}, withGlobal("log audit {\n\t\toutput file "+auditFile+"\n\t\tinclude http.handlers.mcp_gateway.audit\n\t}"))
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	withPKCE := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 
 	c := e.register(t, "support-assistant")
@@ -83,7 +83,7 @@ func TestAuditLog(t *testing.T) {
 	other := e.register(t, "support-assistant")
 	mustAnswer(t, other, other.begin(t, "support-assistant", withPKCE), false)
 	wantErrorPage(t, other.begin(t, "support-assistant", url.Values{"redirect_uri": {"https://evil.test/cb"}}), http.StatusBadRequest, "Redirect URI")
-	resp, err := http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {next.RefreshToken}, "client_id": {c.id}})
+	resp, err := http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {next.RefreshToken}, "client_id": {c.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}

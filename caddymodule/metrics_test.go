@@ -43,7 +43,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for series := range metrics {
-		if strings.Contains(series, c.id) || strings.Contains(series, testenv.DefaultUser().Subject) {
+		if strings.Contains(series, c.ID) || strings.Contains(series, testenv.DefaultUser().Subject) {
 			t.Errorf("a metric names a client or a user: %s", series)
 		}
 	}

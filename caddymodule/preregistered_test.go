@@ -19,18 +19,16 @@ func TestPreregisteredClientAndRememberedConsent(t *testing.T) {
 				redirect_uris http://127.0.0.1:33418/callback
 				servers support-assistant
 			}`))
-	b := testenv.NewBrowser()
-	b.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
-	c := &client{e: e, id: "desktop-app", redirectURI: "http://127.0.0.1:33418/callback", browser: b}
+	c := e.client("desktop-app")
 
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	page := c.begin(t, "support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "scope": {"tickets.read"}})
 	if page.Form("consent") == nil {
 		t.Fatalf("no consent page for the first authorization: %d", page.Status)
 	}
 	code, verifier := c.code(t, "support-assistant", url.Values{"scope": {"tickets.read"}})
 	redeem := func(secret string) tokens {
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {c.redirectURI}, "code_verifier": {verifier}}
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {c.RedirectURI}, "code_verifier": {verifier}}
 		if secret != "" {
 			form.Set("client_secret", secret)
 		}
@@ -38,8 +36,8 @@ func TestPreregisteredClientAndRememberedConsent(t *testing.T) {
 	}
 	wantTokenError(t, redeem(""), http.StatusUnauthorized, "invalid_client")
 	wantTokenError(t, redeem("wrong"), http.StatusUnauthorized, "invalid_client")
-	if tok := redeem("desk-secret"); tok.status != http.StatusOK || tok.Scope != "tickets.read" {
-		t.Fatalf("the pre-registered client's token: %d %q %s", tok.status, tok.Scope, tok.Description)
+	if tok := redeem("desk-secret"); tok.Status != http.StatusOK || tok.Scope != "tickets.read" {
+		t.Fatalf("the pre-registered client's token: %d %q %s", tok.Status, tok.Scope, tok.Description)
 	}
 
 	// The same scopes again: consent is remembered. A wider request asks

@@ -40,7 +40,7 @@ func TestRateLimits(t *testing.T) {
 	wantTooMany(t, resp, 1000, 1200)
 
 	// Authorization: the browser gets a page, not a redirect to the client.
-	_, challenge := pkce()
+	_, challenge := testenv.PKCE()
 	params := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
 	code, verifier := c.code(t, "support-assistant", nil) // one authorize request
 	for range 3 {
@@ -57,15 +57,15 @@ func TestRateLimits(t *testing.T) {
 	// Client authentication: two wrong secrets use up the client's budget;
 	// then even the right secret is refused until it refills, from any
 	// address, while the public client is unaffected.
-	desktop := &client{e: e, id: "desktop-app", redirectURI: "http://127.0.0.1:33418/callback"}
+	desktop := e.client("desktop-app")
 	guess := func(secret string) tokens {
 		return desktop.token(t, "support-assistant", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_secret": {secret}})
 	}
 	wantTokenError(t, guess("wrong-1"), http.StatusUnauthorized, "invalid_client")
 	wantTokenError(t, guess("wrong-2"), http.StatusUnauthorized, "invalid_client")
 	wantTokenError(t, guess("desk-secret"), http.StatusTooManyRequests, "temporarily_unavailable")
-	if tok := c.redeem(t, "support-assistant", code, verifier); tok.status != http.StatusOK {
-		t.Fatalf("a public client's redemption within the token limit: %d %s", tok.status, tok.Description)
+	if tok := c.redeem(t, "support-assistant", code, verifier); tok.Status != http.StatusOK {
+		t.Fatalf("a public client's redemption within the token limit: %d %s", tok.Status, tok.Description)
 	}
 
 	// Token endpoint: six requests from this address so far (three guesses,
@@ -73,14 +73,14 @@ func TestRateLimits(t *testing.T) {
 	for range 2 {
 		wantTokenError(t, c.refresh(t, "support-assistant", "not-a-token"), http.StatusBadRequest, "invalid_grant")
 	}
-	resp, err = http.PostForm(e.public+"/oauth/support-assistant/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {c.id}})
+	resp, err = http.PostForm(e.public+"/oauth/support-assistant/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {c.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantTooMany(t, resp, 500, 600)
 
 	// Revocation shares the token limit; metadata is never limited.
-	resp, err = http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {"x"}, "client_id": {c.id}})
+	resp, err = http.PostForm(e.public+"/oauth/support-assistant/revoke", url.Values{"token": {"x"}, "client_id": {c.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestReloadMidFlow(t *testing.T) {
 	tok := c.login(t, "support-assistant", "")
 
 	waiting := e.register(t, "support-assistant")
-	verifier, challenge := pkce()
+	verifier, challenge := testenv.PKCE()
 	form := waiting.begin(t, "support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}).Form("consent")
 	if form == nil {
 		t.Fatal("no consent page")
@@ -91,21 +91,21 @@ func TestReloadMidFlow(t *testing.T) {
 	if code == "" {
 		t.Fatalf("the pending authorization did not complete after the reload: %s", page.URL)
 	}
-	if got := waiting.redeem(t, "support-assistant", code, verifier); got.status != http.StatusOK {
-		t.Fatalf("redeeming after the reload: %d %s", got.status, got.Description)
+	if got := waiting.redeem(t, "support-assistant", code, verifier); got.Status != http.StatusOK {
+		t.Fatalf("redeeming after the reload: %d %s", got.Status, got.Description)
 	}
 	if status, _ := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusOK {
 		t.Errorf("a token from before the reload: %d", status)
 	}
 	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
-	if ref.status != http.StatusOK {
-		t.Errorf("refresh after the reload: %d %s", ref.status, ref.Description)
+	if ref.Status != http.StatusOK {
+		t.Errorf("refresh after the reload: %d %s", ref.Status, ref.Description)
 	}
 }
 
 func mustSubmit(t *testing.T, c *client, form *testenv.Form) *testenv.Page {
 	t.Helper()
-	page, err := c.browser.Submit(form, "decision=approve", nil)
+	page, err := c.Browser.Submit(form, "decision=approve", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +125,8 @@ func TestStorageOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
-	if ref.status != http.StatusServiceUnavailable || ref.AccessToken != "" || ref.Error == "" {
-		t.Errorf("refresh during the outage: %d %q (token issued: %v)", ref.status, ref.Error, ref.AccessToken != "")
+	if ref.Status != http.StatusServiceUnavailable || ref.AccessToken != "" || ref.Error == "" {
+		t.Errorf("refresh during the outage: %d %q (token issued: %v)", ref.Status, ref.Error, ref.AccessToken != "")
 	}
 	page := c.begin(t, "support-assistant", url.Values{"code_challenge": {pkceChallenge(t)}, "code_challenge_method": {"S256"}})
 	if page.Status != http.StatusServiceUnavailable {
@@ -137,8 +137,8 @@ func TestStorageOutage(t *testing.T) {
 	}
 
 	ref = c.refresh(t, "support-assistant", tok.RefreshToken)
-	if ref.status != http.StatusOK {
-		t.Fatalf("refresh after the outage: %d %s", ref.status, ref.Description)
+	if ref.Status != http.StatusOK {
+		t.Fatalf("refresh after the outage: %d %s", ref.Status, ref.Description)
 	}
 	if status, _ := challengeOf(t, e.public+"/support", ref.AccessToken); status != http.StatusOK {
 		t.Errorf("a token issued after the outage: %d", status)

@@ -74,8 +74,8 @@ func TestRealBrowserConsent(t *testing.T) {
 
 	for _, decision := range []string{"approve", "deny"} {
 		t.Run(decision, func(t *testing.T) {
-			verifier, challenge := pkce()
-			authorize := c.authorizeURL("support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"},
+			verifier, challenge := testenv.PKCE()
+			authorize := c.AuthorizeURL("support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"},
 				"scope": {"tickets.read accounts.read"}, "resource": {g.public + "/support"}})
 			args := []string{"browser-consent.mjs", authorize, redirect, decision, string(shows)}
 			if decision == "approve" && os.Getenv(screenshotEnv) == "1" {
@@ -102,8 +102,8 @@ func TestRealBrowserConsent(t *testing.T) {
 			}
 			tok := c.token(t, "support-assistant", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
 				"redirect_uri": {redirect}, "code_verifier": {verifier}})
-			if tok.status != http.StatusOK || tok.Scope != "accounts.read tickets.read" {
-				t.Fatalf("redeeming the code from the browser: %d %s %s", tok.status, tok.Error, tok.Description)
+			if tok.Status != http.StatusOK || tok.Scope != "accounts.read tickets.read" {
+				t.Fatalf("redeeming the code from the browser: %d %s %s", tok.Status, tok.Error, tok.Description)
 			}
 			if status := g.mcpStatus(t, "/support", tok.AccessToken); status != http.StatusOK {
 				t.Errorf("MCP status %d with the token", status)

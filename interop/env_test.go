@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -20,8 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/oauth2"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
@@ -245,126 +240,68 @@ func runNode(t *testing.T, timeout time.Duration, env []string, args ...string) 
 
 // --- A scripted OAuth client -------------------------------------------------
 
-// client is an MCP client scripted in Go: it registers (or names a
-// metadata document), sends a browser through the authorization and redeems
-// codes. Its browser stops at any address that is neither the gateway nor
-// the provider: that is the client's redirect URI.
-type client struct {
-	g           *gateway
-	id          string
-	redirectURI string
-	browser     *testenv.Browser
-}
+// client is the scripted MCP client of testenv. Its browser stops at any
+// address that is neither the gateway nor the provider: that is the
+// client's redirect URI, whatever its port or scheme.
+type client struct{ *testenv.OAuthClient }
+
+type tokens = testenv.Tokens
 
 func (g *gateway) newClient(id, redirectURI string) *client {
-	b := testenv.NewBrowser()
+	return g.client(testenv.NewOAuthClient(g.public, id, redirectURI))
+}
+
+func (g *gateway) client(c *testenv.OAuthClient) *client {
 	own := map[string]bool{hostOf(g.public): true, hostOf(g.provider.Issuer()): true}
-	b.StopAt(func(u *url.URL) bool { return !own[u.Host] })
-	return &client{g: g, id: id, redirectURI: redirectURI, browser: b}
+	c.Browser.StopAt(func(u *url.URL) bool { return !own[u.Host] })
+	return &client{c}
 }
 
 // register registers a client at a server's registration endpoint with the
 // given metadata and returns it with a fresh browser.
 func (g *gateway) register(t *testing.T, server string, metadata map[string]any) *client {
 	t.Helper()
-	body, _ := json.Marshal(metadata)
-	resp, err := http.Post(g.issuer(server)+"/register", "application/json", bytes.NewReader(body))
+	c, err := testenv.RegisterClient(nil, g.public, server, metadata)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var reg struct {
-		ClientID     string   `json:"client_id"`
-		RedirectURIs []string `json:"redirect_uris"`
-		Scope        string   `json:"scope"`
-	}
-	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &reg) != nil || reg.ClientID == "" {
-		t.Fatalf("registration at %s: %d %s", server, resp.StatusCode, raw)
-	}
-	return g.newClient(reg.ClientID, reg.RedirectURIs[0])
-}
-
-func pkce() (verifier, challenge string) {
-	verifier = oauth2.GenerateVerifier()
-	sum := sha256.Sum256([]byte(verifier))
-	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// authorizeURL builds an authorization request; params replace the
-// defaults.
-func (c *client) authorizeURL(server string, params url.Values) string {
-	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirectURI}, "state": {"st-1"}}
-	for k, v := range params {
-		q[k] = v
-	}
-	return c.g.issuer(server) + "/authorize?" + q.Encode()
+	return g.client(c)
 }
 
 // authorize runs the browser through consent (unless remembered) and login
-// and returns the redirect to the client, which must carry a code.
+// and returns the redirect to the client, which must carry a code, the
+// request's state and the server's issuer.
 func (c *client) authorize(t *testing.T, server string, params url.Values) *url.URL {
 	t.Helper()
-	page, err := c.browser.Get(c.authorizeURL(server, params))
+	back, err := c.Authorize(server, params, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if page, err = testenv.PassConsentAndLogin(c.browser, page, true); err != nil {
-		t.Fatal(err)
+	if q := back.Query(); q.Get("code") == "" || q.Get("iss") != c.Issuer(server) || q.Get("state") != c.State {
+		t.Fatalf("the redirect %s carries no code, or iss %q and state %q", back.Redacted(), q.Get("iss"), q.Get("state"))
 	}
-	q := page.URL.Query()
-	if page.Status != http.StatusFound && page.Status != http.StatusSeeOther || q.Get("code") == "" {
-		t.Fatalf("the flow ended at %s (status %d), not at the client with a code:\n%s", page.URL, page.Status, page.Body)
-	}
-	if q.Get("iss") != c.g.issuer(server) || q.Get("state") != "st-1" {
-		t.Fatalf("the redirect carries iss %q and state %q", q.Get("iss"), q.Get("state"))
-	}
-	return page.URL
-}
-
-type tokens struct {
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	Scope        string `json:"scope"`
-	Error        string `json:"error"`
-	Description  string `json:"error_description"`
-	status       int
+	return back
 }
 
 func (c *client) token(t *testing.T, server string, form url.Values) tokens {
 	t.Helper()
-	form.Set("client_id", c.id)
-	resp, err := http.PostForm(c.g.issuer(server)+"/token", form)
+	tok, err := c.Token(server, form)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var tok tokens
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
-		t.Fatalf("token response: %v", err)
-	}
-	tok.status = resp.StatusCode
 	return tok
 }
 
 // login runs a whole authorization for server with PKCE and params and
-// redeems the code at redirectURI (the one the authorization used).
+// redeems the code at the redirect URI the authorization used.
 func (c *client) login(t *testing.T, server string, params url.Values) tokens {
 	t.Helper()
-	verifier, challenge := pkce()
-	q := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
-	for k, v := range params {
-		q[k] = v
+	tok, err := c.Login(server, params)
+	if err != nil {
+		t.Fatal(err)
 	}
-	redirect := c.redirectURI
-	if r := q.Get("redirect_uri"); r != "" {
-		redirect = r
-	}
-	back := c.authorize(t, server, q)
-	tok := c.token(t, server, url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
-		"redirect_uri": {redirect}, "code_verifier": {verifier}})
-	if tok.status != http.StatusOK || tok.AccessToken == "" || tok.RefreshToken == "" {
-		t.Fatalf("token exchange at %s: %d %s: %s", server, tok.status, tok.Error, tok.Description)
+	if tok.RefreshToken == "" {
+		t.Fatalf("the code exchange at %s answered no refresh token", server)
 	}
 	return tok
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
 // TestClientQuirks scripts what real MCP clients send that a strict reading
@@ -59,16 +61,16 @@ func TestClientQuirks(t *testing.T) {
 			t.Errorf("MCP status %d with the token", status)
 		}
 		// The code is bound to the port the authorization used.
-		verifier, challenge := pkce()
+		verifier, challenge := testenv.PKCE()
 		back := c.authorize(t, "support-assistant", url.Values{"redirect_uri": moved["redirect_uri"],
 			"code_challenge": {challenge}, "code_challenge_method": {"S256"}})
 		if back.Host != "127.0.0.1:40123" {
 			t.Fatalf("the code went to %s", back)
 		}
 		other := c.token(t, "support-assistant", url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
-			"redirect_uri": {c.redirectURI}, "code_verifier": {verifier}})
-		if other.status != http.StatusBadRequest || other.Error != "invalid_grant" {
-			t.Errorf("redeeming at the registered port instead of the one authorized: %d %s", other.status, other.Error)
+			"redirect_uri": {c.RedirectURI}, "code_verifier": {verifier}})
+		if other.Status != http.StatusBadRequest || other.Error != "invalid_grant" {
+			t.Errorf("redeeming at the registered port instead of the one authorized: %d %s", other.Status, other.Error)
 		}
 	})
 
@@ -76,8 +78,8 @@ func TestClientQuirks(t *testing.T) {
 		const redirect = "cursor://anysphere.cursor-mcp/oauth/callback"
 		c := g.register(t, "ops-console", map[string]any{"client_name": "Cursor", "redirect_uris": []string{redirect},
 			"token_endpoint_auth_method": "none", "grant_types": []string{"authorization_code", "refresh_token"}})
-		_, challenge := pkce()
-		page, err := c.browser.Get(c.authorizeURL("ops-console", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}))
+		_, challenge := testenv.PKCE()
+		page, err := c.Browser.Get(c.AuthorizeURL("ops-console", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,8 +91,8 @@ func TestClientQuirks(t *testing.T) {
 			t.Errorf("MCP status %d with the token", status)
 		}
 		ref := c.token(t, "ops-console", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
-		if ref.status != http.StatusOK || ref.Scope != "admin.read tickets.write" {
-			t.Errorf("refresh: %d %s %s", ref.status, ref.Error, ref.Description)
+		if ref.Status != http.StatusOK || ref.Scope != "admin.read tickets.write" {
+			t.Errorf("refresh: %d %s %s", ref.Status, ref.Error, ref.Description)
 		}
 	})
 }

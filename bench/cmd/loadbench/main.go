@@ -264,7 +264,7 @@ func run(ctx context.Context, cfg *config) (err error) {
 	tokenFor := map[string]string{}
 	var resources []string
 	for _, r := range loaded {
-		tok, err := client.login(r.name)
+		tok, err := client.Login(r.name, nil)
 		if err != nil {
 			return fmt.Errorf("authorizing for %s: %w", r.name, err)
 		}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
 // rateResult is the throughput and latency of one kind of token request.
@@ -70,7 +72,7 @@ type pendingCode struct{ code, verifier string }
 // after a browser's first approval) and the provider's sign-in, so it is
 // far slower than the exchange it feeds; codes are gathered first and
 // redeemed together.
-func collectCodes(ctx context.Context, c *oauthClient, server string, n, browsers int) ([]pendingCode, error) {
+func collectCodes(ctx context.Context, c *testenv.OAuthClient, server string, n, browsers int) ([]pendingCode, error) {
 	var (
 		mu    sync.Mutex
 		codes []pendingCode
@@ -80,9 +82,9 @@ func collectCodes(ctx context.Context, c *oauthClient, server string, n, browser
 	)
 	for range browsers {
 		wg.Go(func() {
-			b := newBrowser()
+			own := c.WithNewBrowser()
 			for next.Add(1) <= int64(n) && ctx.Err() == nil {
-				code, verifier, err := c.code(b, server)
+				code, verifier, err := own.Code(server, nil)
 				if err != nil {
 					errs <- err
 					return
@@ -103,7 +105,7 @@ func collectCodes(ctx context.Context, c *oauthClient, server string, n, browser
 
 // exchangeRate redeems the codes with workers concurrent clients and
 // returns the rate with the refresh tokens obtained.
-func exchangeRate(c *oauthClient, server string, codes []pendingCode, workers int) (rateResult, []string, error) {
+func exchangeRate(c *testenv.OAuthClient, server string, codes []pendingCode, workers int) (rateResult, []string, error) {
 	var (
 		lat      latencies
 		mu       sync.Mutex
@@ -122,7 +124,7 @@ func exchangeRate(c *oauthClient, server string, codes []pendingCode, workers in
 					return
 				}
 				t0 := time.Now()
-				tok, err := c.exchange(server, codes[i].code, codes[i].verifier)
+				tok, err := granted(c.Exchange(server, codes[i].code, codes[i].verifier))
 				if err != nil {
 					failures.Add(1)
 					firstErr.set(err)
@@ -145,7 +147,7 @@ func exchangeRate(c *oauthClient, server string, codes []pendingCode, workers in
 
 // refreshRate refreshes for d: each worker holds one refresh family and
 // redeems its newest refresh token again and again, as a client does.
-func refreshRate(c *oauthClient, server string, families []string, d time.Duration) (rateResult, error) {
+func refreshRate(c *testenv.OAuthClient, server string, families []string, d time.Duration) (rateResult, error) {
 	var (
 		lat      latencies
 		failures atomic.Int64
@@ -158,7 +160,7 @@ func refreshRate(c *oauthClient, server string, families []string, d time.Durati
 		wg.Go(func() {
 			for time.Now().Before(stop) {
 				t0 := time.Now()
-				tok, err := c.refresh(server, token)
+				tok, err := granted(c.Refresh(server, token))
 				if err != nil {
 					failures.Add(1)
 					firstErr.set(err)
