@@ -45,7 +45,7 @@ func init() {
 //			client_id <id>
 //			client_secret <secret>
 //			client_auth client_secret_basic|client_secret_post|none
-//			client_auth private_key_jwt key <pem> [key_id <kid>] [assertion_audience token_endpoint|issuer|<url>]
+//			client_auth private_key_jwt key <pem> [certificate <pem>] [key_id <kid>] [assertion_audience token_endpoint|issuer|<url>]
 //			resource <downstream resource>
 //			audience <downstream audience>
 //			resource_parameter resource|audience|none
@@ -404,9 +404,9 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityRule, error) {
 	return rule, nil
 }
 
-// unmarshalClientAuth parses: client_auth <method> [key <pem>] [key_id <kid>]
-// [assertion_audience <aud>], the options also allowed one per line in a
-// block.
+// unmarshalClientAuth parses: client_auth <method> [key <pem>]
+// [certificate <pem>] [key_id <kid>] [assertion_audience <aud>], the
+// options also allowed one per line in a block.
 func unmarshalClientAuth(d *caddyfile.Dispenser) (*ClientAuth, error) {
 	if !d.NextArg() {
 		return nil, d.Err("client_auth needs a method: client_secret_basic, client_secret_post, private_key_jwt or none")
@@ -415,11 +415,12 @@ func unmarshalClientAuth(d *caddyfile.Dispenser) (*ClientAuth, error) {
 	option := func(name string, value func() (string, bool)) error {
 		target := map[string]*string{
 			"key":                &ca.PrivateKey,
+			"certificate":        &ca.Certificate,
 			"key_id":             &ca.KeyID,
 			"assertion_audience": &ca.AssertionAudience,
 		}[name]
 		if target == nil {
-			return d.Errf("client_auth: unknown option %q (expected key, key_id or assertion_audience)", name)
+			return d.Errf("client_auth: unknown option %q (expected key, certificate, key_id or assertion_audience)", name)
 		}
 		v, ok := value()
 		if !ok {

@@ -147,6 +147,13 @@ type ClientAuth struct {
 	// config that the admin API shows.
 	PrivateKey string `json:"private_key,omitempty"`
 
+	// Certificate is the X.509 certificate (PEM) of PrivateKey, for
+	// servers that register the client's certificate rather than its key
+	// (Microsoft Entra ID): each assertion then names it by its SHA-256 and
+	// SHA-1 thumbprints (x5t#S256 and x5t headers). It may instead be given
+	// in PrivateKey's PEM text, after the key.
+	Certificate string `json:"certificate,omitempty"`
+
 	// KeyID is put in each assertion's kid header, for servers that hold
 	// several keys of the client.
 	KeyID string `json:"key_id,omitempty"`
@@ -155,6 +162,16 @@ type ClientAuth struct {
 	// default; Okta, Microsoft Entra, Keycloak), "issuer" (Auth0, and newer
 	// guidance) or an absolute URL.
 	AssertionAudience string `json:"assertion_audience,omitempty"`
+}
+
+// keyPEM is the PEM text of the private key and its certificate, each
+// passed through resolve (placeholders).
+func (ca *ClientAuth) keyPEM(resolve func(string) string) string {
+	key, cert := resolve(ca.PrivateKey), resolve(ca.Certificate)
+	if cert == "" {
+		return key
+	}
+	return key + "\n" + cert
 }
 
 // PerServerTokens says how each server's downstream token is narrowed to

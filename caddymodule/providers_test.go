@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -289,6 +291,41 @@ func TestProviderEntra(t *testing.T) {
 	}
 	if _, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken); !sameScopes(o.Scopes, "api://acme/tickets.write", "api://acme/admin.read") {
 		t.Errorf("ops-console's upstream got %v", o.Scopes)
+	}
+}
+
+// TestProviderEntraCertificate: private_key_jwt with a certificate
+// credential, as Entra registers them: every assertion names the
+// certificate by its thumbprint.
+func TestProviderEntraCertificate(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "mcp-gateway"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	certFile := filepath.Join(t.TempDir(), "gateway-cert.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, testenv.ProviderConfig{ClientAuthMethod: "private_key_jwt", ClientCertificate: cert},
+		gatewayBlock([]string{"resource ", "client_secret "}, `
+			resource_parameter none
+			client_auth private_key_jwt {
+				key {file.`+writeKey(t, key)+`}
+				certificate {file.`+certFile+`}
+			}`))
+	support, _ := loginBoth(t, e)
+	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, "tickets.read", "accounts.read") {
+		t.Errorf("support-assistant's upstream got %v", s.Scopes)
+	}
+	if methods := e.provider.ClientAuthMethods(); len(methods) < 3 || slices.ContainsFunc(methods, func(m string) bool { return m != "private_key_jwt" }) {
+		t.Errorf("the token requests authenticated with %v, want private_key_jwt with the certificate", methods)
 	}
 }
 

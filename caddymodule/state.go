@@ -155,11 +155,11 @@ func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) e
 		dc.ClientAuth.Method = ca.Method
 		dc.ClientAuth.AssertionAudience = repl.ReplaceKnown(ca.AssertionAudience, "")
 		if ca.Method == downstream.AuthPrivateKeyJWT {
-			pemText := repl.ReplaceKnown(ca.PrivateKey, "")
-			if pemText == "" {
+			if repl.ReplaceKnown(ca.PrivateKey, "") == "" {
 				return fmt.Errorf("client_auth key resolved to an empty value; is the file or environment variable set?")
 			}
 			keyID = repl.ReplaceKnown(ca.KeyID, "")
+			pemText := ca.keyPEM(func(s string) string { return repl.ReplaceKnown(s, "") })
 			key, err := downstream.ParseClientKey([]byte(pemText), keyID)
 			if err != nil {
 				return fmt.Errorf("client_auth key: %w", err)

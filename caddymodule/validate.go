@@ -302,8 +302,8 @@ func checkClientAuth(path, who string, gw *Gateway) error {
 		if gw.ClientSecret != "" {
 			return &ConfigError{path + "/method", who + ": client_auth private_key_jwt signs assertions instead of sending a secret: remove client_secret"}
 		}
-		if !hasPlaceholder(ca.PrivateKey) {
-			if _, err := downstream.ParseClientKey([]byte(ca.PrivateKey), ca.KeyID); err != nil {
+		if !hasPlaceholder(ca.PrivateKey) && !hasPlaceholder(ca.Certificate) {
+			if _, err := downstream.ParseClientKey([]byte(ca.keyPEM(func(s string) string { return s })), ca.KeyID); err != nil {
 				return &ConfigError{path + "/private_key", who + ": " + err.Error()}
 			}
 		}
@@ -322,8 +322,8 @@ func checkClientAuth(path, who string, gw *Gateway) error {
 	default:
 		return &ConfigError{path + "/method", fmt.Sprintf("%s: client_auth method %q must be client_secret_basic, client_secret_post, private_key_jwt or none", who, ca.Method)}
 	}
-	if ca.PrivateKey != "" || ca.KeyID != "" || ca.AssertionAudience != "" {
-		return &ConfigError{path + "/method", fmt.Sprintf("%s: key, key_id and assertion_audience go with client_auth private_key_jwt, not %s", who, ca.Method)}
+	if ca.PrivateKey != "" || ca.Certificate != "" || ca.KeyID != "" || ca.AssertionAudience != "" {
+		return &ConfigError{path + "/method", fmt.Sprintf("%s: key, certificate, key_id and assertion_audience go with client_auth private_key_jwt, not %s", who, ca.Method)}
 	}
 	return nil
 }

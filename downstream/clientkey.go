@@ -7,7 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,11 +24,15 @@ import (
 const assertionLifetime = time.Minute
 
 // ClientKey is the private key the gateway signs client assertions with
-// (private_key_jwt, RFC 7523). The downstream server holds its public key.
+// (private_key_jwt, RFC 7523). The downstream server holds its public key,
+// or a certificate of it.
 type ClientKey struct {
 	key    crypto.Signer
 	method jwt.SigningMethod
 	id     string
+	// The certificate's thumbprints (RFC 7515 §4.1.7, §4.1.8), when the
+	// PEM text holds one.
+	x5t, x5tS256 string
 }
 
 // ParseClientKey reads a PEM private key (PKCS #8, PKCS #1 RSA or SEC 1
@@ -33,24 +40,50 @@ type ClientKey struct {
 // ES256, ES384 or ES512 for the P-256, P-384 and P-521 curves, EdDSA for
 // Ed25519. keyID, when not empty, goes in each assertion's kid header, for
 // servers that hold several of the client's keys.
+//
+// The PEM text may also hold the key's X.509 certificate (a CERTIFICATE
+// block, before or after the key): each assertion then names it by its
+// SHA-256 and SHA-1 thumbprints in the x5t#S256 and x5t headers, as
+// servers that register certificates rather than keys (Microsoft Entra
+// ID) require.
 func ParseClientKey(pemData []byte, keyID string) (*ClientKey, error) {
-	block, _ := pem.Decode(pemData)
-	if block == nil {
-		return nil, errors.New("the client key is not PEM: give the PEM text of a private key, e.g. as {file./path/to/key.pem}")
+	var keyBlock, certBlock *pem.Block
+	for rest := pemData; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		switch block.Type {
+		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
+			if keyBlock != nil {
+				return nil, errors.New("the client key's PEM text holds two private keys; give one")
+			}
+			keyBlock = block
+		case "CERTIFICATE":
+			if certBlock != nil {
+				return nil, errors.New("the client key's PEM text holds two certificates; give the key's own certificate only")
+			}
+			certBlock = block
+		case "EC PARAMETERS":
+			// openssl ecparam -genkey writes them before the key.
+		default:
+			return nil, fmt.Errorf("the client key's PEM text holds a %q block; it may hold a private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) and its CERTIFICATE", block.Type)
+		}
+	}
+	if keyBlock == nil {
+		return nil, errors.New("the client key is not a PEM private key: give the PEM text of one, e.g. as {file./path/to/key.pem}")
 	}
 	var (
 		key any
 		err error
 	)
-	switch block.Type {
+	switch keyBlock.Type {
 	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		key, err = x509.ParsePKCS8PrivateKey(keyBlock.Bytes)
 	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
+		key, err = x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
 	default:
-		return nil, fmt.Errorf("the client key's PEM block is %q, not a private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)", block.Type)
+		key, err = x509.ParseECPrivateKey(keyBlock.Bytes)
 	}
 	if err != nil {
 		// The parse error describes the structure, never the key material.
@@ -80,8 +113,25 @@ func ParseClientKey(pemData []byte, keyID string) (*ClientKey, error) {
 	default:
 		return nil, fmt.Errorf("the client key is a %T; use an RSA, ECDSA or Ed25519 key", key)
 	}
+	if certBlock != nil {
+		cert, err := x509.ParseCertificate(certBlock.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("the client key's certificate does not parse: %w", err)
+		}
+		public, ok := ck.key.Public().(interface{ Equal(crypto.PublicKey) bool })
+		if !ok || !public.Equal(cert.PublicKey) {
+			return nil, errors.New("the certificate given with the client key is not the key's: its public key differs")
+		}
+		sha1Sum, sha256Sum := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
+		ck.x5t = base64.RawURLEncoding.EncodeToString(sha1Sum[:])
+		ck.x5tS256 = base64.RawURLEncoding.EncodeToString(sha256Sum[:])
+	}
 	return ck, nil
 }
+
+// Thumbprint returns the SHA-256 thumbprint of the key's certificate that
+// assertions carry in their x5t#S256 header, or "" without a certificate.
+func (k *ClientKey) Thumbprint() string { return k.x5tS256 }
 
 // Algorithm returns the JWS algorithm of the assertions, e.g. "RS256".
 func (k *ClientKey) Algorithm() string { return k.method.Alg() }
@@ -103,6 +153,10 @@ func (k *ClientKey) assertion(clientID, audience string, now time.Time) (string,
 	})
 	if k.id != "" {
 		t.Header["kid"] = k.id
+	}
+	if k.x5tS256 != "" {
+		t.Header["x5t#S256"] = k.x5tS256
+		t.Header["x5t"] = k.x5t
 	}
 	signed, err := t.SignedString(k.key)
 	if err != nil {

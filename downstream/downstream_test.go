@@ -2,13 +2,19 @@ package downstream
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
+	"math/big"
 	"net/url"
 	"slices"
 	"strings"
@@ -120,9 +126,14 @@ func TestParseClientKey(t *testing.T) {
 		{"RSA PKCS#1", "RS256", "", pemOf(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey))},
 		{"EC SEC 1", "ES384", "", pemOf(t, "EC PRIVATE KEY", ecDER)},
 		{"Ed25519", "EdDSA", "", pkcs8(edKey)},
+		{"EC with its parameters", "ES384", "", append(pemOf(t, "EC PARAMETERS", []byte{6, 5, 43, 129, 4, 0, 34}), pemOf(t, "EC PRIVATE KEY", ecDER)...)},
+		{"RSA with its certificate first", "RS256", "", append(certificatePEM(t, rsaKey), pkcs8(rsaKey)...)},
 		{"short RSA", "", "1024-bit", pkcs8(smallRSA)},
-		{"public key", "", "not a private key", pemOf(t, "PUBLIC KEY", []byte{1})},
-		{"not PEM", "", "not PEM", []byte("{file./missing}")},
+		{"public key", "", `"PUBLIC KEY" block`, pemOf(t, "PUBLIC KEY", []byte{1})},
+		{"not PEM", "", "not a PEM private key", []byte("{file./missing}")},
+		{"certificate only", "", "not a PEM private key", certificatePEM(t, rsaKey)},
+		{"another key's certificate", "", "not the key's", append(pkcs8(rsaKey), certificatePEM(t, ecKey)...)},
+		{"two keys", "", "two private keys", append(pkcs8(rsaKey), pkcs8(edKey)...)},
 	} {
 		k, err := ParseClientKey(tc.pem, "kid-1")
 		if tc.err != "" {
@@ -134,6 +145,47 @@ func TestParseClientKey(t *testing.T) {
 		if err != nil || k.Algorithm() != tc.alg {
 			t.Errorf("%s: %v, algorithm %v", tc.name, err, tc.alg)
 		}
+	}
+}
+
+// certificatePEM is a self-signed certificate of key's public key.
+func certificatePEM(t *testing.T, key crypto.Signer) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mcp-gateway"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemOf(t, "CERTIFICATE", der)
+}
+
+// TestAssertionNamesCertificate: with a certificate, each assertion names
+// it by its thumbprints, as Microsoft Entra ID requires.
+func TestAssertionNamesCertificate(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	certPEM := certificatePEM(t, key)
+	ck, err := ParseClientKey(append(pemOf(t, "PRIVATE KEY", der), certPEM...), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	sha1Sum, sha256Sum := sha1.Sum(block.Bytes), sha256.Sum256(block.Bytes)
+	signed, err := ck.assertion("gw", "https://login.example/token", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Parse(signed, func(*jwt.Token) (any, error) { return key.Public(), nil }, jwt.WithValidMethods([]string{"RS256"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Header["x5t#S256"] != base64.RawURLEncoding.EncodeToString(sha256Sum[:]) || tok.Header["x5t"] != base64.RawURLEncoding.EncodeToString(sha1Sum[:]) ||
+		ck.Thumbprint() != tok.Header["x5t#S256"] {
+		t.Errorf("assertion header %v does not name the certificate", tok.Header)
+	}
+	if _, hasKid := tok.Header["kid"]; hasKid {
+		t.Errorf("a kid header without a key ID: %v", tok.Header)
 	}
 }
 

@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,6 +121,11 @@ type ProviderConfig struct {
 	ClientAuthMethod string
 	// ClientPublicKey verifies private_key_jwt client assertions.
 	ClientPublicKey crypto.PublicKey
+	// ClientCertificate, if set, is the client's registered certificate,
+	// as Microsoft Entra ID holds one: each assertion must name it by its
+	// thumbprint (an x5t#S256 or x5t header), and its key verifies them
+	// when ClientPublicKey is nil.
+	ClientCertificate *x509.Certificate
 	// AssertionAudience is the aud a client assertion must carry:
 	// "token_endpoint" (the default) or "issuer".
 	AssertionAudience string
@@ -175,6 +181,9 @@ func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
 	switch c.ClientAuthMethod {
 	case "", "client_secret_basic", "client_secret_post":
 	case "private_key_jwt":
+		if c.ClientPublicKey == nil && c.ClientCertificate != nil {
+			c.ClientPublicKey = c.ClientCertificate.PublicKey
+		}
 		if c.ClientPublicKey == nil {
 			return c, errors.New("testenv: private_key_jwt needs a ClientPublicKey")
 		}

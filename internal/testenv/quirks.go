@@ -1,6 +1,9 @@
 package testenv
 
 import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,7 +122,7 @@ func (p *Provider) verifyAssertion(form url.Values) error {
 		aud = p.issuer
 	}
 	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(form.Get("client_assertion"), claims,
+	token, err := jwt.ParseWithClaims(form.Get("client_assertion"), claims,
 		func(*jwt.Token) (any, error) { return p.cfg.ClientPublicKey, nil },
 		jwt.WithValidMethods([]string{"RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA"}),
 		jwt.WithIssuer(p.cfg.ClientID),
@@ -129,6 +132,13 @@ func (p *Provider) verifyAssertion(form url.Values) error {
 	)
 	if err != nil {
 		return fmt.Errorf("the client assertion does not verify: %w", err)
+	}
+	if cert := p.cfg.ClientCertificate; cert != nil {
+		sha1Sum, sha256Sum := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
+		if token.Header["x5t#S256"] != base64.RawURLEncoding.EncodeToString(sha256Sum[:]) &&
+			token.Header["x5t"] != base64.RawURLEncoding.EncodeToString(sha1Sum[:]) {
+			return errors.New("the client assertion names no registered certificate: its x5t#S256 or x5t header must carry the certificate's thumbprint")
+		}
 	}
 	jti, _ := claims["jti"].(string)
 	exp, _ := claims.GetExpirationTime()
