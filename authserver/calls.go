@@ -33,7 +33,7 @@ func (e *Edge) checkCalls(w http.ResponseWriter, r *http.Request, s *Server, cla
 		// No JSON-RPC in these: a DELETE ends a session.
 		return nil, true
 	}
-	msgs, err := mcpcalls.Read(r, mcpcalls.MaxBodyBytes)
+	msgs, err := mcpcalls.Read(r, s.Calls.BodyLimit())
 	if err != nil {
 		var me *mcpcalls.Error
 		if !errors.As(err, &me) {

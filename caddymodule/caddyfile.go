@@ -76,6 +76,7 @@ func init() {
 //			resource <uri prefix> <scope...>
 //			prompt <name> <scope...>
 //			filter_lists off
+//			max_call_body <size>
 //			reverse_proxy [<upstreams...>] {
 //				# all of reverse_proxy's own syntax
 //			}
@@ -590,6 +591,8 @@ func unmarshalServer(h httpcaddyfile.Helper, record func(string, *caddyfile.Disp
 			}
 		case "filter_lists":
 			err = unmarshalFilterLists(d, srv)
+		case "max_call_body":
+			err = unmarshalMaxCallBody(d, srv, record)
 		case "reverse_proxy":
 			if srv.UpstreamRaw != nil {
 				return nil, d.Errf("server %q: only one reverse_proxy per server (list several upstreams in it for load balancing)", srv.Name)

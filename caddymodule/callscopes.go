@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
@@ -54,6 +55,28 @@ func unmarshalCallScope(d *caddyfile.Dispenser, srv *Server, record func(string,
 	return true, nil
 }
 
+// unmarshalMaxCallBody parses: max_call_body <size>, a size as Caddy's
+// request_body max_size takes it (1MiB, 512KB, 2000000).
+func unmarshalMaxCallBody(d *caddyfile.Dispenser, srv *Server, record func(string, *caddyfile.Dispenser)) error {
+	var size string
+	if err := oneArg(d, &size); err != nil {
+		return err
+	}
+	n, err := humanize.ParseBytes(size)
+	if err != nil || n == 0 || n > maxCallBody {
+		return d.Errf("server %q: max_call_body %q must be a size from 1B to 64MiB, such as 4MiB", srv.Name, size)
+	}
+	if srv.CallScopes == nil {
+		srv.CallScopes = new(CallScopes)
+	}
+	srv.CallScopes.MaxBodyBytes = int64(n)
+	record("call_scopes/max_body_bytes", d)
+	return nil
+}
+
+// maxCallBody bounds max_call_body: bodies are held in memory.
+const maxCallBody = 64 << 20
+
 // unmarshalFilterLists parses: filter_lists off.
 func unmarshalFilterLists(d *caddyfile.Dispenser, srv *Server) error {
 	args := d.RemainingArgs()
@@ -80,6 +103,12 @@ func callScopesPath(kind, name string) string {
 func checkCallScopes(path, who string, cs *CallScopes, offered scopes.Set) error {
 	if cs == nil {
 		return nil
+	}
+	switch {
+	case cs.MaxBodyBytes < 0 || cs.MaxBodyBytes > maxCallBody:
+		return &ConfigError{path + "/max_body_bytes", fmt.Sprintf("%s: max_body_bytes %d must be from 1 to %d (64 MiB)", who, cs.MaxBodyBytes, maxCallBody)}
+	case cs.MaxBodyBytes != 0 && len(cs.Tools)+len(cs.Resources)+len(cs.Prompts) == 0:
+		return &ConfigError{path + "/max_body_bytes", who + ": max_body_bytes (max_call_body) limits the bodies read to judge tool, resource and prompt rules, and this server has none: add rules or remove it"}
 	}
 	for _, kind := range []struct {
 		word  string
@@ -127,5 +156,7 @@ func callPolicy(cs *CallScopes) *mcpcalls.Policy {
 		Resources: parse(cs.Resources),
 		Prompts:   parse(cs.Prompts),
 		ListAll:   cs.ListAll,
+
+		MaxBodyBytes: cs.MaxBodyBytes,
 	})
 }

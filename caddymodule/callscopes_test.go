@@ -24,7 +24,8 @@ import (
 // callScopesEnv is the gateway with four more servers in front of real
 // ops-console MCP servers (official Go SDK), each offering tickets.read
 // and admin.read and keeping restart_service for admin.read: ops-step
-// answers with SSE streams, ops-json with JSON, ops-all shows every
+// answers with SSE streams, ops-json with JSON (and reads bodies up to
+// 64 KiB), ops-all shows every
 // tool in its lists, and ops-files (SSE) also keeps the incident_report
 // prompt and the resources under file:///ops/secrets/ for admin.read.
 type callScopesEnv struct {
@@ -54,7 +55,7 @@ func startCallScopesEnv(t *testing.T) *callScopesEnv {
 		}
 		`, name, name, extra, hostPort(upstream))
 	}
-	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "") + server("ops-all", sse.URL(), "filter_lists off") +
+	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "max_call_body 64KiB") + server("ops-all", sse.URL(), "filter_lists off") +
 		server("ops-files", sse.URL(), "prompt incident_report admin.read\n\t\t\tresource file:///ops/secrets/ admin.read")
 	e := startEnv(t, testenv.ProviderConfig{}, withLines(lines, ""))
 	return &callScopesEnv{env: e, sse: sse, json: jsonServer}
@@ -369,6 +370,24 @@ func TestCallScopesRefuseBeforeTheUpstream(t *testing.T) {
 			t.Errorf("chunked: %d, want 413", chunked.StatusCode)
 		}
 		refused(t)
+	})
+
+	t.Run("body over the server's max_call_body", func(t *testing.T) {
+		admin := c.login(t, "ops-json", "tickets.read admin.read").AccessToken
+		seenJSON := e.json.Requests()
+		pad := func(n int) string {
+			return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{"pad":"` + strings.Repeat("x", n) + `"}}}`
+		}
+		if resp, _ := e.post(t, "/ops-json", admin, pad(80<<10)); resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("an 80 KiB body with max_call_body 64KiB: %d, want 413", resp.StatusCode)
+		}
+		if e.json.Requests() != seenJSON {
+			t.Error("the upstream saw the refused body")
+		}
+		// Within the limit, the upstream answers (here: no session).
+		if resp, _ := e.post(t, "/ops-json", admin, pad(60<<10)); resp.StatusCode == http.StatusRequestEntityTooLarge || e.json.Requests() != seenJSON+1 {
+			t.Errorf("a 60 KiB body with max_call_body 64KiB: %d, upstream requests %d → %d", resp.StatusCode, seenJSON, e.json.Requests())
+		}
 	})
 
 	// What may pass, passes: the upstream answers (the SDK server refuses

@@ -261,9 +261,9 @@ type Server struct {
 // CallScopes are the scopes single tools, resources and prompts of one
 // server need. Every scope named must be one of the server's scopes. A
 // server with call scopes has each request's JSON-RPC body read before the
-// upstream sees it (up to 1 MiB; a larger body is refused with 413), and
-// Mcp-Method and Mcp-Name headers that disagree with the body are refused
-// with 400.
+// upstream sees it (up to MaxBodyBytes; a larger body is refused with
+// 413), and Mcp-Method and Mcp-Name headers that disagree with the body
+// are refused with 400.
 type CallScopes struct {
 	// Tools maps a tool name to the scopes a token needs, all of them, to
 	// call the tool (tools/call) and to see it in tools/list.
@@ -292,6 +292,12 @@ type CallScopes struct {
 	// refused only when it uses what its token does not cover. Default:
 	// lists show only what the token may use.
 	ListAll bool `json:"list_all,omitempty"`
+
+	// MaxBodyBytes is the largest request body the gateway reads to judge
+	// a request; a larger one is refused with 413. The body is held in
+	// memory until the upstream has read it. Default 1 MiB (1048576), at
+	// most 64 MiB; it needs call scope rules to apply to.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 }
 
 // Durations and limits of the tokens the gateway issues; zero values take

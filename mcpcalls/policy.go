@@ -32,6 +32,9 @@ type Rules struct {
 	// and prompt, and is refused only when it uses one its token does not
 	// cover.
 	ListAll bool
+	// MaxBodyBytes is the largest request body read (see Read); zero means
+	// MaxBodyBytes.
+	MaxBodyBytes int64
 }
 
 // Policy decides per message. It is immutable and safe for concurrent use.
@@ -39,6 +42,7 @@ type Policy struct {
 	tools, prompts map[string]scopes.Set
 	resources      []prefixRule // longest prefix first
 	listAll        bool
+	bodyLimit      int64
 }
 
 type prefixRule struct {
@@ -52,7 +56,7 @@ func NewPolicy(r Rules) *Policy {
 	if len(r.Tools)+len(r.Resources)+len(r.Prompts) == 0 {
 		return nil
 	}
-	p := &Policy{tools: r.Tools, prompts: r.Prompts, listAll: r.ListAll}
+	p := &Policy{tools: r.Tools, prompts: r.Prompts, listAll: r.ListAll, bodyLimit: cmp.Or(r.MaxBodyBytes, MaxBodyBytes)}
 	for prefix, needs := range r.Resources {
 		p.resources = append(p.resources, prefixRule{prefix, needs})
 	}
@@ -61,6 +65,9 @@ func NewPolicy(r Rules) *Policy {
 	})
 	return p
 }
+
+// BodyLimit is the largest request body the policy's server accepts.
+func (p *Policy) BodyLimit() int64 { return p.bodyLimit }
 
 // Needs returns the scopes m needs beyond the server's own: those of the
 // tool, prompt or resource it names. Other messages need none.

@@ -114,3 +114,13 @@ func TestPolicyConcerns(t *testing.T) {
 		t.Error("with list_all a list request concerns the policy")
 	}
 }
+
+func TestPolicyBodyLimit(t *testing.T) {
+	if got := opsPolicy(false).BodyLimit(); got != MaxBodyBytes {
+		t.Errorf("default body limit %d, want %d", got, MaxBodyBytes)
+	}
+	p := NewPolicy(Rules{Tools: map[string]scopes.Set{"restart_service": scopes.MustParse("admin.read")}, MaxBodyBytes: 4096})
+	if got := p.BodyLimit(); got != 4096 {
+		t.Errorf("body limit %d, want the rules' 4096", got)
+	}
+}
