@@ -46,7 +46,7 @@ type benchEdge struct {
 
 // newBenchEdge builds an edge over store with the given number of servers,
 // all attached to one gateway. Server i is "s<i>" at "/s<i>".
-func newBenchEdge(b *testing.B, store grants.Store, servers int) *benchEdge {
+func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
 	b.Helper()
 	ctx := context.Background()
 	sealer, err := grants.NewSealer(make([]byte, 32))
@@ -100,7 +100,7 @@ func newBenchEdge(b *testing.B, store grants.Store, servers int) *benchEdge {
 // narrowed to the last server's scopes that the Broker would otherwise
 // obtain by a refresh at the downstream server on the user's first request
 // there; the benchmarks use that server.
-func (be *benchEdge) putGrants(b *testing.B, n int) {
+func (be *benchEdge) putGrants(b testing.TB, n int) {
 	b.Helper()
 	ctx := context.Background()
 	s := be.servers[len(be.servers)-1]
@@ -132,7 +132,7 @@ func benchUser(i int) string { return fmt.Sprintf("user-%d", i) }
 
 // token issues an access token for user at server s, as the token
 // endpoint does.
-func (be *benchEdge) token(b *testing.B, s *authserver.Server, user string) string {
+func (be *benchEdge) token(b testing.TB, s *authserver.Server, user string) string {
 	b.Helper()
 	now := time.Now()
 	tok, err := be.gateway.Keys.Issue(accesstoken.Claims{
@@ -177,7 +177,7 @@ func (w *discardWriter) reset() {
 	w.status = 0
 }
 
-func authorizeOnce(b *testing.B, be *benchEdge, w *discardWriter, r *http.Request, s *authserver.Server) {
+func authorizeOnce(b testing.TB, be *benchEdge, w *discardWriter, r *http.Request, s *authserver.Server) {
 	w.reset()
 	a, ok := be.edge.Authorize(w, r, s)
 	if !ok {
@@ -395,4 +395,20 @@ func tokenRequest(b *testing.B, be *benchEdge, s *authserver.Server, form url.Va
 		b.Fatalf("token response %s: %v", w.Body, err)
 	}
 	return tok
+}
+
+// TestAuthorizeWarmAllocations: a warm request's authorization step
+// allocates twice at most (the CORS headers and the caller's copy of the
+// claims). An allocation added to the hot path fails here, deterministically,
+// long before it would show in a load benchmark.
+func TestAuthorizeWarmAllocations(t *testing.T) {
+	be := newBenchEdge(t, grants.NewMemoryStore(), 1)
+	be.putGrants(t, 1)
+	s := be.servers[0]
+	r := mcpRequest(s, be.token(t, s, benchUser(0)))
+	w := &discardWriter{h: http.Header{}}
+	authorizeOnce(t, be, w, r, s)
+	if allocs := testing.AllocsPerRun(100, func() { authorizeOnce(t, be, w, r, s) }); allocs > 2 {
+		t.Errorf("a warm Authorize allocates %.0f times, want at most 2", allocs)
+	}
 }

@@ -75,22 +75,14 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 		}
 	}
 	tok, err := g.Broker.TokenFor(r.Context(), claims.Subject, s.Narrowing)
-	var cannot *grants.CannotNarrowError
 	switch {
 	case err == nil:
-	case errors.As(err, &cannot):
-		// Not passing: the provider will not issue a token limited to this
-		// server's scopes, and the config refuses the full one. Retrying is
-		// pointless until the gateway asks the provider again.
-		// The Narrowing's Warn has logged why, once.
-		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnavailable, "downstream cannot narrow")
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(cannot.Until.Sub(e.opts.Now()).Seconds())))))
-		writeJSON(w, http.StatusServiceUnavailable, &oauthError{Code: "temporarily_unavailable",
-			Description: "the identity provider does not issue tokens limited to server " + s.Name + "'s scopes, and this server refuses the user's full token; the gateway asks the provider again at " + cannot.Until.UTC().Format(time.RFC3339)})
-		return Access{}, false
 	case errors.Is(err, grants.ErrGrantDead), errors.Is(err, grants.ErrNotFound):
 		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnauthorized, "downstream grant ended")
 		e.challenge(w, s, "invalid_token", "the user's sign-in at the identity provider has ended; authorize again")
+		return Access{}, false
+	case errors.Is(err, grants.ErrCannotNarrow):
+		e.refuseUnnarrowed(w, s, claims, err)
 		return Access{}, false
 	default:
 		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnavailable, "downstream refresh failed")
@@ -101,6 +93,21 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 	}
 	e.count(s, RequestAllowed)
 	return Access{Server: s, Claims: claims, DownstreamToken: tok.AccessToken, Lists: lists}, true
+}
+
+// refuseUnnarrowed answers a request of a server whose downstream tokens
+// the provider will not narrow, under fallback refuse: 503 until the
+// gateway asks the provider again, which is when a retry can succeed. The
+// Narrowing's Warn has logged why, once.
+func (e *Edge) refuseUnnarrowed(w http.ResponseWriter, s *Server, claims *accesstoken.Claims, err error) {
+	e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnavailable, "downstream cannot narrow")
+	retryAt := e.opts.Now().Add(5 * time.Second) // only a CannotNarrowError says when
+	if cannot, ok := errors.AsType[*grants.CannotNarrowError](err); ok {
+		retryAt = cannot.Until
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retryAt.Sub(e.opts.Now()).Seconds())))))
+	writeJSON(w, http.StatusServiceUnavailable, &oauthError{Code: "temporarily_unavailable",
+		Description: "the identity provider does not issue tokens limited to server " + s.Name + "'s scopes, and this server refuses the user's full token; the gateway asks the provider again at " + retryAt.UTC().Format(time.RFC3339)})
 }
 
 // refuseRequest counts a refused MCP request and records why on the audit
