@@ -295,8 +295,8 @@ type CallScopes struct {
 
 	// MaxBodyBytes is the largest request body the gateway reads to judge
 	// a request; a larger one is refused with 413. The body is held in
-	// memory until the upstream has read it. Default 1 MiB (1048576), at
-	// most 64 MiB; it needs call scope rules to apply to.
+	// memory until the upstream has read it. At most 64 MiB; it needs call
+	// scope rules to apply to. Default: 1048576 (1 MiB).
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 }
 

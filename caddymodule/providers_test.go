@@ -327,6 +327,12 @@ func TestProviderEntraCertificate(t *testing.T) {
 	if methods := e.provider.ClientAuthMethods(); len(methods) < 3 || slices.ContainsFunc(methods, func(m string) bool { return m != "private_key_jwt" }) {
 		t.Errorf("the token requests authenticated with %v, want private_key_jwt with the certificate", methods)
 	}
+	// A certificate file that cannot be read fails the load, rather than
+	// leaving assertions without their thumbprints.
+	missing := strings.Replace(e.caddyfile("tickets.read accounts.read"), certFile, filepath.Join(t.TempDir(), "missing.pem"), 1)
+	if err := testenv.RunCaddyfile([]byte(missing)); err == nil || !strings.Contains(err.Error(), "certificate resolved to an empty value") {
+		t.Errorf("loading a config whose certificate file is missing: %v", err)
+	}
 }
 
 // TestProviderGoogle: no offline_access scope (Google refuses it) but

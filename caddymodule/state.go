@@ -158,6 +158,9 @@ func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) e
 			if repl.ReplaceKnown(ca.PrivateKey, "") == "" {
 				return fmt.Errorf("client_auth key resolved to an empty value; is the file or environment variable set?")
 			}
+			if ca.Certificate != "" && repl.ReplaceKnown(ca.Certificate, "") == "" {
+				return fmt.Errorf("client_auth certificate resolved to an empty value; is the file or environment variable set?")
+			}
 			keyID = repl.ReplaceKnown(ca.KeyID, "")
 			pemText := ca.keyPEM(func(s string) string { return repl.ReplaceKnown(s, "") })
 			key, err := downstream.ParseClientKey([]byte(pemText), keyID)

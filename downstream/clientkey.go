@@ -42,12 +42,13 @@ type ClientKey struct {
 // servers that hold several of the client's keys.
 //
 // The PEM text may also hold the key's X.509 certificate (a CERTIFICATE
-// block, before or after the key): each assertion then names it by its
-// SHA-256 and SHA-1 thumbprints in the x5t#S256 and x5t headers, as
-// servers that register certificates rather than keys (Microsoft Entra
-// ID) require.
+// block, before or after the key, possibly with the rest of its chain):
+// each assertion then names it by its SHA-256 and SHA-1 thumbprints in the
+// x5t#S256 and x5t headers, as servers that register certificates rather
+// than keys (Microsoft Entra ID) require.
 func ParseClientKey(pemData []byte, keyID string) (*ClientKey, error) {
-	var keyBlock, certBlock *pem.Block
+	var keyBlock *pem.Block
+	var certBlocks []*pem.Block
 	for rest := pemData; ; {
 		var block *pem.Block
 		if block, rest = pem.Decode(rest); block == nil {
@@ -60,10 +61,7 @@ func ParseClientKey(pemData []byte, keyID string) (*ClientKey, error) {
 			}
 			keyBlock = block
 		case "CERTIFICATE":
-			if certBlock != nil {
-				return nil, errors.New("the client key's PEM text holds two certificates; give the key's own certificate only")
-			}
-			certBlock = block
+			certBlocks = append(certBlocks, block)
 		case "EC PARAMETERS":
 			// openssl ecparam -genkey writes them before the key.
 		default:
@@ -113,20 +111,35 @@ func ParseClientKey(pemData []byte, keyID string) (*ClientKey, error) {
 	default:
 		return nil, fmt.Errorf("the client key is a %T; use an RSA, ECDSA or Ed25519 key", key)
 	}
-	if certBlock != nil {
-		cert, err := x509.ParseCertificate(certBlock.Bytes)
+	if len(certBlocks) > 0 {
+		cert, err := ownCertificate(ck.key.Public(), certBlocks)
 		if err != nil {
-			return nil, fmt.Errorf("the client key's certificate does not parse: %w", err)
-		}
-		public, ok := ck.key.Public().(interface{ Equal(crypto.PublicKey) bool })
-		if !ok || !public.Equal(cert.PublicKey) {
-			return nil, errors.New("the certificate given with the client key is not the key's: its public key differs")
+			return nil, err
 		}
 		sha1Sum, sha256Sum := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
 		ck.x5t = base64.RawURLEncoding.EncodeToString(sha1Sum[:])
 		ck.x5tS256 = base64.RawURLEncoding.EncodeToString(sha256Sum[:])
 	}
 	return ck, nil
+}
+
+// ownCertificate returns the certificate among blocks whose public key is
+// public: the leaf of a chain, in whatever order it was given.
+func ownCertificate(public crypto.PublicKey, blocks []*pem.Block) (*x509.Certificate, error) {
+	key, ok := public.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok {
+		return nil, fmt.Errorf("the client key's public key (%T) cannot be compared with a certificate's", public)
+	}
+	for _, block := range blocks {
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("a certificate given with the client key does not parse: %w", err)
+		}
+		if key.Equal(cert.PublicKey) {
+			return cert, nil
+		}
+	}
+	return nil, errors.New("no certificate given with the client key is the key's: their public keys differ; give the key's own certificate")
 }
 
 // Thumbprint returns the SHA-256 thumbprint of the key's certificate that

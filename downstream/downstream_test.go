@@ -132,7 +132,8 @@ func TestParseClientKey(t *testing.T) {
 		{"public key", "", `"PUBLIC KEY" block`, pemOf(t, "PUBLIC KEY", []byte{1})},
 		{"not PEM", "", "not a PEM private key", []byte("{file./missing}")},
 		{"certificate only", "", "not a PEM private key", certificatePEM(t, rsaKey)},
-		{"another key's certificate", "", "not the key's", append(pkcs8(rsaKey), certificatePEM(t, ecKey)...)},
+		{"RSA with a chain", "RS256", "", append(append(certificatePEM(t, ecKey), pkcs8(rsaKey)...), certificatePEM(t, rsaKey)...)},
+		{"another key's certificate", "", "is the key's", append(pkcs8(rsaKey), certificatePEM(t, ecKey)...)},
 		{"two keys", "", "two private keys", append(pkcs8(rsaKey), pkcs8(edKey)...)},
 	} {
 		k, err := ParseClientKey(tc.pem, "kid-1")
@@ -186,6 +187,15 @@ func TestAssertionNamesCertificate(t *testing.T) {
 	}
 	if _, hasKid := tok.Header["kid"]; hasKid {
 		t.Errorf("a kid header without a key ID: %v", tok.Header)
+	}
+	// In a chain, given in any order, the key's own certificate is named.
+	issuerKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	chained, err := ParseClientKey(append(append(certificatePEM(t, issuerKey), certPEM...), pemOf(t, "PRIVATE KEY", der)...), "")
+	if err != nil {
+		t.Fatalf("with a chain: %v", err)
+	}
+	if chained.Thumbprint() != ck.Thumbprint() {
+		t.Errorf("with a chain the thumbprint is %q, want the key's own %q", chained.Thumbprint(), ck.Thumbprint())
 	}
 }
 

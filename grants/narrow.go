@@ -85,12 +85,15 @@ type Narrowing struct {
 	// (ErrCannotNarrow) instead of a reason to hand out the grant's full
 	// token.
 	Refuse bool
-	// Warn, if set, is told why the server cannot narrow, once per hour and
-	// server at most, whether the full token is handed out instead or
-	// (Refuse) the request refused.
+	// Warn, if set, is told why the server cannot narrow, once per
+	// finding (a finding holds an hour), whether the full token is handed
+	// out instead or (Refuse) the request refused. Each Narrowing is told,
+	// so a reload that builds new ones, say with another fallback, logs
+	// what the new config does with a finding already made.
 	Warn func(reason error)
 
-	view atomic.Pointer[narrowedView]
+	view   atomic.Pointer[narrowedView]
+	warned atomic.Pointer[cannotNarrow] // the finding Warn was last told of
 }
 
 // narrowState holds the Broker's narrowed tokens in memory: one view per
@@ -205,10 +208,12 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 			return nil, r.Err
 		}
 		cannot = found
-		// Only the caller that records the finding warns about it.
-		if old := v.cannot.Load(); old != cannot && v.cannot.CompareAndSwap(old, cannot) && n.Warn != nil {
-			n.Warn(cannot.reason)
+		if old := v.cannot.Load(); old != cannot {
+			v.cannot.CompareAndSwap(old, cannot)
 		}
+	}
+	if n.Warn != nil && n.warned.Load() != cannot && n.warned.Swap(cannot) != cannot {
+		n.Warn(cannot.reason)
 	}
 	if n.Refuse {
 		return nil, &CannotNarrowError{Server: v.key, Reason: cannot.reason, Until: cannot.until}

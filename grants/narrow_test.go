@@ -170,6 +170,18 @@ func TestNarrowingRefused(t *testing.T) {
 	if got := p.RefreshScopes(); len(got) != 2 {
 		t.Errorf("the provider was asked to narrow %d times, want once per server", len(got))
 	}
+	// A reload builds new Narrowings for the same server: the finding is
+	// reused (no new attempt), and the new one is told of it once, so that
+	// the new config's choice is logged.
+	reloaded := &grants.Narrowing{Key: "reports", Scopes: []string{"admin.read"}, Refuse: true, Warn: func(err error) { warnings = append(warnings, err) }}
+	for range 2 {
+		if _, err := b.TokenFor(ctx, g.User, reloaded); !errors.Is(err, grants.ErrCannotNarrow) {
+			t.Fatalf("after a reload to refuse: %v, want ErrCannotNarrow", err)
+		}
+	}
+	if len(warnings) != 2 || len(p.RefreshScopes()) != 2 {
+		t.Errorf("after a reload: %d warnings and %d attempts, want 2 and still 2", len(warnings), len(p.RefreshScopes()))
+	}
 	if _, err := b.Token(ctx, g.User); err != nil {
 		t.Errorf("the refusal ended the grant: %v", err)
 	}

@@ -68,7 +68,7 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("message %d: Parse accepted a completion encoding/json reads no ref type of (%v)", i, err)
 				}
 				want := map[string]*string{RefPrompt: params.Ref.Name, RefResource: params.Ref.URI}[*params.Ref.Type]
-				if *params.Ref.Type != msgs[i].Ref || (want == nil && msgs[i].Name != "") || (want != nil && *want != msgs[i].Name) {
+				if *params.Ref.Type != msgs[i].Ref || want == nil || *want != msgs[i].Name {
 					t.Fatalf("message %d: Parse read ref %q %q, encoding/json %q %v", i, msgs[i].Ref, msgs[i].Name, *params.Ref.Type, want)
 				}
 				continue

@@ -36,7 +36,6 @@ func TestPolicyNeeds(t *testing.T) {
 		{Message{Method: MethodComplete, Ref: RefPrompt, Name: "incident_report"}, "tickets.write"},
 		{Message{Method: MethodComplete, Ref: RefResource, Name: "file:///ops/secrets/{name}"}, "admin.read"},
 		{Message{Method: MethodComplete, Ref: RefResource, Name: "file:///ops/{dir}/x"}, "tickets.read"},
-		{Message{Method: MethodComplete, Ref: "ref/tool", Name: ""}, ""},
 		// Lists and other methods need nothing beyond the server's scopes.
 		{Message{Method: MethodListTools}, ""},
 		{Message{Method: "ping"}, ""},

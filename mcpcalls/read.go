@@ -3,9 +3,9 @@
 // whether a token may use it: it learns the method and the name of each
 // message (checking the Mcp-Method and Mcp-Name headers of the streamable
 // HTTP transport against the body), says which scopes a message needs under
-// a [Policy], and filters the results of tools/list, resources/list and
-// prompts/list, as JSON or as a Server-Sent Events stream, so that a client
-// sees only what its token may use.
+// a [Policy], and filters the results of tools/list, resources/list,
+// resources/templates/list and prompts/list, as JSON or as a Server-Sent
+// Events stream, so that a client sees only what its token may use.
 //
 // The package has no Caddy dependency and keeps no global state.
 package mcpcalls
@@ -26,6 +26,10 @@ import (
 // requests are small, and the body is held in memory until the upstream has
 // read it.
 const MaxBodyBytes = 1 << 20
+
+// initialBuffer bounds the buffer Read sizes from a declared length before
+// any byte arrives.
+const initialBuffer = 64 << 10
 
 // The MCP methods that name a tool, a resource or a prompt, and the list
 // methods whose results Filter rewrites.
@@ -69,7 +73,7 @@ type Message struct {
 	// other methods.
 	Name string
 	// Ref is the type of a completion/complete request's params.ref:
-	// RefPrompt, RefResource, or another type the gateway does not judge.
+	// RefPrompt or RefResource.
 	Ref string
 	// ID is the raw JSON id of a request, nil for a notification.
 	ID json.RawMessage
@@ -99,8 +103,10 @@ func invalid(code int, id json.RawMessage, msg string) *Error {
 // more than limit+1 bytes of it. Anything the gateway could read otherwise
 // than the upstream does is refused too: invalid JSON, a member named twice,
 // a member whose name differs from method, params, id, name or uri only in
-// case (which case-insensitive decoders would take for it), and a tool or
-// prompt name or resource URI that is not a string.
+// case (which case-insensitive decoders would take for it), a tool or
+// prompt name or resource URI that is not a string, and a
+// completion/complete whose ref is not a prompt or a resource (the only
+// kinds MCP defines) with a string name or uri.
 func Read(r *http.Request, limit int64) ([]Message, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
@@ -138,13 +144,15 @@ func tooLarge(limit int64) *Error {
 }
 
 // readAtMost reads all of r, failing once it has more than limit bytes.
-// A known length sizes the buffer at once, so a body is read in one piece.
+// A known length sizes the buffer at once, up to initialBuffer, so that a
+// usual body is read in one piece; a larger one grows the buffer as its
+// bytes arrive, so that a declared length alone reserves little memory.
 func readAtMost(r io.Reader, length, limit int64) ([]byte, error) {
 	size := int64(512)
 	if length >= 0 {
 		size = length + 1 // room to see the end without growing
 	}
-	buf := make([]byte, 0, min(size, limit+1))
+	buf := make([]byte, 0, min(size, limit+1, initialBuffer))
 	lr := &io.LimitedReader{R: r, N: limit + 1}
 	for {
 		if len(buf) == cap(buf) {
@@ -379,7 +387,8 @@ func (s *scanner) message() (Message, error) {
 	case MethodReadResource, MethodSubscribeResource:
 		name = "uri"
 	case MethodComplete:
-		return m, m.readRef(params)
+		err := m.readRef(params)
+		return m, err
 	default:
 		return m, nil
 	}
@@ -397,7 +406,8 @@ func (s *scanner) message() (Message, error) {
 // readRef reads what a completion/complete request completes the
 // arguments of: params.ref, {"type": "ref/prompt", "name": ...} or
 // {"type": "ref/resource", "uri": ...}. A reference of another type is
-// passed on unjudged: the upstream refuses what it does not know.
+// refused: MCP defines no other, and an upstream that looked a prompt up
+// by its name without checking the type would let one pass unjudged.
 func (m *Message) readRef(params []byte) error {
 	ref, err := member(params, "ref", m.ID, "the params of "+m.Method)
 	if err != nil {
@@ -420,7 +430,7 @@ func (m *Message) readRef(params []byte) error {
 	case RefResource:
 		name = "uri"
 	default:
-		return nil
+		return invalid(CodeInvalidParams, m.ID, "the ref of "+m.Method+" must be of type "+RefPrompt+" or "+RefResource+", not "+strconv.Quote(m.Ref))
 	}
 	value, err := member(ref, name, m.ID, "the ref of "+m.Method)
 	if err != nil {

@@ -39,8 +39,6 @@ func TestReadMessages(t *testing.T) {
 			[]Message{{Method: MethodComplete, Ref: RefPrompt, Name: "incident_report", ID: []byte("4")}}},
 		{"completion of a resource template", `{"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///ops/secrets/{name}"},"argument":{"name":"name","value":""}}}`,
 			[]Message{{Method: MethodComplete, Ref: RefResource, Name: "file:///ops/secrets/{name}", ID: []byte("5")}}},
-		{"completion of another kind", `{"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"restart_service"}}}`,
-			[]Message{{Method: MethodComplete, Ref: "ref/tool", ID: []byte("6")}}},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
 			[]Message{{Method: "notifications/initialized"}}},
 		{"response", `{"jsonrpc":"2.0","id":3,"result":{"method":"tools/call"}}`,
@@ -96,6 +94,7 @@ func TestReadRefuses(t *testing.T) {
 		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":1}`, nil, CodeInvalidRequest},
 		{"completion without a ref", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"argument":{"name":"x","value":""}}}`, nil, CodeInvalidParams},
 		{"completion ref not an object", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":"ref/prompt"}}`, nil, CodeInvalidParams},
+		{"completion of another kind", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"incident_report"}}}`, nil, CodeInvalidParams},
 		{"completion ref without a type", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"name":"incident_report"}}}`, nil, CodeInvalidParams},
 		{"completion prompt without a name", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","uri":"x"}}}`, nil, CodeInvalidParams},
 		{"completion ref name twice", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a","name":"incident_report"}}}`, nil, CodeInvalidRequest},
@@ -198,4 +197,23 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+// TestReadDeclaredLengthReservesLittle: a body that declares a large
+// length but sends little gets a buffer sized by what arrives, so that
+// requests trickling bytes cannot each reserve the whole limit.
+func TestReadDeclaredLengthReservesLittle(t *testing.T) {
+	const limit = 64 << 20
+	buf, err := readAtMost(strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`), limit-1, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(buf) > initialBuffer {
+		t.Errorf("a %d-byte body declared as %d bytes got a %d-byte buffer, want at most %d", len(buf), limit-1, cap(buf), initialBuffer)
+	}
+	// A body larger than the first buffer still reads whole.
+	big := strings.Repeat("x", 3*initialBuffer)
+	if buf, err = readAtMost(strings.NewReader(big), int64(len(big)), limit); err != nil || string(buf) != big {
+		t.Errorf("a %d-byte body read as %d bytes (%v)", len(big), len(buf), err)
+	}
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -116,7 +117,8 @@ func (c *OAuthClient) Begin(server string, params url.Values) (*Page, error) {
 // Authorize runs the browser through the authorization, answering the
 // consent page with approve and signing in at the provider when they are
 // shown, and returns the redirect back to the client: with a code, or with
-// an error. It fails when the flow ends anywhere else.
+// an error. It fails when the flow ends anywhere else than at the
+// request's redirect URI.
 func (c *OAuthClient) Authorize(server string, params url.Values, approve bool) (*url.URL, error) {
 	page, err := c.Begin(server, params)
 	if err != nil {
@@ -125,10 +127,19 @@ func (c *OAuthClient) Authorize(server string, params url.Values, approve bool) 
 	if page, err = PassConsentAndLogin(c.Browser, page, approve); err != nil {
 		return nil, err
 	}
-	if page.Status/100 != 3 {
-		return nil, fmt.Errorf("the flow ended at %s (status %d), not at the client's redirect URI:\n%.2000s", page.URL.Redacted(), page.Status, page.Body)
+	redirect := cmp.Or(params.Get("redirect_uri"), c.RedirectURI)
+	if page.Status/100 != 3 || withoutQuery(page.URL) != redirect {
+		return nil, fmt.Errorf("the flow ended at %s (status %d), not at the redirect URI %s:\n%.2000s", page.URL.Redacted(), page.Status, redirect, page.Body)
 	}
 	return page.URL, nil
+}
+
+// withoutQuery is u without its query and fragment, where an authorization
+// server adds its answer to a redirect URI.
+func withoutQuery(u *url.URL) string {
+	v := *u
+	v.RawQuery, v.Fragment = "", ""
+	return v.String()
 }
 
 // Code runs an approved authorization with PKCE and params and returns the
@@ -150,8 +161,8 @@ func (c *OAuthClient) Code(server string, params url.Values) (code, verifier str
 		return "", "", fmt.Errorf("authorization at %s refused: %s: %s", server, got.Get("error"), got.Get("error_description"))
 	case got.Get("code") == "":
 		return "", "", fmt.Errorf("no code in the redirect %s", back.Redacted())
-	case got.Get("state") != c.State || got.Get("iss") != c.Issuer(server):
-		return "", "", fmt.Errorf("the redirect carries state %q and iss %q, want %q and %q", got.Get("state"), got.Get("iss"), c.State, c.Issuer(server))
+	case got.Get("state") != cmp.Or(params.Get("state"), c.State) || got.Get("iss") != c.Issuer(server):
+		return "", "", fmt.Errorf("the redirect carries state %q and iss %q, want %q and %q", got.Get("state"), got.Get("iss"), cmp.Or(params.Get("state"), c.State), c.Issuer(server))
 	}
 	return got.Get("code"), verifier, nil
 }

@@ -111,6 +111,8 @@ func parseFlags() (*config, error) {
 		}
 	}
 	switch {
+	case cfg.tokenBase && !slices.Contains(cfg.upstreams, "sdk"):
+		return nil, errors.New("-token-baseline needs the sdk upstreams (-upstreams sdk or sdk,bare): the SDK's servers record the header the gateway sends")
 	case cfg.caddy == "":
 		return nil, errors.New("-caddy is required: build it with go build -o caddy ./cmd/caddy")
 	case cfg.rounds < 1 || cfg.duration < time.Second || cfg.connections < 2 || cfg.threads < 1 || cfg.codes < cfg.connections ||
