@@ -26,26 +26,15 @@ type tokenResponse struct {
 // serveToken handles the token endpoint: authorization_code and
 // refresh_token grants.
 func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
-	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	if t := take(e.limits.token, e.clientAddress(r), "token"); t != nil {
-		e.refuseTooMany(w, r, s, "", t, false)
-		return
-	}
-	form, oerr := readForm(w, r)
-	if oerr != nil {
-		writeOAuthError(w, oerr)
+	form, client, ok := e.clientRequest(w, r, s, func() { e.count(s, TokenRefusedOther) })
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	client, oerr := e.authenticateClient(ctx, s, r, form)
-	if oerr != nil {
-		e.count(s, TokenRefusedOther)
-		writeOAuthError(w, oerr)
-		return
-	}
-	var resp *tokenResponse
+	var (
+		resp *tokenResponse
+		oerr *oauthError
+	)
 	switch gt := form.Get("grant_type"); gt {
 	case "authorization_code":
 		resp, oerr = e.exchangeCode(ctx, s, client, form)
@@ -249,24 +238,11 @@ func (e *Edge) issue(s *Server, client *grants.Client, user, familyID string, gr
 // serveRevoke handles RFC 7009 revocation of refresh and access tokens. It
 // answers 200 whether or not the token was known, as the RFC requires.
 func (e *Edge) serveRevoke(w http.ResponseWriter, r *http.Request, s *Server) {
-	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
-		return
-	}
-	if t := take(e.limits.token, e.clientAddress(r), "token"); t != nil {
-		e.refuseTooMany(w, r, s, "", t, false)
-		return
-	}
-	form, oerr := readForm(w, r)
-	if oerr != nil {
-		writeOAuthError(w, oerr)
+	form, client, ok := e.clientRequest(w, r, s, nil)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	client, oerr := e.authenticateClient(ctx, s, r, form)
-	if oerr != nil {
-		writeOAuthError(w, oerr)
-		return
-	}
 	token := form.Get("token")
 	if token == "" {
 		writeOAuthError(w, errInvalidRequest("token is missing"))
@@ -286,6 +262,35 @@ func (e *Edge) serveRevoke(w http.ResponseWriter, r *http.Request, s *Server) {
 		e.audit("token revoked", s, client.ID, "", "")
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// clientRequest begins the token and revocation endpoints alike: CORS,
+// POST only, the per-address limit they share, the form and the client's
+// authentication. When one fails it answers the request itself and
+// reports false; unauthenticated, if set, is called when the client's
+// authentication is what failed.
+func (e *Edge) clientRequest(w http.ResponseWriter, r *http.Request, s *Server, unauthenticated func()) (url.Values, *grants.Client, bool) {
+	if allowCORS(w, r, "POST, OPTIONS") || !requireMethod(w, r, http.MethodPost) {
+		return nil, nil, false
+	}
+	if t := take(e.limits.token, e.clientAddress(r), "token"); t != nil {
+		e.refuseTooMany(w, r, s, "", t, false)
+		return nil, nil, false
+	}
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return nil, nil, false
+	}
+	client, oerr := e.authenticateClient(r.Context(), s, r, form)
+	if oerr != nil {
+		if unauthenticated != nil {
+			unauthenticated()
+		}
+		writeOAuthError(w, oerr)
+		return nil, nil, false
+	}
+	return form, client, true
 }
 
 // revokeFamily revokes a refresh family and the access tokens issued from it.

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
@@ -32,28 +30,8 @@ func TestReloadMidFlow(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	progress := make(chan struct{}, 16)
-	cl := mcp.NewClient(&mcp.Implementation{Name: "reload-test", Version: "1"}, &mcp.ClientOptions{
-		ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { progress <- struct{}{} },
-	})
-	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + "/support",
-		HTTPClient: &http.Client{Transport: &bearerTransport{token: tok.AccessToken}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Close()
-	params := &mcp.CallToolParams{Name: "stream_progress", Arguments: map[string]any{"count": 4, "interval_ms": 400}}
-	params.SetProgressToken("reload")
-	done := make(chan error, 1)
-	go func() {
-		_, err := session.CallTool(ctx, params)
-		done <- err
-	}()
-	select {
-	case <-progress:
-	case <-ctx.Done():
-		t.Fatal("no progress before the reload")
-	}
+	call := e.startProgressCall(t, ctx, &bearerTransport{token: tok.AccessToken}, map[string]any{"count": 4, "interval_ms": 400})
+	call.next(t, ctx)
 
 	// The same servers with the scope subset written in another order: a
 	// new config for Caddy, the same gateway for its users.
@@ -68,21 +46,9 @@ func TestReloadMidFlow(t *testing.T) {
 		t.Fatalf("/load: %d %s", resp.StatusCode, body)
 	}
 
-	events := 1
-	for events < 4 {
-		select {
-		case <-progress:
-			events++
-		case err := <-done:
-			if events < 4 {
-				t.Fatalf("the stream ended (err %v) after %d of 4 events across the reload", err, events)
-			}
-		case <-ctx.Done():
-			t.Fatalf("the stream stalled after %d events across the reload", events)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("the streamed call failed across the reload: %v", err)
+	// The three notifications after the reload, and the result.
+	if values, err := call.finish(t, ctx, 3); err != nil || len(values) != 3 {
+		t.Fatalf("across the reload the streamed call got %v and ended with %v, want 3 more notifications and its result", values, err)
 	}
 
 	// The authorization that waited on its consent page completes.
