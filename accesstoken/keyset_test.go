@@ -358,8 +358,8 @@ func TestRotate(t *testing.T) {
 	// Past RetireAfter the old key stops verifying and leaves the JWKS;
 	// the next rotation drops it from storage.
 	f.clock.Advance(RetireAfter)
-	if _, err := f.v.Verify(oldTok); !errors.Is(err, ErrExpired) {
-		t.Fatalf("old token after RetireAfter: %v, want ErrExpired", err)
+	if _, err := f.v.Verify(oldTok); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("old token after RetireAfter: %v, want ErrUnknownKey", err)
 	}
 	if _, err := f.keys.lookup(oldKid, f.clock.Now()); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("lookup of the retired key: %v, want ErrUnknownKey", err)

@@ -106,15 +106,13 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	var h uint64
 	if v.cache != nil {
 		h = v.cache.hash(token)
-		if e := v.cache.get(h, token); e != nil {
+		// An expired entry is a miss: the cold path says why it is refused.
+		if e := v.cache.get(h, token, nowNs); e != nil {
 			switch {
 			case e.key.withdrawn.Load():
 				// The key is gone from storage; let the cold path
 				// explain.
-				v.cache.remove(h, e)
-			case nowNs >= e.exp:
-				v.cache.remove(h, e)
-				return nil, refuse(ErrExpired, "")
+				v.cache.remove(h)
 			case v.revokedAt(e.claims.FamilyID, nowNs):
 				return nil, refuse(ErrRevoked, "")
 			default:

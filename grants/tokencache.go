@@ -2,126 +2,44 @@ package grants
 
 import (
 	"hash/maphash"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/expirycache"
 )
 
 // DefaultCacheSize is how many users' access tokens a Broker keeps in
 // memory when its CacheSize is zero.
 const DefaultCacheSize = 10000
 
-// cacheShards is the number of shards of a tokenCache: enough that
-// concurrent requests rarely meet on one lock.
-const cacheShards = 16
-
 // tokenCache holds users' decrypted access tokens until they are due for
-// refresh. It never holds more than its size: a full shard drops the
-// tokens no longer fresh, or else the one due first, before taking
-// another. A user dropped this way costs one storage read on the next
+// refresh, never more than its size (see expirycache for what a full
+// cache drops). A user dropped from it costs one storage read on the next
 // request.
 type tokenCache struct {
-	seed   maphash.Seed
-	shards [cacheShards]tokenShard
+	seed    maphash.Seed
+	entries *expirycache.Cache[string, *oauth2.Token] // by user
 }
 
-type tokenShard struct {
-	mu      sync.RWMutex
-	entries map[string]cachedToken // by user
-	limit   int
-}
-
-// cachedToken is a user's access token, served until fresh passes.
-type cachedToken struct {
-	token *oauth2.Token
-	fresh time.Time
-}
-
-// newTokenCache returns a cache of about size entries (at least one per
-// shard); size must be positive.
+// newTokenCache returns a cache of size entries; size must be positive.
 func newTokenCache(size int) *tokenCache {
-	c := &tokenCache{seed: maphash.MakeSeed()}
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.limit = size / cacheShards
-		if i < size%cacheShards {
-			s.limit++
-		}
-		s.limit = max(1, s.limit)
-		s.entries = make(map[string]cachedToken)
-	}
-	return c
-}
-
-func (c *tokenCache) shard(user string) *tokenShard {
-	return &c.shards[maphash.String(c.seed, user)%cacheShards]
+	return &tokenCache{seed: maphash.MakeSeed(), entries: expirycache.New[string, *oauth2.Token](size)}
 }
 
 // get returns the user's token if it is fresh at now.
 func (c *tokenCache) get(user string, now time.Time) *oauth2.Token {
-	s := c.shard(user)
-	s.mu.RLock()
-	e, ok := s.entries[user]
-	s.mu.RUnlock()
-	if ok && now.Before(e.fresh) {
-		return e.token
-	}
-	return nil
+	t, _ := c.entries.Get(maphash.String(c.seed, user), user, now.UnixNano())
+	return t
 }
 
 // put caches the user's token until fresh.
 func (c *tokenCache) put(user string, t *oauth2.Token, fresh, now time.Time) {
-	s := c.shard(user)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.entries[user]; !ok && len(s.entries) >= s.limit {
-		s.evict(now)
-	}
-	s.entries[user] = cachedToken{token: t, fresh: fresh}
+	c.entries.Put(maphash.String(c.seed, user), user, t, fresh.UnixNano(), now.UnixNano())
 }
 
 // remove drops the user's token.
-func (c *tokenCache) remove(user string) {
-	s := c.shard(user)
-	s.mu.Lock()
-	delete(s.entries, user)
-	s.mu.Unlock()
-}
+func (c *tokenCache) remove(user string) { c.entries.Remove(maphash.String(c.seed, user), user) }
 
 // len returns the number of entries.
-func (c *tokenCache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.entries)
-		s.mu.RUnlock()
-	}
-	return n
-}
-
-// evict drops every token no longer fresh at now or, if all are, the one
-// due for refresh first. It scans the shard, which costs less than the
-// storage read and decryption that precede every insertion.
-func (s *tokenShard) evict(now time.Time) {
-	var (
-		first    string
-		firstDue time.Time
-		found    bool
-		dropped  bool
-	)
-	for user, e := range s.entries {
-		if !now.Before(e.fresh) {
-			delete(s.entries, user)
-			dropped = true
-			continue
-		}
-		if !found || e.fresh.Before(firstDue) {
-			first, firstDue, found = user, e.fresh, true
-		}
-	}
-	if !dropped && found {
-		delete(s.entries, first)
-	}
-}
+func (c *tokenCache) len() int { return c.entries.Len() }
