@@ -16,6 +16,27 @@ import (
 
 const callback = "http://127.0.0.1:1/oauth/callback"
 
+// startDownstream starts the test provider and returns it with the
+// gateway's downstream client of it, asking for scopes (and resource, if
+// not empty). Both end with the test.
+func startDownstream(t *testing.T, scopes []string, resource string) (*testenv.Provider, *downstream.Client) {
+	t.Helper()
+	p, err := testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{callback}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, downstream.New(downstream.Config{
+		Issuer:      p.Issuer(),
+		ClientID:    testenv.DefaultClientID,
+		ClientAuth:  downstream.ClientAuth{Secret: testenv.DefaultClientSecret},
+		Resource:    resource,
+		Scopes:      scopes,
+		LoginScopes: downstream.DefaultLoginScopes(),
+		RedirectURL: callback,
+	})
+}
+
 // signIn runs a downstream login at the provider through the downstream
 // client and returns the grant.
 func signIn(t *testing.T, c *downstream.Client) *grants.Grant {
@@ -48,20 +69,7 @@ func signIn(t *testing.T, c *downstream.Client) *grants.Grant {
 // the grant, so a second instance on the same storage serves it without
 // asking the provider again, and a new sign-in discards it.
 func TestNarrowedTokensLiveInStorage(t *testing.T) {
-	p, err := testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{callback}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	client := downstream.New(downstream.Config{
-		Issuer:      p.Issuer(),
-		ClientID:    testenv.DefaultClientID,
-		ClientAuth:  downstream.ClientAuth{Secret: testenv.DefaultClientSecret},
-		Resource:    testenv.DefaultAudience,
-		Scopes:      testenv.DefaultScopes(),
-		LoginScopes: downstream.DefaultLoginScopes(),
-		RedirectURL: callback,
-	})
+	p, client := startDownstream(t, testenv.DefaultScopes(), testenv.DefaultAudience)
 	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
 	sealer, err := grants.NewSealer(key)
 	if err != nil {
@@ -121,19 +129,7 @@ func TestNarrowedTokensLiveInStorage(t *testing.T) {
 // (invalid_scope) cannot narrow: that is not the grant's end, and the
 // Narrowing's policy decides between the full token and ErrCannotNarrow.
 func TestNarrowingRefused(t *testing.T) {
-	p, err := testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{callback}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	client := downstream.New(downstream.Config{
-		Issuer:      p.Issuer(),
-		ClientID:    testenv.DefaultClientID,
-		ClientAuth:  downstream.ClientAuth{Secret: testenv.DefaultClientSecret},
-		Scopes:      []string{"tickets.read"},
-		LoginScopes: downstream.DefaultLoginScopes(),
-		RedirectURL: callback,
-	})
+	p, client := startDownstream(t, []string{"tickets.read"}, "")
 	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
 	sealer, _ := grants.NewSealer(key)
 	b := &grants.Broker{Ledger: grants.NewLedger(grants.NewMemoryStore(), "mcp_gateway/acme", sealer, nil), Refresher: client}
@@ -145,7 +141,7 @@ func TestNarrowingRefused(t *testing.T) {
 
 	// The grant holds tickets.read only: a refresh for admin.read is refused.
 	refuse := &grants.Narrowing{Key: "ops-console", Scopes: []string{"admin.read"}, Refuse: true}
-	_, err = b.TokenFor(ctx, g.User, refuse)
+	_, err := b.TokenFor(ctx, g.User, refuse)
 	if !errors.Is(err, grants.ErrCannotNarrow) || !strings.Contains(err.Error(), "invalid_scope") {
 		t.Fatalf("refuse: %v, want ErrCannotNarrow naming invalid_scope", err)
 	}
