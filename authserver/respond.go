@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // oauthError is an OAuth 2.0 error response (RFC 6749 §5.2, RFC 7591 §3.2.2,
@@ -96,13 +97,7 @@ func requireMethod(w http.ResponseWriter, r *http.Request, methods ...string) bo
 			return true
 		}
 	}
-	allow := ""
-	for i, m := range methods {
-		if i > 0 {
-			allow += ", "
-		}
-		allow += m
-	}
+	allow := strings.Join(methods, ", ")
 	w.Header().Set("Allow", allow)
 	writeOAuthError(w, &oauthError{Status: http.StatusMethodNotAllowed, Code: "invalid_request", Description: "this endpoint accepts " + allow})
 	return false

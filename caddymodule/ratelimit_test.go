@@ -109,3 +109,74 @@ func wantTooMany(t *testing.T, resp *http.Response, minSeconds, maxSeconds int) 
 		t.Errorf("Retry-After = %q, want %d to %d seconds", resp.Header.Get("Retry-After"), minSeconds, maxSeconds)
 	}
 }
+
+// TestRateLimitsBehindAProxy: behind a proxy Caddy trusts, the limits
+// count each forwarded client address, not the proxy's.
+func TestRateLimitsBehindAProxy(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{}, withLines("rate_limit {\n\t\t\tregister 2/1h\n\t\t}", ""),
+		withGlobal("servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"))
+	register := func(forwardedFor string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.public+"/oauth/support-assistant/register",
+			strings.NewReader(`{"redirect_uris":["http://127.0.0.1:33418/callback"],"token_endpoint_auth_method":"none"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for range 2 {
+		if resp := register("203.0.113.5"); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("a registration within the limit: %d", resp.StatusCode)
+		}
+	}
+	wantTooMany(t, register("203.0.113.5"), 1, 3600)
+	// Another client behind the same proxy has its own budget.
+	if resp := register("203.0.113.6"); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("another forwarded client was refused: %d", resp.StatusCode)
+	}
+}
+
+// TestTokenEndpointsRefuseWhatTheyCannotUse: the token and revocation
+// endpoints answer OAuth errors to requests they cannot use.
+func TestTokenEndpointsRefuseWhatTheyCannotUse(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{})
+	c := e.register(t, "support-assistant")
+	base := e.public + "/oauth/support-assistant"
+	for _, tc := range []struct {
+		name, method, path string
+		form               url.Values
+		status             int
+		code               string
+	}{
+		{"GET at the token endpoint", http.MethodGet, "/token", nil, http.StatusMethodNotAllowed, "invalid_request"},
+		{"no grant type", http.MethodPost, "/token", url.Values{"client_id": {c.ID}}, http.StatusBadRequest, "invalid_request"},
+		{"password grant", http.MethodPost, "/token", url.Values{"client_id": {c.ID}, "grant_type": {"password"}, "username": {"demo"}}, http.StatusBadRequest, "unsupported_grant_type"},
+		{"GET at the revocation endpoint", http.MethodGet, "/revoke", nil, http.StatusMethodNotAllowed, "invalid_request"},
+		{"revocation without a token", http.MethodPost, "/revoke", url.Values{"client_id": {c.ID}}, http.StatusBadRequest, "invalid_request"},
+		{"revocation by an unknown client", http.MethodPost, "/revoke", url.Values{"client_id": {"nobody"}, "token": {"x"}}, http.StatusUnauthorized, "invalid_client"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != tc.status || body.Error != tc.code || body.Description == "" {
+				t.Errorf("%d %q %q, want %d %s with a description", resp.StatusCode, body.Error, body.Description, tc.status, tc.code)
+			}
+			if tc.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "POST" {
+				t.Errorf("405 with Allow %q, want POST", resp.Header.Get("Allow"))
+			}
+		})
+	}
+}
