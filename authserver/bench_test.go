@@ -177,6 +177,20 @@ func (w *discardWriter) reset() {
 	w.status = 0
 }
 
+// warmRequest returns an edge with one server and one user's grant, and a
+// request of that user that has been authorized once, so that its token
+// and downstream token are in the caches.
+func warmRequest(tb testing.TB) (*benchEdge, *discardWriter, *http.Request, *authserver.Server) {
+	tb.Helper()
+	be := newBenchEdge(tb, grants.NewMemoryStore(), 1)
+	be.putGrants(tb, 1)
+	s := be.servers[0]
+	r := mcpRequest(s, be.token(tb, s, benchUser(0)))
+	w := &discardWriter{h: http.Header{}}
+	authorizeOnce(tb, be, w, r, s)
+	return be, w, r, s
+}
+
 func authorizeOnce(b testing.TB, be *benchEdge, w *discardWriter, r *http.Request, s *authserver.Server) {
 	w.reset()
 	a, ok := be.edge.Authorize(w, r, s)
@@ -195,12 +209,7 @@ func authorizeOnce(b testing.TB, be *benchEdge, w *discardWriter, r *http.Reques
 // opened, as on the first request after a restart.
 func BenchmarkAuthorize(b *testing.B) {
 	b.Run("warm", func(b *testing.B) {
-		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
-		be.putGrants(b, 1)
-		s := be.servers[0]
-		r := mcpRequest(s, be.token(b, s, benchUser(0)))
-		w := &discardWriter{h: http.Header{}}
-		authorizeOnce(b, be, w, r, s)
+		be, w, r, s := warmRequest(b)
 		b.ReportAllocs()
 		for b.Loop() {
 			authorizeOnce(b, be, w, r, s)
@@ -402,12 +411,7 @@ func tokenRequest(b *testing.B, be *benchEdge, s *authserver.Server, form url.Va
 // claims). An allocation added to the hot path fails here, deterministically,
 // long before it would show in a load benchmark.
 func TestAuthorizeWarmAllocations(t *testing.T) {
-	be := newBenchEdge(t, grants.NewMemoryStore(), 1)
-	be.putGrants(t, 1)
-	s := be.servers[0]
-	r := mcpRequest(s, be.token(t, s, benchUser(0)))
-	w := &discardWriter{h: http.Header{}}
-	authorizeOnce(t, be, w, r, s)
+	be, w, r, s := warmRequest(t)
 	if allocs := testing.AllocsPerRun(100, func() { authorizeOnce(t, be, w, r, s) }); allocs > 2 {
 		t.Errorf("a warm Authorize allocates %.0f times, want at most 2", allocs)
 	}

@@ -268,20 +268,11 @@ func TestStepUpForAPrivilegedTool(t *testing.T) {
 // post sends one raw MCP request through the gateway.
 func (e *callScopesEnv) post(t *testing.T, path, token, body string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.public+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, b, err := testenv.PostMCP(e.public+path, token, body, header...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
+	return resp, b
 }
 
 func callBody(id int, tool string) string {

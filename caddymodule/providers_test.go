@@ -198,11 +198,7 @@ func TestNarrowingFallback(t *testing.T) {
 		support, ops := loginBoth(t, e)
 		for range 2 {
 			for path, tok := range map[string]string{"/support": support.AccessToken, "/ops": ops.AccessToken} {
-				req, _ := http.NewRequest(http.MethodPost, e.public+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := http.DefaultClient.Do(req)
+				resp, raw, err := testenv.PostMCP(e.public+path, tok, `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -210,8 +206,7 @@ func TestNarrowingFallback(t *testing.T) {
 					Error            string `json:"error"`
 					ErrorDescription string `json:"error_description"`
 				}
-				_ = json.NewDecoder(resp.Body).Decode(&body)
-				resp.Body.Close()
+				_ = json.Unmarshal([]byte(raw), &body)
 				// Retrying is pointless until the provider is asked again,
 				// an hour after it was found not to narrow.
 				retry, _ := strconv.Atoi(resp.Header.Get("Retry-After"))

@@ -27,16 +27,11 @@ import (
 // returns the status and the WWW-Authenticate header.
 func challengeOf(t *testing.T, target, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, _, err := testenv.PostMCP(target, token,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
 }
 

@@ -34,27 +34,37 @@ func listsFor(t *testing.T, body string) *Lists {
 	return l
 }
 
-func toolNames(t *testing.T, message string) []string {
+// listNames returns the names of the entries of a list result's member
+// (tools, resourceTemplates...) in message.
+func listNames(t *testing.T, message, member string) []string {
 	t.Helper()
 	var msg struct {
-		Result struct {
-			Tools []struct {
-				Name string `json:"name"`
-			} `json:"tools"`
-			NextCursor string `json:"nextCursor"`
-		} `json:"result"`
+		Result map[string]json.RawMessage `json:"result"`
+	}
+	var entries []struct {
+		Name string `json:"name"`
 	}
 	if err := json.Unmarshal([]byte(message), &msg); err != nil {
 		t.Fatalf("%v in %s", err, message)
 	}
-	var names []string
-	for _, tool := range msg.Result.Tools {
-		names = append(names, tool.Name)
+	if err := json.Unmarshal(msg.Result[member], &entries); err != nil {
+		t.Fatalf("%s: %v in %s", member, err, message)
 	}
-	if msg.Result.NextCursor != "c2" {
-		t.Errorf("the rest of the result was lost: %s", message)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
 	}
 	return names
+}
+
+// toolNames returns the tools of a tools/list result, checking that the
+// rest of the result (its cursor) came through.
+func toolNames(t *testing.T, message string) []string {
+	t.Helper()
+	if !strings.Contains(message, `"nextCursor":"c2"`) {
+		t.Errorf("the rest of the result was lost: %s", message)
+	}
+	return listNames(t, message, "tools")
 }
 
 func TestFilterJSON(t *testing.T) {
@@ -324,23 +334,6 @@ func TestFilterResourceTemplates(t *testing.T) {
 		`{"uriTemplate":"file:///ops/secrets/{name}","name":"secret"},` +
 		`{"uriTemplate":"file:///ops/logs/{day}.log","name":"log"},` +
 		`{"uriTemplate":"{+anything}","name":"any"}]}}`
-	names := func(message string) string {
-		var msg struct {
-			Result struct {
-				ResourceTemplates []struct {
-					Name string `json:"name"`
-				} `json:"resourceTemplates"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal([]byte(message), &msg); err != nil {
-			t.Fatalf("%v in %s", err, message)
-		}
-		var out []string
-		for _, rt := range msg.Result.ResourceTemplates {
-			out = append(out, rt.Name)
-		}
-		return strings.Join(out, " ")
-	}
 	for name, l := range map[string]*Lists{
 		"reply":  listsFor(t, `{"jsonrpc":"2.0","id":3,"method":"resources/templates/list"}`),
 		"replay": opsPolicy(false).Replays(scopes.MustParse("tickets.read")),
@@ -353,7 +346,7 @@ func TestFilterResourceTemplates(t *testing.T) {
 		// The secret template can only expand under file:///ops/secrets/,
 		// which needs admin.read; "{+anything}" may expand anywhere and is
 		// judged when a URI is read.
-		if got := names(w.Body.String()); got != "log any" {
+		if got := strings.Join(listNames(t, w.Body.String(), "resourceTemplates"), " "); got != "log any" {
 			t.Errorf("%s: templates after filtering: %q, want \"log any\"", name, got)
 		}
 	}
