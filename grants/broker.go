@@ -212,12 +212,9 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 	if t := b.cached(user, now); t != nil {
 		return t, nil
 	}
-	g, err := b.Ledger.Grant(ctx, user)
+	g, err := b.Ledger.liveGrant(ctx, user)
 	if err != nil {
 		return nil, err
-	}
-	if g.Dead {
-		return nil, deadError(g)
 	}
 	if now.Before(b.freshUntil(g, now)) {
 		return b.remember(g, now), nil
@@ -228,14 +225,12 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Another instance may have refreshed (or ended) the grant while
 		// this one waited for the lock.
-		g, err := l.Grant(ctx, user)
+		g, err := l.liveGrant(ctx, user)
 		if err != nil {
 			return err
 		}
 		now := b.now()
 		switch {
-		case g.Dead:
-			return deadError(g)
 		case now.Before(b.freshUntil(g, now)):
 			token = b.remember(g, now)
 			return nil
@@ -314,6 +309,19 @@ func (b *Broker) bury(ctx context.Context, g *Grant, reason string) error {
 		return fmt.Errorf("%w (%s), but recording that failed: %w", ErrGrantDead, reason, err)
 	}
 	return deadError(g)
+}
+
+// liveGrant returns user's grant, or ErrGrantDead (with the reason) for
+// one that has ended.
+func (l *Ledger) liveGrant(ctx context.Context, user string) (*Grant, error) {
+	g, err := l.Grant(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if g.Dead {
+		return nil, deadError(g)
+	}
+	return g, nil
 }
 
 func deadError(g *Grant) error {

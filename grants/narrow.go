@@ -232,12 +232,9 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	if t := b.viewCache(v).get(user, now); t != nil {
 		return t, nil
 	}
-	g, err := b.Ledger.Grant(ctx, user)
+	g, err := b.Ledger.liveGrant(ctx, user)
 	if err != nil {
 		return nil, err
-	}
-	if g.Dead {
-		return nil, deadError(g)
 	}
 	if t := b.storedNarrowed(v, g, now); t != nil {
 		return t, nil
@@ -254,14 +251,11 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Another instance may have narrowed, refreshed or ended the grant
 		// while this one waited for the lock.
-		g, err := l.Grant(ctx, user)
+		g, err := l.liveGrant(ctx, user)
 		if err != nil {
 			return err
 		}
 		now := b.now()
-		if g.Dead {
-			return deadError(g)
-		}
 		if token = b.storedNarrowed(v, g, now); token != nil {
 			return nil
 		}
@@ -380,12 +374,9 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 	l := b.Ledger
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Re-read: a refresh elsewhere may have changed the grant.
-		g, err := l.Grant(ctx, user)
+		g, err := l.liveGrant(ctx, user)
 		if err != nil {
 			return err
-		}
-		if g.Dead {
-			return deadError(g)
 		}
 		if g.Narrowed == nil {
 			g.Narrowed = make(map[string]*NarrowedToken)
