@@ -105,7 +105,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		ExpiresAt:     now.Add(e.opts.AuthorizationTTL),
 	}
 	earlier := e.earlierConsent(ctx, s, browser, p)
-	if asked, err := scopes.Parse(p.Scopes); err == nil && !earlier.IsEmpty() && earlier.ContainsAll(asked) {
+	if !earlier.IsEmpty() && earlier.ContainsAll(req.scopes) {
 		e.audit("consent given", s, p.ClientID, "", p.Scopes, zap.Bool("remembered", true))
 		e.startDownstream(w, r, s, p)
 		return

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
@@ -60,9 +59,7 @@ func (e *Edge) checkCalls(w http.ResponseWriter, r *http.Request, s *Server, cla
 	want := granted.Intersect(s.Rule.Offered).Union(missing)
 	what := refused.Method + " " + refused.Name
 	e.refuseRequest(s, claims.ClientID, claims.Subject, RequestForbidden, "insufficient scope for "+what+": missing "+missing.String())
-	desc := describe(what + " needs scope " + missing.String() + "; authorize again with scope " + want.String())
-	w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+want.String()+`", resource_metadata="`+e.resourceMetadataURL(s)+`", error_description="`+desc+`"`)
-	writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: desc})
+	e.insufficientScope(w, s, want, what+" needs scope "+missing.String()+"; authorize again with scope "+want.String())
 	return nil, false
 }
 
@@ -85,11 +82,5 @@ func writeRPCError(w http.ResponseWriter, me *mcpcalls.Error) {
 	if id == nil {
 		id = json.RawMessage("null")
 	}
-	body, _ := json.Marshal(&rpcError{JSONRPC: "2.0", ID: id, Error: rpcErrorObject{Code: me.Code, Message: me.Message}})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(me.Status)
-	_, _ = w.Write(body)
+	writeJSON(w, me.Status, &rpcError{JSONRPC: "2.0", ID: id, Error: rpcErrorObject{Code: me.Code, Message: me.Message}})
 }

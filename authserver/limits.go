@@ -84,9 +84,13 @@ func take(l *ratelimit.Limiter, key, what string) *tooMany {
 	return nil
 }
 
-// seconds is the Retry-After value: whole seconds, at least one.
-func (t *tooMany) seconds() int {
-	return max(1, int(math.Ceil(t.retryAfter.Seconds())))
+// seconds is the Retry-After value.
+func (t *tooMany) seconds() int { return retrySeconds(t.retryAfter) }
+
+// retrySeconds is a Retry-After value for a wait of d: whole seconds, at
+// least one.
+func retrySeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
 }
 
 // oauthError is the refusal as an OAuth error JSON.

@@ -2,9 +2,7 @@ package authserver
 
 import (
 	"errors"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
 // Access is what an authorized MCP request carries on to the upstream.
@@ -44,6 +43,7 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 	}
 	raw, ok := bearerToken(r)
 	if !ok {
+		// Only counted, not audited: every client's first request is one.
 		e.count(s, RequestUnauthorized)
 		e.challenge(w, s, "", "")
 		return Access{}, false
@@ -64,8 +64,7 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 	// issued: at least one of its scopes must still be offered.
 	if !hasOfferedScope(claims.Scope, s) {
 		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestForbidden, "insufficient scope")
-		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="none of the token's scopes is offered by this server", scope="`+s.Rule.Offered.String()+`", resource_metadata="`+e.resourceMetadataURL(s)+`"`)
-		writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: "none of the token's scopes is offered by server " + s.Name + "; authorize again"})
+		e.insufficientScope(w, s, s.Rule.Offered, "none of the token's scopes is offered by server "+s.Name+"; authorize again")
 		return Access{}, false
 	}
 	var lists *mcpcalls.Lists
@@ -87,8 +86,7 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 	default:
 		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnavailable, "downstream refresh failed")
 		e.log.Warn("downstream token unavailable", zap.String("gateway", g.Name), zap.String("server", s.Name), zap.Error(err))
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, &oauthError{Code: "temporarily_unavailable", Description: "the identity provider cannot refresh the user's access right now; retry shortly"})
+		writeOAuthError(w, errServer("the identity provider cannot refresh the user's access right now; retry shortly"))
 		return Access{}, false
 	}
 	e.count(s, RequestAllowed)
@@ -105,14 +103,20 @@ func (e *Edge) refuseUnnarrowed(w http.ResponseWriter, s *Server, claims *access
 	if cannot, ok := errors.AsType[*grants.CannotNarrowError](err); ok {
 		retryAt = cannot.Until
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retryAt.Sub(e.opts.Now()).Seconds())))))
-	writeJSON(w, http.StatusServiceUnavailable, &oauthError{Code: "temporarily_unavailable",
+	writeOAuthError(w, &oauthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", RetryAfter: retrySeconds(retryAt.Sub(e.opts.Now())),
 		Description: "the identity provider does not issue tokens limited to server " + s.Name + "'s scopes, and this server refuses the user's full token; the gateway asks the provider again at " + retryAt.UTC().Format(time.RFC3339)})
 }
 
+// insufficientScope answers 403 insufficient_scope with the scopes to
+// authorize for (RFC 6750 §3.1, the MCP step-up).
+func (e *Edge) insufficientScope(w http.ResponseWriter, s *Server, want scopes.Set, desc string) {
+	desc = describe(desc)
+	w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+want.String()+`", resource_metadata="`+e.resourceMetadataURL(s)+`", error_description="`+desc+`"`)
+	writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: desc})
+}
+
 // refuseRequest counts a refused MCP request and records why on the audit
-// log. A request without any token is only counted: every client's first
-// request is one.
+// log.
 func (e *Edge) refuseRequest(s *Server, clientID, user string, o Outcome, reason string) {
 	e.count(s, o)
 	e.audit("request refused", s, clientID, user, "", zap.String("reason", reason))

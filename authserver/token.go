@@ -284,7 +284,9 @@ func (e *Edge) clientRequest(w http.ResponseWriter, r *http.Request, s *Server, 
 	}
 	client, oerr := e.authenticateClient(r.Context(), s, r, form)
 	if oerr != nil {
-		if unauthenticated != nil {
+		// A 429 of the client's authentication limit is counted as rate
+		// limited, like the per-address one above, and only so.
+		if unauthenticated != nil && oerr.Status != http.StatusTooManyRequests {
 			unauthenticated()
 		}
 		writeOAuthError(w, oerr)

@@ -64,6 +64,14 @@ func TestRateLimits(t *testing.T) {
 	wantTokenError(t, guess("wrong-1"), http.StatusUnauthorized, "invalid_client")
 	wantTokenError(t, guess("wrong-2"), http.StatusUnauthorized, "invalid_client")
 	wantTokenError(t, guess("desk-secret"), http.StatusTooManyRequests, "temporarily_unavailable")
+	// The 429 counts as rate limited only, not also as a refused token
+	// request: two refusals, then three limits (registration,
+	// authorization, client authentication).
+	m := scrape(t, e)
+	if refused, limited := m[`caddy_mcp_gateway_tokens_total{gateway="acme",grant_type="other",result="refused",server="support-assistant"}`],
+		m[`caddy_mcp_gateway_rate_limited_total{gateway="acme",server="support-assistant"}`]; refused != 2 || limited != 3 {
+		t.Errorf("metrics: %v refused token requests and %v rate limited, want 2 and 3", refused, limited)
+	}
 	if tok := c.redeem(t, "support-assistant", code, verifier); tok.Status != http.StatusOK {
 		t.Fatalf("a public client's redemption within the token limit: %d %s", tok.Status, tok.Description)
 	}
