@@ -110,9 +110,8 @@ type narrowedView struct {
 	scope    string // scopes, space-separated
 	exchange bool   // by token exchange rather than refresh
 
-	cacheOnce sync.Once
-	cache     *tokenCache
-	flights   singleflight.Group // narrowing refreshes in progress, by user
+	cache   *tokenCache        // made with the view, under narrowState's lock
+	flights singleflight.Group // narrowing refreshes in progress, by user
 
 	// cannot is set while the server is known not to narrow this view.
 	cannot atomic.Pointer[cannotNarrow]
@@ -142,7 +141,7 @@ func (b *Broker) view(n *Narrowing) *narrowedView {
 		if s.views == nil {
 			s.views = make(map[string]*narrowedView)
 		}
-		v = &narrowedView{key: n.Key, scopes: slices.Clone(n.Scopes), scope: scope, exchange: n.Exchange}
+		v = &narrowedView{key: n.Key, scopes: slices.Clone(n.Scopes), scope: scope, exchange: n.Exchange, cache: b.newTokenCache()}
 		s.views[id] = v
 	}
 	s.mu.Unlock()
@@ -150,19 +149,12 @@ func (b *Broker) view(n *Narrowing) *narrowedView {
 	return v
 }
 
-func (b *Broker) viewCache(v *narrowedView) *tokenCache {
-	v.cacheOnce.Do(func() { v.cache = b.newTokenCache() })
-	return v.cache
-}
-
 // forget drops user's narrowed tokens from memory.
 func (s *narrowState) forget(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range s.views {
-		if v.cache != nil {
-			v.cache.remove(user)
-		}
+		v.cache.remove(user)
 	}
 }
 
@@ -186,7 +178,7 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 	now := b.now()
 	cannot := v.cannot.Load()
 	if cannot == nil || !now.Before(cannot.until) {
-		if t := b.viewCache(v).get(user, now); t != nil {
+		if t := v.cache.get(user, now); t != nil {
 			return t, nil
 		}
 		ch := v.flights.DoChan(user, func() (any, error) {
@@ -229,7 +221,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	defer cancel()
 
 	now := b.now()
-	if t := b.viewCache(v).get(user, now); t != nil {
+	if t := v.cache.get(user, now); t != nil {
 		return t, nil
 	}
 	g, err := b.Ledger.liveGrant(ctx, user)
@@ -391,7 +383,7 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 		return nil, err
 	}
 	if fresh := b.dueAt(nt.Token.Expiry, now, now); now.Before(fresh) {
-		b.viewCache(v).put(user, nt.Token, fresh, now)
+		v.cache.put(user, nt.Token, fresh, now)
 	}
 	return nt.Token, nil
 }
@@ -407,7 +399,7 @@ func (b *Broker) storedNarrowed(v *narrowedView, g *Grant, now time.Time) *oauth
 	if !now.Before(fresh) {
 		return nil
 	}
-	b.viewCache(v).put(g.User, nt.Token, fresh, now)
+	v.cache.put(g.User, nt.Token, fresh, now)
 	return nt.Token
 }
 

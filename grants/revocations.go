@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,16 +33,20 @@ func (l *Ledger) recordRevocation(ctx context.Context, id string) error {
 
 // Revocations returns the revocations recorded in the last
 // RevocationRetention, except those whose storage key is in seen; it adds
-// the keys it returns to seen. An instance polls it to refuse, within its
-// polling interval, the access tokens of families revoked elsewhere.
+// the keys it returns to seen, and drops from seen the keys no longer
+// stored, so that seen stays as small as the records. An instance polls it
+// to refuse, within its polling interval, the access tokens of families
+// revoked elsewhere.
 func (l *Ledger) Revocations(ctx context.Context, seen map[string]bool) ([]Revocation, error) {
 	keys, err := l.store.List(ctx, l.dir(kindRevocations), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("grants: listing revocations: %w", err)
 	}
+	stored := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		stored[key] = true
+	}
+	maps.DeleteFunc(seen, func(key string, _ bool) bool { return !stored[key] })
 	now := l.now()
 	var out []Revocation
 	for _, key := range keys {
@@ -90,6 +96,8 @@ func (l *Ledger) Families(ctx context.Context, filter FamilyFilter, after string
 	if err != nil {
 		return nil, "", fmt.Errorf("grants: listing families: %w", err)
 	}
+	// Pages follow the keys' order, which a Store does not promise.
+	slices.Sort(keys)
 	now := l.now()
 	for _, key := range keys {
 		cursor := key[strings.LastIndexByte(key, '/')+1:]

@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -67,6 +68,10 @@ func TestRevocationsReachOtherInstances(t *testing.T) {
 			if got, err := b.ledger.Revocations(ctx, map[string]bool{}); err != nil || len(got) != 0 {
 				t.Fatalf("after retention and a prune: %+v, %v", got, err)
 			}
+			// The poller's seen set forgets what storage no longer holds.
+			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 0 || len(seen) != 0 {
+				t.Fatalf("after a prune the poller still remembers %d keys (%+v, %v)", len(seen), got, err)
+			}
 		})
 	}
 }
@@ -76,6 +81,11 @@ func TestFamiliesListing(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			ctx := context.Background()
 			env := newLedgerEnv(t, st.new(t))
+			if st.name == "memory" {
+				// A Store does not promise an order; this one lists in
+				// reverse, which paging must not depend on.
+				env = newLedgerEnv(t, reverseListing{NewMemoryStore()})
+			}
 			l := env.ledger
 			byUser := map[string]int{}
 			var revoked string
@@ -139,4 +149,14 @@ func TestFamiliesListing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reverseListing is a Store whose List answers in reverse order, as a
+// Store may: the ones here all sort.
+type reverseListing struct{ *MemoryStore }
+
+func (r reverseListing) List(ctx context.Context, path string, recursive bool) ([]string, error) {
+	keys, err := r.MemoryStore.List(ctx, path, recursive)
+	slices.Reverse(keys)
+	return keys, err
 }
