@@ -51,8 +51,10 @@ type Broker struct {
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// OnRefresh, if set, is told of every downstream refresh: how long it
-	// took, and nil, an ErrGrantDead or an ErrDownstreamUnavailable error.
+	// OnRefresh, if set, is told of every downstream refresh or token
+	// exchange: how long it took, and nil, an ErrGrantDead or an
+	// ErrDownstreamUnavailable error. A server's refusal to narrow is no
+	// failed refresh: Narrowing.Warn reports it.
 	OnRefresh func(took time.Duration, err error)
 	// CacheSize bounds the number of users whose decrypted access token is
 	// kept in memory, so that memory does not grow with every user ever
@@ -123,7 +125,7 @@ func (b *Broker) Put(ctx context.Context, g *Grant) error {
 	// The new sign-in has no narrowed tokens yet.
 	b.narrow.forget(g.User)
 	if g.Dead {
-		b.Forget(g.User)
+		b.tokens().remove(g.User)
 	} else {
 		b.remember(g, b.now())
 	}
@@ -182,22 +184,11 @@ func accessOnly(t *oauth2.Token) *oauth2.Token {
 
 // freshUntil is when g's token becomes due for refresh.
 func (b *Broker) freshUntil(g *Grant, now time.Time) time.Time {
-	exp := g.Token.Expiry
-	if exp.IsZero() {
-		return now.Add(maxCacheAge)
-	}
-	leeway := b.Leeway
-	if leeway <= 0 {
-		leeway = defaultLeeway
-	}
 	issued := g.RefreshedAt
 	if issued.IsZero() {
 		issued = g.CreatedAt
 	}
-	if half := exp.Sub(issued) / 2; !issued.IsZero() && half >= 0 && half < leeway {
-		leeway = half
-	}
-	return exp.Add(-leeway)
+	return b.dueAt(g.Token.Expiry, issued, now)
 }
 
 // obtain returns the user's token, from storage or from a refresh. It runs
@@ -346,14 +337,7 @@ func definitive(err error) (reason string, dead bool) {
 	if re.ErrorCode != "invalid_grant" && status != http.StatusBadRequest && status != http.StatusUnauthorized {
 		return "", false
 	}
-	code := re.ErrorCode
-	if len(code) > 64 || !isBase64URL(code) {
-		code = "" // not an RFC 6749 error code: do not echo it
-	}
-	if code == "" {
-		return fmt.Sprintf("the downstream server refused the refresh token (HTTP %d)", status), true
-	}
-	return fmt.Sprintf("the downstream server refused the refresh token (HTTP %d, %s)", status, code), true
+	return "the downstream server refused the refresh token (" + refusalOf(err) + ")", true
 }
 
 func (b *Broker) now() time.Time {

@@ -93,7 +93,7 @@ type Narrowing struct {
 	Warn func(reason error)
 
 	view   atomic.Pointer[narrowedView]
-	warned atomic.Pointer[cannotNarrow] // the finding Warn was last told of
+	warned atomic.Pointer[CannotNarrowError] // the finding Warn was last told of
 }
 
 // narrowState holds the Broker's narrowed tokens in memory: one view per
@@ -114,18 +114,14 @@ type narrowedView struct {
 	flights singleflight.Group // narrowing refreshes in progress, by user
 
 	// cannot is set while the server is known not to narrow this view.
-	cannot atomic.Pointer[cannotNarrow]
+	cannot atomic.Pointer[CannotNarrowError]
 }
 
-// cannotNarrow says why a server does not narrow, and until when that is
-// believed without asking again.
-type cannotNarrow struct {
-	reason error
-	until  time.Time
+// cannotNarrow is the finding that v's server does not narrow, for why,
+// believed for narrowRetry without asking again.
+func (b *Broker) cannotNarrow(v *narrowedView, why error) *CannotNarrowError {
+	return &CannotNarrowError{Server: v.key, Reason: why, Until: b.now().Add(narrowRetry)}
 }
-
-func (e *cannotNarrow) Error() string { return e.reason.Error() }
-func (e *cannotNarrow) Unwrap() error { return e.reason }
 
 // view returns the view of n, made on first use.
 func (b *Broker) view(n *Narrowing) *narrowedView {
@@ -177,7 +173,7 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 	v := b.view(n)
 	now := b.now()
 	cannot := v.cannot.Load()
-	if cannot == nil || !now.Before(cannot.until) {
+	if cannot == nil || !now.Before(cannot.Until) {
 		if t := v.cache.get(user, now); t != nil {
 			return t, nil
 		}
@@ -195,7 +191,7 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 		}
 		// A variable of its own for errors.As, which makes it escape:
 		// were it cannot, every call, warm ones included, would allocate.
-		var found *cannotNarrow
+		var found *CannotNarrowError
 		if !errors.As(r.Err, &found) {
 			return nil, r.Err
 		}
@@ -205,10 +201,10 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 		}
 	}
 	if n.Warn != nil && n.warned.Load() != cannot && n.warned.Swap(cannot) != cannot {
-		n.Warn(cannot.reason)
+		n.Warn(cannot.Reason)
 	}
 	if n.Refuse {
-		return nil, &CannotNarrowError{Server: v.key, Reason: cannot.reason, Until: cannot.until}
+		return nil, cannot
 	}
 	return b.Token(ctx, user)
 }
@@ -234,6 +230,9 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	if v.exchange {
 		return b.exchangeNarrowed(ctx, v, user, timeout)
 	}
+	if b.Refresher == nil {
+		return nil, b.cannotNarrow(v, errors.New("the broker has no Refresher to narrow with"))
+	}
 
 	l := b.Ledger
 	var (
@@ -256,7 +255,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 			return nil
 		}
 		started := time.Now()
-		next, err := b.refreshScoped(ctx, g.Token.RefreshToken, v.scopes)
+		next, err := b.Refresher.Refresh(ctx, g.Token.RefreshToken, v.scopes)
 		if err != nil {
 			switch {
 			case isInvalidGrant(err):
@@ -265,16 +264,15 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 			case isRefusal(err):
 				// Not the grant's end: the server refuses this scope, or
 				// the scope parameter. A plain refresh will tell whether
-				// the grant itself is still good.
+				// the grant itself is still good. Narrowing.Warn reports
+				// it, not OnRefresh: no refresh failed.
 				cannot = fmt.Errorf("the downstream server refused a refresh narrowed to %q (%s)", v.scope, refusalOf(err))
+				return nil
 			default:
 				err = fmt.Errorf("%w: narrowing a downstream token: %w", ErrDownstreamUnavailable, err)
 			}
 			if b.OnRefresh != nil {
 				b.OnRefresh(time.Since(started), err)
-			}
-			if cannot != nil {
-				return nil
 			}
 			return err
 		}
@@ -319,7 +317,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 		return nil, err
 	}
 	if cannot != nil {
-		return nil, &cannotNarrow{reason: cannot, until: b.now().Add(narrowRetry)}
+		return nil, b.cannotNarrow(v, cannot)
 	}
 	return token, nil
 }
@@ -330,7 +328,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user string, timeout time.Duration) (*oauth2.Token, error) {
 	ex, ok := b.Refresher.(Exchanger)
 	if !ok {
-		return nil, &cannotNarrow{reason: errors.New("the downstream client cannot exchange tokens"), until: b.now().Add(narrowRetry)}
+		return nil, b.cannotNarrow(v, errors.New("the downstream client cannot exchange tokens"))
 	}
 	full, err := b.Token(ctx, user)
 	if err != nil {
@@ -346,8 +344,8 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 		}
 	case isRefusal(err):
 		// The subject token was fresh, so this is the server declining to
-		// exchange, not the grant's end.
-		cannot = fmt.Errorf("the downstream server refused a token exchange for %q (%s)", v.scope, refusalOf(err))
+		// exchange, not the grant's end; Narrowing.Warn reports it.
+		return nil, b.cannotNarrow(v, fmt.Errorf("the downstream server refused a token exchange for %q (%s)", v.scope, refusalOf(err)))
 	default:
 		err = fmt.Errorf("%w: exchanging a downstream token: %w", ErrDownstreamUnavailable, err)
 	}
@@ -355,7 +353,7 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 		b.OnRefresh(time.Since(started), err)
 	}
 	if cannot != nil {
-		return nil, &cannotNarrow{reason: cannot, until: b.now().Add(narrowRetry)}
+		return nil, b.cannotNarrow(v, cannot)
 	}
 	if err != nil {
 		return nil, err
@@ -417,14 +415,6 @@ func (b *Broker) dueAt(exp, issued, now time.Time) time.Time {
 		leeway = half
 	}
 	return exp.Add(-leeway)
-}
-
-// refreshScoped asks for a token narrowed to scopes; it needs a Refresher.
-func (b *Broker) refreshScoped(ctx context.Context, refreshToken string, scopes []string) (*oauth2.Token, error) {
-	if b.Refresher == nil {
-		return nil, &oauth2.RetrieveError{ErrorCode: "invalid_scope", ErrorDescription: "this broker has no Refresher to narrow with"}
-	}
-	return b.Refresher.Refresh(ctx, refreshToken, scopes)
 }
 
 // openIDScopes grant no access to an API: a narrowed token may hold them.
