@@ -183,7 +183,7 @@ func startRedis(t *testing.T) (*testenv.RedisServer, string) {
 	t.Helper()
 	redis, err := testenv.StartRedis()
 	if errors.Is(err, testenv.ErrNoRedis) {
-		t.Skip("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
+		t.Fatal("redis-server is not installed: apt-get install redis-server (bash .ci/run installs it)")
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -418,7 +418,7 @@ func TestProviderKeycloak(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyFile := writeKey(t, key)
-	e := startEnv(t, testenv.ProviderConfig{ClientAuthMethod: "private_key_jwt", ClientPublicKey: key.Public(), AssertionAudience: "issuer",
+	e := startEnv(t, testenv.ProviderConfig{ClientAuthMethod: "private_key_jwt", ClientPublicKey: key.Public(), ClientKeyID: "gateway-2026", AssertionAudience: "issuer",
 		TokenExchange: true, IgnoreRefreshScope: true},
 		gatewayBlock([]string{"resource ", "client_secret ", "identity "}, `
 			resource_parameter none

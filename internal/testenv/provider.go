@@ -121,6 +121,9 @@ type ProviderConfig struct {
 	ClientAuthMethod string
 	// ClientPublicKey verifies private_key_jwt client assertions.
 	ClientPublicKey crypto.PublicKey
+	// ClientKeyID, if set, is the kid every client assertion must name, as
+	// servers holding several keys of a client require.
+	ClientKeyID string
 	// ClientCertificate, if set, is the client's registered certificate,
 	// as Microsoft Entra ID holds one: each assertion must name it by its
 	// thumbprint (an x5t#S256 or x5t header), and its key verifies them

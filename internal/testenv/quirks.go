@@ -133,6 +133,9 @@ func (p *Provider) verifyAssertion(form url.Values) error {
 	if err != nil {
 		return fmt.Errorf("the client assertion does not verify: %w", err)
 	}
+	if kid := p.cfg.ClientKeyID; kid != "" && token.Header["kid"] != kid {
+		return fmt.Errorf("the client assertion names key %v, not the registered %q", token.Header["kid"], kid)
+	}
 	if cert := p.cfg.ClientCertificate; cert != nil {
 		sha1Sum, sha256Sum := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
 		if token.Header["x5t#S256"] != base64.RawURLEncoding.EncodeToString(sha256Sum[:]) &&

@@ -75,8 +75,11 @@ func TestProviderAudienceParameter(t *testing.T) {
 	b := NewBrowser()
 	stopAtCallback(b)
 	page, err := b.Get(conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("resource", DefaultAudience)))
-	if err != nil || page.Status != http.StatusBadRequest {
-		t.Errorf("a resource parameter: status %d, %v; want 400", page.Status, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Status != http.StatusBadRequest {
+		t.Errorf("a resource parameter: status %d; want 400", page.Status)
 	}
 }
 
@@ -87,7 +90,10 @@ func TestProviderScopeRules(t *testing.T) {
 	for _, scope := range []string{"openid tickets.read", "openid offline_access api://acme/tickets.read"} {
 		conf := oauthConfig(p, strings.Fields(scope)...)
 		page, err := b.Get(conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
-		if err != nil || page.Status != http.StatusBadRequest || !strings.Contains(page.Body, "invalid_scope") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Status != http.StatusBadRequest || !strings.Contains(page.Body, "invalid_scope") {
 			t.Errorf("scope %q: status %d, want 400 invalid_scope", scope, page.Status)
 		}
 	}
