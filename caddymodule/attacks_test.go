@@ -175,7 +175,7 @@ func TestAttacks(t *testing.T) {
 		}))
 		defer docs.Close()
 		for _, id := range []string{docs.URL + "/client.json", strings.Replace(docs.URL, "127.0.0.1", "localhost", 1) + "/client.json",
-			"http://" + hostPort(docs.URL) + "/client.json"} {
+			"http://" + testenv.HostOf(docs.URL) + "/client.json"} {
 			c := e.client(id)
 			wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "metadata document")
 		}

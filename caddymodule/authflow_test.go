@@ -158,7 +158,7 @@ func TestTwoGatewaysStayApart(t *testing.T) {
 	}
 	defer reports.Close()
 	cfg := fmt.Sprintf(twoGatewaysCaddyfile, e.admin, e.storage, e.public, acme.Issuer(), globex.Issuer(),
-		hostPort(support.URL()), hostPort(reports.URL()))
+		testenv.HostOf(support.URL()), testenv.HostOf(reports.URL()))
 	if err := testenv.RunCaddyfile([]byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
@@ -491,17 +491,14 @@ func mustAnswer(t *testing.T, c *client, page *testenv.Page, approve bool) *test
 // endpoint, returning the state the gateway sent there.
 func downstreamState(t *testing.T, e *env, c *client, params url.Values) string {
 	t.Helper()
-	providerHost := hostPort(e.provider.Issuer())
+	providerHost := testenv.HostOf(e.provider.Issuer())
 	c.Browser.StopAt(func(u *url.URL) bool { return u.Host == providerHost || u.Host == "127.0.0.1:33418" })
 	defer c.Browser.StopAt(func(u *url.URL) bool { return u.Host == "127.0.0.1:33418" })
 	form := c.begin(t, "support-assistant", params).Form("consent")
 	if form == nil {
 		t.Fatal("no consent form")
 	}
-	page, err := c.Browser.Submit(form, "decision=approve", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	page := mustSubmit(t, c, form)
 	if page.URL.Host != providerHost || page.URL.Query().Get("state") == "" {
 		t.Fatalf("consent did not lead to the provider: %s", page.URL)
 	}

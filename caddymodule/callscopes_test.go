@@ -53,7 +53,7 @@ func startCallScopesEnv(t *testing.T) *callScopesEnv {
 			%s
 			reverse_proxy %s
 		}
-		`, name, name, extra, hostPort(upstream))
+		`, name, name, extra, testenv.HostOf(upstream))
 	}
 	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "max_call_body 64KiB") + server("ops-all", sse.URL(), "filter_lists off") +
 		server("ops-files", sse.URL(), "prompt incident_report admin.read\n\t\t\tresource file:///ops/secrets/ admin.read")

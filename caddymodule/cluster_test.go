@@ -211,7 +211,7 @@ func testTwoInstances(t *testing.T, storage string) {
 	}
 	defer upstream.Close()
 	config := func(admin, addr string) string {
-		return fmt.Sprintf(clusterCaddyfile, admin, storage, addr, public, provider.Issuer(), hostPort(upstream.URL()))
+		return fmt.Sprintf(clusterCaddyfile, admin, storage, addr, public, provider.Issuer(), testenv.HostOf(upstream.URL()))
 	}
 	if err := testenv.RunCaddyfile([]byte(config(adminA, addrA))); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,15 +12,9 @@ import (
 
 func getJSON(t *testing.T, target string, v any) *http.Response {
 	t.Helper()
-	resp, err := http.Get(target)
+	resp, err := testenv.GetJSON(target, "", v)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatalf("%s: %v", target, err)
-		}
 	}
 	return resp
 }

@@ -149,7 +149,7 @@ func (e *env) caddyfile(supportScopes string) string {
 		storage = e.storageLine
 	}
 	out := fmt.Sprintf(gatewayCaddyfile, e.admin, storage, e.public, e.provider.Issuer(), supportScopes,
-		hostPort(e.support.URL()), hostPort(e.ops.URL()), e.handlerExtra, e.gatewayExtra, e.globalExtra)
+		testenv.HostOf(e.support.URL()), testenv.HostOf(e.ops.URL()), e.handlerExtra, e.gatewayExtra, e.globalExtra)
 	if e.edit != nil {
 		out = e.edit(e, out)
 	}
@@ -185,11 +185,6 @@ func (e *env) waitServing() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func hostPort(raw string) string {
-	u, _ := url.Parse(raw)
-	return u.Host
 }
 
 // clientRedirect is the tests' client's redirect URI. Nothing listens
@@ -367,7 +362,7 @@ func TestSeedFlowBothServers(t *testing.T) {
 	if got := c.login(t, "ops-console", "").Scope; got != "admin.read tickets.write" {
 		t.Errorf("fallback scope = %q, want the server's subset", got)
 	}
-	if ids := slices.Compact(slices.Sorted(slices.Values(e.provider.ClientIDs()))); len(ids) != 1 || ids[0] != "mcp-gateway" {
+	if ids := slices.Compact(slices.Sorted(slices.Values(e.provider.ClientIDs()))); len(ids) != 1 || ids[0] != testenv.DefaultClientID {
 		t.Errorf("the downstream provider saw client IDs %v, want only the gateway's", ids)
 	}
 

@@ -69,7 +69,7 @@ func TestRealBrowserConsent(t *testing.T) {
 	redirect, landed := redirectTarget(t)
 	c := g.register(t, "support-assistant", map[string]any{"client_name": "Acme Desktop", "redirect_uris": []string{redirect},
 		"token_endpoint_auth_method": "none"})
-	redirectHost := hostOf(redirect)
+	redirectHost := testenv.HostOf(redirect)
 	shows, _ := json.Marshal([]string{"Acme Desktop", "support-assistant", "tickets.read", "accounts.read", redirectHost})
 
 	for _, decision := range []string{"approve", "deny"} {
@@ -91,7 +91,7 @@ func TestRealBrowserConsent(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the redirect URI saw no request")
 			}
-			if q.Get("state") != "st-1" || q.Get("iss") != g.issuer("support-assistant") {
+			if q.Get("state") != testenv.DefaultState || q.Get("iss") != g.issuer("support-assistant") {
 				t.Errorf("redirect query %v lacks the state or the issuer", q)
 			}
 			if decision == "deny" {

@@ -106,7 +106,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		site = "http://:" + port
 	}
 	cfg := fmt.Sprintf(caddyfileTemplate, t.TempDir(), g.public, opts.handler, g.provider.Issuer(),
-		testenv.DefaultClientID, testenv.DefaultClientSecret, opts.acme, hostOf(g.support.URL()), hostOf(g.ops.URL()), opts.servers, site)
+		testenv.DefaultClientID, testenv.DefaultClientSecret, opts.acme, testenv.HostOf(g.support.URL()), testenv.HostOf(g.ops.URL()), opts.servers, site)
 	if err := testenv.RunCaddyfile([]byte(cfg)); err != nil {
 		t.Fatalf("starting Caddy: %v\n%s", err, cfg)
 	}
@@ -116,14 +116,6 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 
 // issuer returns the issuer of an MCP server of the gateway.
 func (g *gateway) issuer(server string) string { return g.public + "/oauth/" + server }
-
-func hostOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	return u.Host
-}
 
 // --- Node.js ---------------------------------------------------------------
 
@@ -246,12 +238,8 @@ type client struct{ *testenv.OAuthClient }
 
 type tokens = testenv.Tokens
 
-func (g *gateway) newClient(id, redirectURI string) *client {
-	return g.client(testenv.NewOAuthClient(g.public, id, redirectURI))
-}
-
 func (g *gateway) client(c *testenv.OAuthClient) *client {
-	own := map[string]bool{hostOf(g.public): true, hostOf(g.provider.Issuer()): true}
+	own := map[string]bool{testenv.HostOf(g.public): true, testenv.HostOf(g.provider.Issuer()): true}
 	c.Browser.StopAt(func(u *url.URL) bool { return !own[u.Host] })
 	return &client{c}
 }
@@ -265,21 +253,6 @@ func (g *gateway) register(t *testing.T, server string, metadata map[string]any)
 		t.Fatal(err)
 	}
 	return g.client(c)
-}
-
-// authorize runs the browser through consent (unless remembered) and login
-// and returns the redirect to the client, which must carry a code, the
-// request's state and the server's issuer.
-func (c *client) authorize(t *testing.T, server string, params url.Values) *url.URL {
-	t.Helper()
-	back, err := c.Authorize(server, params, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if q := back.Query(); q.Get("code") == "" || q.Get("iss") != c.Issuer(server) || q.Get("state") != c.State {
-		t.Fatalf("the redirect %s carries no code, or iss %q and state %q", back.Redacted(), q.Get("iss"), q.Get("state"))
-	}
-	return back
 }
 
 func (c *client) token(t *testing.T, server string, form url.Values) tokens {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
 // sdkSteps are the steps sdk-client.mjs must report; a script that stopped
@@ -55,7 +57,7 @@ func TestTypeScriptSDKClient(t *testing.T) {
 	t.Logf("TypeScript SDK client:\n%s", out)
 
 	// Only the gateway's client ID ever reached the provider.
-	if ids := g.provider.ClientIDs(); !slices.Equal(slices.Compact(slices.Sorted(slices.Values(ids))), []string{"mcp-gateway"}) {
+	if ids := g.provider.ClientIDs(); !slices.Equal(slices.Compact(slices.Sorted(slices.Values(ids))), []string{testenv.DefaultClientID}) {
 		t.Errorf("the provider saw client IDs %v", ids)
 	}
 }

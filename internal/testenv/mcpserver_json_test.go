@@ -17,17 +17,12 @@ func TestMCPServerJSONResponse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest(http.MethodPost, s.URL(), strings.NewReader(
-			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		resp, err := http.DefaultClient.Do(req)
+		resp, _, err := PostMCP(s.URL(), "",
+			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+		s.Close()
 		if err != nil {
-			s.Close()
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		s.Close()
 		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, tc.want) {
 			t.Errorf("JSONResponse %v: status %d, Content-Type %q; want 200 and %s", tc.json, resp.StatusCode, ct, tc.want)
 		}

@@ -108,20 +108,12 @@ func wantOAuthError(t *testing.T, err error, status int, code string) {
 
 func getJSON(t *testing.T, rawURL, bearer string, v any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, rawURL, nil)
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := GetJSON(rawURL, bearer, v)
 	if err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: status %d", rawURL, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
 	}
 }
 

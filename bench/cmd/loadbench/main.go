@@ -26,7 +26,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -224,10 +223,10 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	defer bareSSE.Close()
 	env.routes = []route{
-		{name: "json", upstream: hostOf(jsonServer.URL()), direct: jsonServer.URL()},
-		{name: "sse", upstream: hostOf(sse.URL()), direct: sse.URL(), sse: true},
-		{name: "bare_json", upstream: hostOf(bareJSON.URL()), direct: bareJSON.URL(), bare: true},
-		{name: "bare_sse", upstream: hostOf(bareSSE.URL()), direct: bareSSE.URL(), sse: true, bare: true},
+		{name: "json", upstream: testenv.HostOf(jsonServer.URL()), direct: jsonServer.URL()},
+		{name: "sse", upstream: testenv.HostOf(sse.URL()), direct: sse.URL(), sse: true},
+		{name: "bare_json", upstream: testenv.HostOf(bareJSON.URL()), direct: bareJSON.URL(), bare: true},
+		{name: "bare_sse", upstream: testenv.HostOf(bareSSE.URL()), direct: bareSSE.URL(), sse: true, bare: true},
 	}
 	// The routes loaded; every proxy has them all.
 	var loaded []route
@@ -607,13 +606,4 @@ func mustFreeAddr() string {
 		panic(err)
 	}
 	return addr
-}
-
-// hostOf returns the host:port of a URL.
-func hostOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	return u.Host
 }
