@@ -2,6 +2,7 @@ package downstream
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	"golang.org/x/oauth2"
@@ -59,6 +60,10 @@ func (c *Client) OAuth2Config(ctx context.Context) (*oauth2.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.oauth2Config(meta), nil
+}
+
+func (c *Client) oauth2Config(meta *Metadata) *oauth2.Config {
 	style, secret := c.authStyle(meta)
 	return &oauth2.Config{
 		ClientID:     c.cfg.ClientID,
@@ -70,7 +75,17 @@ func (c *Client) OAuth2Config(ctx context.Context) (*oauth2.Config, error) {
 		},
 		RedirectURL: c.cfg.RedirectURL,
 		Scopes:      c.requestedScopes(),
-	}, nil
+	}
+}
+
+// audienceParam is the parameter that names the configured audience at
+// the authorization endpoint and in token exchanges: "resource",
+// "audience", or "" when none is sent.
+func (c *Client) audienceParam() string {
+	if c.cfg.Resource == "" || c.cfg.ResourceParam == ParamNone {
+		return ""
+	}
+	return c.cfg.ResourceParam // ParamResource and ParamAudience are the names
 }
 
 // AuthCodeURL returns where to send the user's browser: the downstream
@@ -85,28 +100,14 @@ func (c *Client) AuthCodeURL(ctx context.Context, state, verifier string) (strin
 	// refuses those names, and they are skipped here as well, since an
 	// option would overwrite state or client_id.
 	opts := make([]oauth2.AuthCodeOption, 0, len(c.cfg.AuthParams)+2)
-	for _, k := range sortedKeys(c.cfg.AuthParams) {
+	for _, k := range slices.Sorted(maps.Keys(c.cfg.AuthParams)) {
 		if !slices.Contains(ReservedAuthParams, k) {
 			opts = append(opts, oauth2.SetAuthURLParam(k, c.cfg.AuthParams[k]))
 		}
 	}
 	opts = append(opts, oauth2.S256ChallengeOption(verifier))
-	if c.cfg.Resource != "" {
-		switch c.cfg.ResourceParam {
-		case ParamResource:
-			opts = append(opts, oauth2.SetAuthURLParam("resource", c.cfg.Resource))
-		case ParamAudience:
-			opts = append(opts, oauth2.SetAuthURLParam("audience", c.cfg.Resource))
-		}
+	if p := c.audienceParam(); p != "" {
+		opts = append(opts, oauth2.SetAuthURLParam(p, c.cfg.Resource))
 	}
 	return conf.AuthCodeURL(state, opts...), nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -113,16 +113,13 @@ type Result struct {
 
 // Exchange redeems the downstream authorization code and resolves the user.
 func (c *Client) Exchange(ctx context.Context, code, verifier string) (*Result, error) {
-	conf, err := c.OAuth2Config(ctx)
-	if err != nil {
-		return nil, err
-	}
 	meta, err := c.Metadata(ctx)
 	if err != nil {
 		return nil, err
 	}
+	conf := c.oauth2Config(meta)
 	opts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
-	if c.cfg.Resource != "" && c.cfg.ResourceParam == ParamResource {
+	if c.audienceParam() == ParamResource {
 		// RFC 8707 §2.2: the resource of the token request.
 		opts = append(opts, oauth2.SetAuthURLParam("resource", c.cfg.Resource))
 	}
@@ -209,13 +206,8 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken string, scopes 
 		"subject_token_type":   {accessTokenType},
 		"requested_token_type": {accessTokenType},
 	}
-	if c.cfg.Resource != "" {
-		switch c.cfg.ResourceParam {
-		case ParamResource:
-			params.Set("resource", c.cfg.Resource)
-		case ParamAudience:
-			params.Set("audience", c.cfg.Resource)
-		}
+	if p := c.audienceParam(); p != "" {
+		params.Set(p, c.cfg.Resource)
 	}
 	return c.tokenRequest(ctx, meta, params, scopes)
 }
