@@ -300,7 +300,9 @@ func (e *Edge) revokeFamily(ctx context.Context, g *Gateway, familyID, reason st
 	if familyID == "" {
 		return
 	}
-	g.Verifier.RevokeFamily(familyID, e.opts.Now().Add(e.opts.AccessTokenTTL+e.opts.RefreshTokenTTL))
+	// As long as the family's access tokens may be valid, as every
+	// instance holds a revocation it reads (grants.RevocationRetention).
+	g.Verifier.RevokeFamily(familyID, e.opts.Now().Add(grants.RevocationRetention))
 	if err := g.Ledger.RevokeFamily(ctx, familyID, reason); err != nil && !isNotFound(err) {
 		e.log.Error("revoking a refresh token family", zap.String("gateway", g.Name), zap.Error(err))
 	}

@@ -143,11 +143,6 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 	ctx := r.Context()
 	var ids []string
 	if id != "" {
-		if _, err := st.ledger.Family(ctx, id); errors.Is(err, grants.ErrNotFound) {
-			return adminError(http.StatusNotFound, "no grant %q", id)
-		} else if err != nil {
-			return adminError(http.StatusServiceUnavailable, "reading grant %q: %v", id, err)
-		}
 		ids = []string{id}
 	} else {
 		q := r.URL.Query()
@@ -160,9 +155,14 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 			return err
 		}
 	}
-	for _, id := range ids {
-		if err := st.revokeGrant(ctx, id, "revoked by an operator"); err != nil {
-			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", id, err)
+	for _, gid := range ids {
+		switch err := st.revokeGrant(ctx, gid, "revoked by an operator"); {
+		case errors.Is(err, grants.ErrNotFound) && id != "":
+			return adminError(http.StatusNotFound, "no grant %q", id)
+		case errors.Is(err, grants.ErrNotFound):
+			// Pruned since it was listed: nothing left to revoke.
+		case err != nil:
+			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", gid, err)
 		}
 	}
 	a.logger.Info("grants revoked through the admin API", zap.String("gateway", st.cfg.name), zap.Int("count", len(ids)))
@@ -227,7 +227,7 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gate
 		return err
 	}
 	for _, fam := range ids {
-		if err := st.revokeGrant(ctx, fam, "client deleted by an operator"); err != nil {
+		if err := st.revokeGrant(ctx, fam, "client deleted by an operator"); err != nil && !errors.Is(err, grants.ErrNotFound) {
 			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", fam, err)
 		}
 	}
@@ -270,7 +270,7 @@ func (st *gatewayState) describe(publicURL string, gw *authserver.Gateway, serve
 // revokeGrant revokes a family in storage (which tells other instances)
 // and in this instance's verifier at once.
 func (st *gatewayState) revokeGrant(ctx context.Context, id, reason string) error {
-	if err := st.ledger.RevokeFamily(ctx, id, reason); err != nil && !errors.Is(err, grants.ErrNotFound) {
+	if err := st.ledger.RevokeFamily(ctx, id, reason); err != nil {
 		return err
 	}
 	st.verifier.RevokeFamily(id, time.Now().Add(grants.RevocationRetention))

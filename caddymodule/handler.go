@@ -151,12 +151,10 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	metricsOf := map[*authserver.Gateway]*gatewayMetrics{}
 	for _, rt := range g.runtimes {
 		rt.state.metrics.register(ctx.GetMetricsRegistry(), g.logger, rt.gateway.Name)
-		metricsOf[rt.gateway] = rt.state.metrics
 	}
-	g.counter = newOutcomeCounter(servers, func(gw *authserver.Gateway) *gatewayMetrics { return metricsOf[gw] })
+	g.counter = newOutcomeCounter(servers, func(gw *authserver.Gateway) *gatewayMetrics { return runtimes[gw.Name].state.metrics })
 	g.edge = authserver.New(authserver.Options{
 		PublicURL:        publicURL,
 		AccessTokenTTL:   time.Duration(g.Lifetimes.AccessToken),

@@ -367,20 +367,18 @@ func checkServer(path string, srv *Server, list []*Gateway) error {
 		}
 		return &ConfigError{path + "/gateway", fmt.Sprintf("%s names gateway %q, which is not declared", who, srv.Gateway)}
 	}
+	full, _ := scopes.New(gw.Scopes...) // checked with the gateway
+	offered := full
 	if len(srv.Scopes) > 0 {
 		asked, err := scopes.New(srv.Scopes...)
 		if err != nil {
 			return &ConfigError{path + "/scopes", who + ": " + err.Error()}
 		}
-		full, _ := scopes.New(gw.Scopes...)
 		if extra := asked.Minus(full); !extra.IsEmpty() {
 			return &ConfigError{path + "/scopes", fmt.Sprintf("%s requests scope(s) %s outside gateway %q's set (%s): add them to the gateway's scopes, or remove them from the server",
 				who, extra, gw.Name, full)}
 		}
-	}
-	offered, _ := scopes.New(gw.Scopes...)
-	if len(srv.Scopes) > 0 {
-		offered, _ = scopes.New(srv.Scopes...)
+		offered = asked
 	}
 	if err := checkCallScopes(path+"/call_scopes", who, srv.CallScopes, offered); err != nil {
 		return err
