@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
-	"fmt"
-	"io/fs"
 	"sort"
 	"time"
 )
@@ -100,12 +98,9 @@ func (l *Ledger) DeleteClient(ctx context.Context, id string) error {
 
 // Clients returns every stored client, oldest first.
 func (l *Ledger) Clients(ctx context.Context) ([]*Client, error) {
-	keys, err := l.store.List(ctx, l.dir(kindClients), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	keys, err := l.list(ctx, kindClients)
 	if err != nil {
-		return nil, fmt.Errorf("grants: listing clients: %w", err)
+		return nil, err
 	}
 	clients := make([]*Client, 0, len(keys))
 	for _, key := range keys {

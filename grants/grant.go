@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -163,12 +162,6 @@ func (l *Ledger) grantKey(user string) string {
 // ones included, until they sign in again). It lists keys without reading
 // the records.
 func (l *Ledger) CountGrants(ctx context.Context) (int, error) {
-	keys, err := l.store.List(ctx, l.dir(kindGrants), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("grants: listing grants: %w", err)
-	}
-	return len(keys), nil
+	keys, err := l.list(ctx, kindGrants)
+	return len(keys), err
 }

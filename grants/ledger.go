@@ -235,6 +235,19 @@ func expired(t, now time.Time) bool {
 // issued from it revoked) after the code has expired.
 const CodeRetention = 24 * time.Hour
 
+// list returns the storage keys of kind's records: none when there never
+// were any (the store has no such directory).
+func (l *Ledger) list(ctx context.Context, kind string) ([]string, error) {
+	keys, err := l.store.List(ctx, l.dir(kind), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("grants: listing %s records: %w", kind, err)
+	}
+	return keys, nil
+}
+
 // Prune deletes the records that can no longer be used: pending
 // authorizations and remembered browsers past their expiry, authorization
 // codes CodeRetention past theirs, and refresh-token families and
@@ -249,12 +262,9 @@ func (l *Ledger) Prune(ctx context.Context) (int, error) {
 	now := l.now()
 	pruned := 0
 	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers, kindRevocations} {
-		keys, err := l.store.List(ctx, l.dir(kind), false)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		keys, err := l.list(ctx, kind)
 		if err != nil {
-			return pruned, fmt.Errorf("grants: listing %s records: %w", kind, err)
+			return pruned, err
 		}
 		for _, key := range keys {
 			var rec struct {

@@ -3,8 +3,6 @@ package grants
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
 	"maps"
 	"slices"
 	"strings"
@@ -38,9 +36,9 @@ func (l *Ledger) recordRevocation(ctx context.Context, id string) error {
 // to refuse, within its polling interval, the access tokens of families
 // revoked elsewhere.
 func (l *Ledger) Revocations(ctx context.Context, seen map[string]bool) ([]Revocation, error) {
-	keys, err := l.store.List(ctx, l.dir(kindRevocations), false)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("grants: listing revocations: %w", err)
+	keys, err := l.list(ctx, kindRevocations)
+	if err != nil {
+		return nil, err
 	}
 	stored := make(map[string]bool, len(keys))
 	for _, key := range keys {
@@ -89,12 +87,9 @@ func (f FamilyFilter) matches(fam *Family, now time.Time) bool {
 // record from the cursor on until the page is full, so filtering by user
 // costs a scan: it serves an operator's listing, not a request path.
 func (l *Ledger) Families(ctx context.Context, filter FamilyFilter, after string, limit int) (families []*Family, next string, err error) {
-	keys, err := l.store.List(ctx, l.dir(kindFamilies), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", nil
-	}
+	keys, err := l.list(ctx, kindFamilies)
 	if err != nil {
-		return nil, "", fmt.Errorf("grants: listing families: %w", err)
+		return nil, "", err
 	}
 	// Pages follow the keys' order, which a Store does not promise.
 	slices.Sort(keys)
