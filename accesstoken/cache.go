@@ -26,7 +26,6 @@ type cache struct {
 type cacheEntry struct {
 	token  string // the token that verified
 	claims Claims
-	exp    int64      // ExpiresAt in Unix nanoseconds
 	key    *verifyKey // the key that signed the token
 }
 
@@ -53,7 +52,7 @@ func (c *cache) get(h uint64, token string, now int64) *cacheEntry {
 // put inserts e under h until it expires; now is in Unix nanoseconds. An
 // entry of another token with the same hash is replaced.
 func (c *cache) put(h uint64, e *cacheEntry, now int64) {
-	c.entries.Put(h, h, e, e.exp, now)
+	c.entries.Put(h, h, e, e.claims.ExpiresAt.UnixNano(), now)
 }
 
 // remove drops the entry under h.

@@ -128,7 +128,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	}
 	if v.cache != nil {
 		// A copy, so that the entry does not keep the request's memory.
-		v.cache.put(h, &cacheEntry{token: strings.Clone(token), claims: *c, exp: c.ExpiresAt.UnixNano(), key: key}, nowNs)
+		v.cache.put(h, &cacheEntry{token: strings.Clone(token), claims: *c, key: key}, nowNs)
 	}
 	return c, nil
 }

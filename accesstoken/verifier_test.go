@@ -357,7 +357,7 @@ func TestVerifyConcurrent(t *testing.T) {
 func TestCacheHitNeedsTheExactToken(t *testing.T) {
 	// Room for both entries in any shard.
 	c := newCache(32)
-	e := &cacheEntry{token: "verified", exp: 10}
+	e := &cacheEntry{token: "verified", claims: Claims{ExpiresAt: time.Unix(0, 10)}}
 	// Filed under the hash of another token, as a collision would.
 	h := c.hash("forged")
 	c.put(h, e, 0)
