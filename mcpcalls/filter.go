@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -299,19 +300,11 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 	if method == "" && f.lists.byShape {
 		method = f.lists.shape(result)
 	}
-	member, key := "", ""
-	switch method {
-	case MethodListTools:
-		member, key = "tools", "name"
-	case MethodListPrompts:
-		member, key = "prompts", "name"
-	case MethodListResources:
-		member, key = "resources", "uri"
-	case MethodListResourceTemplates:
-		member, key = "resourceTemplates", "uriTemplate"
-	default:
+	i := slices.IndexFunc(listKinds[:], func(k listKind) bool { return k.method == method })
+	if i < 0 {
 		return data, false
 	}
+	member, key := listKinds[i].member, listKinds[i].key
 	var entries []json.RawMessage
 	if json.Unmarshal(result[member], &entries) != nil {
 		return data, false
@@ -340,13 +333,21 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 	return marshal(msg), true
 }
 
+// listKind is a list method whose results a Filter rewrites: the result
+// member that holds the entries, and the entry member that names each.
+type listKind struct{ method, member, key string }
+
+var listKinds = [...]listKind{
+	{MethodListTools, "tools", "name"},
+	{MethodListResources, "resources", "uri"},
+	{MethodListResourceTemplates, "resourceTemplates", "uriTemplate"},
+	{MethodListPrompts, "prompts", "name"},
+}
+
 // shape returns the list method whose result result looks like, among
 // those the policy filters, or "".
 func (l *Lists) shape(result map[string]json.RawMessage) string {
-	for _, m := range [...]struct{ member, method string }{
-		{"tools", MethodListTools}, {"resources", MethodListResources},
-		{"resourceTemplates", MethodListResourceTemplates}, {"prompts", MethodListPrompts},
-	} {
+	for _, m := range listKinds {
 		if raw := bytes.TrimSpace(result[m.member]); len(raw) > 0 && raw[0] == '[' && l.policy.filters(m.method) {
 			return m.method
 		}

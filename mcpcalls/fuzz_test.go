@@ -73,7 +73,7 @@ func FuzzParse(f *testing.F) {
 				}
 				continue
 			}
-			if !named(method) {
+			if nameMember(method) == "" {
 				if msgs[i].Name != "" || msgs[i].Ref != "" {
 					t.Fatalf("message %d: %s names nothing, but Parse read %q", i, method, msgs[i].Name)
 				}

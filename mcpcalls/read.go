@@ -380,16 +380,12 @@ func (s *scanner) message() (Message, error) {
 		return Message{}, invalid(CodeInvalidRequest, m.ID, "the method must be a non-empty string")
 	}
 	m.Method = intern(text(method))
-	var name string
-	switch m.Method {
-	case MethodCallTool, MethodGetPrompt:
-		name = "name"
-	case MethodReadResource, MethodSubscribeResource:
-		name = "uri"
-	case MethodComplete:
+	if m.Method == MethodComplete {
 		err := m.readRef(params)
 		return m, err
-	default:
+	}
+	name := nameMember(m.Method)
+	if name == "" {
 		return m, nil
 	}
 	value, err := member(params, name, m.ID, "the params of "+m.Method)
@@ -508,21 +504,24 @@ func checkHeaders(h http.Header, msgs []Message) error {
 		if len(methods) == 1 && methods[0] != m.Method {
 			return invalid(CodeHeaderMismatch, m.ID, "the Mcp-Method header "+strconv.Quote(methods[0])+" does not match the body's method "+strconv.Quote(m.Method))
 		}
-		if len(names) == 1 && names[0] != "" && named(m.Method) && name != m.Name {
+		if len(names) == 1 && names[0] != "" && nameMember(m.Method) != "" && name != m.Name {
 			return invalid(CodeHeaderMismatch, m.ID, "the Mcp-Name header "+strconv.Quote(names[0])+" does not match the body's "+strconv.Quote(m.Name))
 		}
 	}
 	return nil
 }
 
-// named reports whether method names a tool, resource or prompt in its
-// params.
-func named(method string) bool {
+// nameMember is the member of method's params that names its tool,
+// prompt or resource (the one Mcp-Name mirrors), or "" for a method that
+// names none.
+func nameMember(method string) string {
 	switch method {
-	case MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource:
-		return true
+	case MethodCallTool, MethodGetPrompt:
+		return "name"
+	case MethodReadResource, MethodSubscribeResource:
+		return "uri"
 	}
-	return false
+	return ""
 }
 
 // decodeHeaderValue undoes the transport's encoding of header values that
