@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/expirycache"
 )
 
 // MetadataDocumentOptions configure how client ID metadata documents are
@@ -35,14 +36,14 @@ type MetadataDocumentFetcher struct {
 	opts   MetadataDocumentOptions
 	client *http.Client
 
-	mu    sync.Mutex
-	cache map[string]cachedDocument
+	seed  maphash.Seed
+	cache *expirycache.Cache[string, cachedDocument] // by client ID
 }
 
+// cachedDocument is a fetched document's client, or why it was refused.
 type cachedDocument struct {
-	client  *grants.Client
-	err     error
-	expires time.Time
+	client *grants.Client
+	err    error
 }
 
 // NewMetadataDocumentFetcher returns a fetcher; it performs no I/O.
@@ -86,7 +87,8 @@ func NewMetadataDocumentFetcher(opts MetadataDocumentOptions) *MetadataDocumentF
 			// lead to private addresses or to another client's document.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		cache: map[string]cachedDocument{},
+		seed:  maphash.MakeSeed(),
+		cache: expirycache.New[string, cachedDocument](opts.CacheSize),
 	}
 }
 
@@ -105,31 +107,17 @@ func isMetadataDocumentURL(id string) bool {
 // Client returns the client described by the document at clientID.
 func (f *MetadataDocumentFetcher) Client(ctx context.Context, clientID string) (*grants.Client, error) {
 	now := time.Now()
-	f.mu.Lock()
-	if c, ok := f.cache[clientID]; ok && now.Before(c.expires) {
-		f.mu.Unlock()
+	h := maphash.String(f.seed, clientID)
+	if c, ok := f.cache.Get(h, clientID, now.UnixNano()); ok {
 		return c.client, c.err
 	}
-	f.mu.Unlock()
 
 	client, err := f.fetch(ctx, clientID)
 	ttl := f.opts.CacheTTL
 	if err != nil {
 		ttl = 10 * time.Second // remember failures briefly, to blunt floods
 	}
-	f.mu.Lock()
-	if len(f.cache) >= f.opts.CacheSize {
-		for k, v := range f.cache { // evict expired first, else any one
-			if now.After(v.expires) || len(f.cache) >= f.opts.CacheSize {
-				delete(f.cache, k)
-				if len(f.cache) < f.opts.CacheSize {
-					break
-				}
-			}
-		}
-	}
-	f.cache[clientID] = cachedDocument{client: client, err: err, expires: now.Add(ttl)}
-	f.mu.Unlock()
+	f.cache.Put(h, clientID, cachedDocument{client: client, err: err}, now.Add(ttl).UnixNano(), now.UnixNano())
 	return client, err
 }
 
