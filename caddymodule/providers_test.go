@@ -154,6 +154,20 @@ func TestPerServerTokensOff(t *testing.T) {
 	}
 }
 
+// waitForLog returns the log file's text once it holds want n times, or
+// after five seconds whatever it holds: Caddy writes its log
+// asynchronously.
+func waitForLog(file, want string, n int) string {
+	var logs string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		raw, _ := os.ReadFile(file)
+		if logs = string(raw); strings.Count(logs, want) >= n {
+			break
+		}
+	}
+	return logs
+}
+
 // TestNarrowingFallback: a provider that ignores the scope of a refresh
 // cannot narrow. By default the server then gets the full token and the
 // log says why; with fallback refuse the request is refused with 503.
@@ -172,13 +186,7 @@ func TestNarrowingFallback(t *testing.T) {
 		if got := e.provider.RefreshScopes(); len(got) != 1 {
 			t.Errorf("the provider saw %d narrowing attempts, want 1", len(got))
 		}
-		var logs string
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			raw, _ := os.ReadFile(logFile)
-			if logs = string(raw); strings.Contains(logs, "cannot narrow") {
-				break
-			}
-		}
+		logs := waitForLog(logFile, "cannot narrow", 1)
 		if !strings.Contains(logs, "cannot narrow") || !strings.Contains(logs, `"server":"support-assistant"`) || !strings.Contains(logs, "ignored a refresh narrowed") {
 			t.Errorf("no warning naming the server and the reason in the log:\n%s", lastLines(logs, 10))
 		}
@@ -218,13 +226,7 @@ func TestNarrowingFallback(t *testing.T) {
 			}
 		}
 		// Each server's finding is logged once, not once per request.
-		var logs string
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			raw, _ := os.ReadFile(logFile)
-			if logs = string(raw); strings.Count(logs, "its requests are refused") >= 2 {
-				break
-			}
-		}
+		logs := waitForLog(logFile, "its requests are refused", 2)
 		if n := strings.Count(logs, "its requests are refused"); n != 2 {
 			t.Errorf("the refusal was logged %d times for 2 servers, want once each:\n%s", n, lastLines(logs, 10))
 		}
