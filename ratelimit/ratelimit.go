@@ -167,14 +167,6 @@ func (l *Limiter) Len() int {
 	return len(l.keys)
 }
 
-// Rate is the limiter's rate; the zero Rate for a nil limiter.
-func (l *Limiter) Rate() Rate {
-	if l == nil {
-		return Rate{}
-	}
-	return l.rate
-}
-
 // AddressKey is the key for a client address. IPv6 addresses are grouped by
 // their /64 prefix, the block one host usually holds, so that a client
 // cannot dodge its limit by walking its own subnet. Anything that is not an

@@ -122,8 +122,8 @@ func TestUnlimited(t *testing.T) {
 				t.Fatalf("an unlimited limiter (%+v) refused", rate)
 			}
 		}
-		if l.Len() != 0 || !l.Rate().Unlimited() {
-			t.Errorf("a nil limiter reports %d keys, rate %v", l.Len(), l.Rate())
+		if l.Len() != 0 {
+			t.Errorf("a nil limiter reports %d keys", l.Len())
 		}
 	}
 }
