@@ -584,11 +584,13 @@ func unmarshalServer(h httpcaddyfile.Helper, record func(string, *caddyfile.Disp
 			}
 			srv.StrictScopes = true
 		case "tool", "resource", "prompt":
-			var handled bool
-			if handled, err = unmarshalCallScope(d, srv, record); !handled {
+			// One value is the gateway's downstream resource, set in the
+			// wrong block: explain the auth boundary.
+			if word == "resource" && d.CountRemainingArgs() == 1 {
 				return nil, d.Errf("server %q cannot set resource to one value: the resource or audience is part of the gateway's auth boundary, shared by every server attached to it; "+
 					"a server that needs a different one needs a second gateway. To give MCP resources scopes of their own, write resource <uri prefix> <scope...>", srv.Name)
 			}
+			err = unmarshalCallScope(d, srv, record)
 		case "filter_lists":
 			err = unmarshalFilterLists(d, srv)
 		case "max_call_body":

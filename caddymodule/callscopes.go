@@ -18,18 +18,11 @@ import (
 //	tool <name> <scope...>
 //	resource <uri prefix> <scope...>
 //	prompt <name> <scope...>
-//
-// A resource line with one value is the gateway's downstream resource set
-// in the wrong block; handled reports false for it, so that the caller
-// explains the auth boundary.
-func unmarshalCallScope(d *caddyfile.Dispenser, srv *Server, record func(string, *caddyfile.Dispenser)) (handled bool, err error) {
+func unmarshalCallScope(d *caddyfile.Dispenser, srv *Server, record func(string, *caddyfile.Dispenser)) error {
 	kind := d.Val()
 	args := d.RemainingArgs()
-	if kind == "resource" && len(args) == 1 {
-		return false, nil
-	}
 	if len(args) < 2 {
-		return true, d.Errf("server %q: %s needs a %s and at least one scope: %s <%s> <scope...>", srv.Name, kind, callNoun[kind], kind, callNoun[kind])
+		return d.Errf("server %q: %s needs a %s and at least one scope: %s <%s> <scope...>", srv.Name, kind, callNoun[kind], kind, callNoun[kind])
 	}
 	if srv.CallScopes == nil {
 		srv.CallScopes = new(CallScopes)
@@ -44,7 +37,7 @@ func unmarshalCallScope(d *caddyfile.Dispenser, srv *Server, record func(string,
 	}
 	name := args[0]
 	if _, dup := (*target)[name]; dup {
-		return true, d.Errf("server %q: %s %q is given twice; list all its scopes on one line", srv.Name, kind, name)
+		return d.Errf("server %q: %s %q is given twice; list all its scopes on one line", srv.Name, kind, name)
 	}
 	var list []string
 	for _, a := range args[1:] {
@@ -52,7 +45,7 @@ func unmarshalCallScope(d *caddyfile.Dispenser, srv *Server, record func(string,
 	}
 	(*target)[name] = list
 	record(callScopesPath(kind, name), d)
-	return true, nil
+	return nil
 }
 
 // unmarshalMaxCallBody parses: max_call_body <size>, a size as Caddy's
