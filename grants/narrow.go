@@ -380,9 +380,7 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 	if err != nil {
 		return nil, err
 	}
-	if fresh := b.dueAt(nt.Token.Expiry, now, now); now.Before(fresh) {
-		v.cache.put(user, nt.Token, fresh, now)
-	}
+	b.cacheNarrowed(v, user, nt, now)
 	return nt.Token, nil
 }
 
@@ -393,11 +391,17 @@ func (b *Broker) storedNarrowed(v *narrowedView, g *Grant, now time.Time) *oauth
 	if nt == nil || nt.Token == nil || nt.Scopes != v.scope {
 		return nil
 	}
+	return b.cacheNarrowed(v, g.User, nt, now)
+}
+
+// cacheNarrowed caches user's narrowed token nt for v until it is due for
+// refresh, and returns it; nil if it is due already.
+func (b *Broker) cacheNarrowed(v *narrowedView, user string, nt *NarrowedToken, now time.Time) *oauth2.Token {
 	fresh := b.dueAt(nt.Token.Expiry, nt.IssuedAt, now)
 	if !now.Before(fresh) {
 		return nil
 	}
-	v.cache.put(g.User, nt.Token, fresh, now)
+	v.cache.put(user, nt.Token, fresh, now)
 	return nt.Token
 }
 
