@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
@@ -50,7 +48,7 @@ func TestTokenChecksOnEveryCall(t *testing.T) {
 		{"/support", support.AccessToken, "list_tickets"},
 		{"/ops", ops.AccessToken, "restart_service"},
 	} {
-		names := listTools(t, e.public+s.path, s.token)
+		names := sessionTools(t, connect(t, e.public+s.path, &recordingTransport{token: s.token}))
 		if !strings.Contains(strings.Join(names, " "), s.tool) || !strings.Contains(strings.Join(names, " "), "whoami") {
 			t.Errorf("%s lists tools %v", s.path, names)
 		}
@@ -114,28 +112,6 @@ func TestTokenChecksOnEveryCall(t *testing.T) {
 	if status != http.StatusForbidden || !strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="tickets.read"`) {
 		t.Errorf("a token without the server's scopes: %d %s", status, challenge)
 	}
-}
-
-func listTools(t *testing.T, endpoint, token string) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cl := mcp.NewClient(&mcp.Implementation{Name: "list-test", Version: "1"}, nil)
-	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint,
-		HTTPClient: &http.Client{Transport: &bearerTransport{token: token}}}, nil)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", endpoint, err)
-	}
-	defer session.Close()
-	res, err := session.ListTools(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tool := range res.Tools {
-		names = append(names, tool.Name)
-	}
-	return names
 }
 
 // publicKeyPEM fetches the gateway's JWKS and returns the PEM of key kid,
