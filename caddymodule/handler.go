@@ -359,8 +359,7 @@ func clientIP(r *http.Request) string {
 
 func poolKey(storageID, publicURL string, r *resolvedGateway) string {
 	h := sha256.New()
-	for _, part := range []string{storageID, publicURL, r.name, r.issuer, r.clientID, r.clientSecret, r.resource,
-		strings.Join(r.downstreamScopes, " "), r.identitySource, r.identityClaim, r.encryptionKey,
+	for _, part := range []string{storageID, publicURL, r.name, r.encryptionKey,
 		strings.Join(r.previousKeys, "\x00"), fmt.Sprint(r.allowPrivateDocuments), r.settings} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,58 +32,32 @@ var gatewayPool = caddy.NewUsagePool()
 
 // resolvedGateway is a gateway's config with runtime placeholders resolved.
 type resolvedGateway struct {
-	name, issuer, clientID, clientSecret, resource string
-	downstreamScopes                               []string
-	identitySource, identityClaim                  string
-	encryptionKey                                  string
-	previousKeys                                   []string
-	allowPrivateDocuments                          bool
-	clients                                        map[string]*grants.Client
+	name                  string
+	encryptionKey         string
+	previousKeys          []string
+	allowPrivateDocuments bool
+	clients               map[string]*grants.Client
 
 	// downstream is the downstream client's config but for its HTTP
 	// client and redirect URL.
 	downstream downstream.Config
-	// settings fingerprints the downstream settings the fields above do
-	// not hold (endpoints, client authentication, audience parameter,
-	// scope names, extra parameters), for the usage pool's key.
+	// settings fingerprints every downstream setting (secrets and keys by
+	// digest), for the usage pool's key.
 	settings string
 }
 
 func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error) {
 	r := &resolvedGateway{
 		name:                  gw.Name,
-		issuer:                strings.TrimSuffix(repl.ReplaceKnown(gw.AuthorizationServer, ""), "/"),
-		clientID:              repl.ReplaceKnown(gw.ClientID, ""),
-		clientSecret:          repl.ReplaceKnown(gw.ClientSecret, ""),
-		resource:              repl.ReplaceKnown(gw.Resource, ""),
 		encryptionKey:         repl.ReplaceKnown(gw.EncryptionKey, ""),
 		allowPrivateDocuments: gw.AllowPrivateMetadataDocuments,
-		identitySource:        downstream.SourceIDToken,
-		identityClaim:         "sub",
 		clients:               map[string]*grants.Client{},
-	}
-	if err := checkAbsoluteURL(r.issuer); err != nil || r.issuer == "" {
-		return nil, fmt.Errorf("authorization_server %q (after placeholders) must be an absolute http(s) URL", r.issuer)
-	}
-	if r.clientID == "" {
-		return nil, fmt.Errorf("client_id %q resolved to an empty value; is the environment variable set?", gw.ClientID)
-	}
-	if gw.ClientSecret != "" && r.clientSecret == "" {
-		return nil, fmt.Errorf("client_secret resolved to an empty value; is the environment variable or file set?")
 	}
 	if gw.EncryptionKey != "" && len(r.encryptionKey) < 16 {
 		return nil, fmt.Errorf("encryption_key must resolve to at least 16 bytes")
 	}
 	for _, k := range gw.PreviousEncryptionKeys {
 		r.previousKeys = append(r.previousKeys, repl.ReplaceKnown(k, ""))
-	}
-	if id := gw.Identity; id != nil {
-		if id.Source != "" {
-			r.identitySource = id.Source
-		}
-		if id.Claim != "" {
-			r.identityClaim = id.Claim
-		}
 	}
 	if err := r.resolveDownstream(repl, gw); err != nil {
 		return nil, err
@@ -120,23 +95,35 @@ func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) e
 	if gw.LoginScopes != nil {
 		login = slices.Clone(gw.LoginScopes)
 	}
-	r.downstreamScopes = append(slices.Clone(login), gw.Scopes...)
 	dc := downstream.Config{
-		Issuer:   r.issuer,
-		ClientID: r.clientID,
+		Issuer:   strings.TrimSuffix(repl.ReplaceKnown(gw.AuthorizationServer, ""), "/"),
+		ClientID: repl.ReplaceKnown(gw.ClientID, ""),
 		Endpoints: downstream.Metadata{
 			AuthorizationEndpoint: repl.ReplaceKnown(gw.AuthorizationEndpoint, ""),
 			TokenEndpoint:         repl.ReplaceKnown(gw.TokenEndpoint, ""),
 		},
-		ClientAuth:     downstream.ClientAuth{Secret: r.clientSecret},
-		Resource:       r.resource,
+		ClientAuth:     downstream.ClientAuth{Secret: repl.ReplaceKnown(gw.ClientSecret, "")},
+		Resource:       repl.ReplaceKnown(gw.Resource, ""),
 		ResourceParam:  gw.ResourceParameter,
 		Scopes:         slices.Clone(gw.Scopes),
 		ScopeMap:       gw.ScopeMap,
 		LoginScopes:    login,
 		AuthParams:     make(map[string]string, len(gw.AuthorizationParams)),
-		IdentitySource: r.identitySource,
-		IdentityClaim:  r.identityClaim,
+		IdentitySource: downstream.SourceIDToken,
+		IdentityClaim:  "sub",
+	}
+	if err := checkAbsoluteURL(dc.Issuer); err != nil || dc.Issuer == "" {
+		return fmt.Errorf("authorization_server %q (after placeholders) must be an absolute http(s) URL", dc.Issuer)
+	}
+	if dc.ClientID == "" {
+		return fmt.Errorf("client_id %q resolved to an empty value; is the environment variable set?", gw.ClientID)
+	}
+	if gw.ClientSecret != "" && dc.ClientAuth.Secret == "" {
+		return fmt.Errorf("client_secret resolved to an empty value; is the environment variable or file set?")
+	}
+	if id := gw.Identity; id != nil {
+		dc.IdentitySource = cmp.Or(id.Source, dc.IdentitySource)
+		dc.IdentityClaim = cmp.Or(id.Claim, dc.IdentityClaim)
 	}
 	if (gw.AuthorizationEndpoint != "") != (dc.Endpoints.AuthorizationEndpoint != "") ||
 		(gw.TokenEndpoint != "") != (dc.Endpoints.TokenEndpoint != "") {
@@ -172,13 +159,17 @@ func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) e
 			keyDigest = hex.EncodeToString(sum[:])
 		}
 	}
+	secretDigest := sha256.Sum256([]byte(dc.ClientAuth.Secret))
 	settings, err := json.Marshal(map[string]any{
-		"endpoints":      dc.Endpoints,
-		"client_auth":    []string{dc.ClientAuth.Method, dc.ClientAuth.AssertionAudience, keyDigest, keyID},
-		"resource_param": dc.ResourceParam,
-		"scope_map":      dc.ScopeMap,
-		"auth_params":    dc.AuthParams,
-		"userinfo":       dc.UserinfoURL,
+		"issuer":      dc.Issuer,
+		"client_id":   dc.ClientID,
+		"endpoints":   dc.Endpoints,
+		"client_auth": []string{dc.ClientAuth.Method, dc.ClientAuth.AssertionAudience, hex.EncodeToString(secretDigest[:]), keyDigest, keyID},
+		"resource":    []string{dc.Resource, dc.ResourceParam},
+		"scopes":      [][]string{dc.LoginScopes, dc.Scopes},
+		"scope_map":   dc.ScopeMap,
+		"auth_params": dc.AuthParams,
+		"identity":    []string{dc.IdentitySource, dc.IdentityClaim, dc.UserinfoURL},
 	})
 	if err != nil {
 		return err
