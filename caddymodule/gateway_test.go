@@ -112,11 +112,7 @@ func startEnv(t *testing.T, providerCfg testenv.ProviderConfig, opts ...envOptio
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminAddr, err := testenv.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, public: "http://" + addr, admin: adminAddr, storage: t.TempDir()}
+	e := &env{t: t, public: "http://" + addr, storage: t.TempDir()}
 	for _, opt := range opts {
 		opt(e)
 	}
@@ -138,6 +134,11 @@ func startEnv(t *testing.T, providerCfg testenv.ProviderConfig, opts ...envOptio
 	}
 	t.Cleanup(func() { e.ops.Close() })
 	t.Setenv("MCP_GATEWAY_TEST_SECRET", testenv.DefaultClientSecret)
+	// Chosen last: a port freed by FreeAddr can be handed to the servers
+	// started since, which listen on any free port.
+	if e.admin, err = testenv.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
 	e.load("tickets.read accounts.read")
 	t.Cleanup(func() { _ = testenv.StopCaddy() })
 	return e
