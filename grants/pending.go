@@ -25,6 +25,15 @@ type Pending struct {
 	// BrowserHash is the hash of the browser-binding cookie, set by the
 	// caller, so the flow can only be completed in the browser that began it.
 	BrowserHash string `json:"browser_hash,omitempty"`
+	// RememberedFor is the user whose remembered consent skipped the
+	// consent page, set by the caller before anyone has signed in. After
+	// the downstream login, a user who is not this one (and has no
+	// consent of their own) must be asked before a code is issued.
+	RememberedFor string `json:"remembered_for,omitempty"`
+	// User is the user who signed in at the downstream server, set when
+	// the consent page is shown after the sign-in: approving it issues
+	// the code for this user, without another login.
+	User string `json:"user,omitempty"`
 	// DownstreamVerifier is the PKCE verifier toward the downstream server.
 	// It is secret: stored sealed, never in the clear (hence no JSON name).
 	DownstreamVerifier string `json:"-"`
