@@ -104,9 +104,12 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		CreatedAt:     now,
 		ExpiresAt:     now.Add(e.opts.AuthorizationTTL),
 	}
-	earlier := e.earlierConsent(ctx, s, browser, p)
+	user, earlier := e.earlierConsent(ctx, s, browser, p)
 	if !earlier.IsEmpty() && earlier.ContainsAll(req.scopes) {
-		e.audit("consent given", s, p.ClientID, "", p.Scopes, zap.Bool("remembered", true))
+		// The consent is that user's: the callback checks that they are
+		// the one who signs in, and asks anyone else.
+		p.RememberedFor = user
+		e.audit("consent given", s, p.ClientID, user, p.Scopes, zap.Bool("remembered", true))
 		e.startDownstream(w, r, s, p)
 		return
 	}
@@ -116,7 +119,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot record your authorization right now", "Its storage is unavailable. Try again in a moment.")
 		return
 	}
-	e.renderConsent(w, s, client, req, earlier, handle, hashWithLabel("csrf", browser+"\x00"+handle))
+	e.renderConsent(w, s, client, req, earlier, handle, csrfToken(browser, handle), "")
 }
 
 // authorizeRefusal is a refused authorization request. While the redirect
@@ -176,9 +179,16 @@ func (e *Edge) checkAuthorizeRequest(s *Server, client *grants.Client, q url.Val
 
 // serveConsent receives the consent form. The pending authorization is taken
 // (single use), bound to the browser that started it, and CSRF-checked.
+// Everything that needs no storage is checked first, and the record is
+// locked only once it is known to be this browser's: answers that cannot
+// be, however many, never make the gateway lock its storage.
 func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
 	if r.Method != http.MethodPost {
 		e.errorPage(w, http.StatusMethodNotAllowed, "Use the consent form", "This address only accepts the consent form's answer.")
+		return
+	}
+	if t := take(e.limits.callback, e.clientAddress(r), "sign-in"); t != nil {
+		e.refuseTooMany(w, r, s, "", t, true)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
@@ -187,29 +197,44 @@ func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
 		return
 	}
 	handle, csrf := r.PostForm.Get("handle"), r.PostForm.Get("csrf")
-	browser := readCookie(r, e.browserCookieName())
-	if handle == "" || browser == "" || csrf == "" ||
-		subtle.ConstantTimeCompare([]byte(csrf), []byte(hashWithLabel("csrf", browser+"\x00"+handle))) != 1 {
+	browser := e.readBrowserCookie(r)
+	if !isToken(handle) || browser == "" || csrf == "" ||
+		subtle.ConstantTimeCompare([]byte(csrf), []byte(csrfToken(browser, handle))) != 1 {
 		e.errorPage(w, http.StatusForbidden, "This consent answer was not sent from the consent page", "It lacks the page's security token or came from another browser. Start again from your MCP client.")
 		return
 	}
 	ctx := r.Context()
-	p, err := s.Gateway.Ledger.TakePending(ctx, handle)
+	p, err := s.Gateway.Ledger.TakePendingOf(ctx, handle, hashWithLabel("browser", browser))
+	if errors.Is(err, grants.ErrOtherBrowser) {
+		e.errorPage(w, http.StatusForbidden, "This authorization belongs to another browser", "Start again from your MCP client in this browser.")
+		return
+	}
 	if err != nil {
 		e.pendingErrorPage(w, s, err)
 		return
 	}
-	if p.Server != s.Name || subtle.ConstantTimeCompare([]byte(p.BrowserHash), []byte(hashWithLabel("browser", browser))) != 1 {
-		e.errorPage(w, http.StatusForbidden, "This authorization belongs to another browser", "Start again from your MCP client in this browser.")
+	if p.Server != s.Name {
+		e.errorPage(w, http.StatusForbidden, "This authorization belongs to another server", "Start again from your MCP client.")
+		return
+	}
+	if p.DownstreamVerifier != "" {
+		// A downstream state, not a consent page's handle.
+		e.pendingErrorPage(w, s, grants.ErrNotFound)
 		return
 	}
 	if r.PostForm.Get("decision") != "approve" {
 		e.count(s, AuthorizationDenied)
-		e.audit("consent refused", s, p.ClientID, "", p.Scopes)
+		e.audit("consent refused", s, p.ClientID, p.User, p.Scopes)
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "access_denied", "the user denied the authorization request")
 		return
 	}
-	e.audit("consent given", s, p.ClientID, "", p.Scopes)
+	e.audit("consent given", s, p.ClientID, p.User, p.Scopes)
+	if p.User != "" {
+		// Asked after the sign-in (see serveCallback): the user who
+		// signed in has now approved, and their grant is already kept.
+		e.issueCode(w, r, s, p, p.User, true)
+		return
+	}
 	e.startDownstream(w, r, s, p)
 }
 
@@ -233,16 +258,23 @@ func (e *Edge) startDownstream(w http.ResponseWriter, r *http.Request, s *Server
 	http.Redirect(w, r, authURL, http.StatusFound)
 }
 
-// earlierConsent returns the scopes that the user this browser last signed
-// in as already approved for this client, server and redirect URI (empty
-// if none). When they cover the request, consent is not asked again;
+// earlierConsent returns the user this browser last signed in as and the
+// scopes they already approved for this client, server and redirect URI
+// (empty if none). When they cover the request, consent is not asked
+// again, provided that user is the one who signs in (see serveCallback);
 // otherwise the consent page marks the scopes that are new, as when a
 // client asks for more to call a tool (step-up authorization).
-func (e *Edge) earlierConsent(ctx context.Context, s *Server, browser string, p *grants.Pending) scopes.Set {
+func (e *Edge) earlierConsent(ctx context.Context, s *Server, browser string, p *grants.Pending) (string, scopes.Set) {
 	user, err := s.Gateway.Ledger.BrowserUser(ctx, hashWithLabel("browser", browser))
 	if err != nil {
-		return scopes.Set{}
+		return "", scopes.Set{}
 	}
+	return user, e.consentedScopes(ctx, s, user, p)
+}
+
+// consentedScopes returns the scopes user approved for p's client and
+// redirect URI at s (empty if none).
+func (e *Edge) consentedScopes(ctx context.Context, s *Server, user string, p *grants.Pending) scopes.Set {
 	c, err := s.Gateway.Ledger.Consent(ctx, user, p.ClientID, s.Name)
 	if err != nil || c.RedirectURI != p.RedirectURI {
 		return scopes.Set{}
@@ -297,13 +329,12 @@ func (e *Edge) browserCookieName() string {
 // the browser has none. It ties the consent, the downstream login and the
 // callback to one browser, so a flow cannot be completed elsewhere.
 func (e *Edge) browserCookie(w http.ResponseWriter, r *http.Request) string {
-	name := e.browserCookieName()
-	if v := readCookie(r, name); len(v) == 43 {
+	if v := e.readBrowserCookie(r); v != "" {
 		return v
 	}
 	v := randomToken()
 	http.SetCookie(w, &http.Cookie{
-		Name:     name,
+		Name:     e.browserCookieName(),
 		Value:    v,
 		Path:     "/",
 		MaxAge:   int(e.opts.RefreshTokenTTL.Seconds()),
@@ -314,12 +345,37 @@ func (e *Edge) browserCookie(w http.ResponseWriter, r *http.Request) string {
 	return v
 }
 
+// readBrowserCookie returns the request's browser-binding cookie if it has
+// the form browserCookie gives it, or "".
+func (e *Edge) readBrowserCookie(r *http.Request) string {
+	if v := readCookie(r, e.browserCookieName()); isToken(v) {
+		return v
+	}
+	return ""
+}
+
 func readCookie(r *http.Request, name string) string {
 	c, err := r.Cookie(name)
 	if err != nil {
 		return ""
 	}
 	return c.Value
+}
+
+// isToken reports whether v has the form of a randomToken: 43 base64url
+// characters. Browser cookies, consent handles and downstream states are
+// checked with it before anything is looked up for them.
+func isToken(v string) bool {
+	if len(v) != 43 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // isS256Challenge reports whether c looks like a base64url SHA-256 digest.
@@ -351,6 +407,12 @@ func randomToken() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// csrfToken is the consent form's CSRF token: bound to the browser and to
+// the one pending authorization the form answers.
+func csrfToken(browser, handle string) string {
+	return hashWithLabel("csrf", browser+"\x00"+handle)
 }
 
 // hashWithLabel derives a value from a secret for one purpose only.

@@ -22,6 +22,11 @@ type Limits struct {
 	Authorize ratelimit.Rate
 	// Token bounds token and revocation requests per client address.
 	Token ratelimit.Rate
+	// Callback bounds the browser's returns to the gateway per client
+	// address: consent answers and downstream sign-in callbacks. Each
+	// can take a storage lock, so they are limited before anything is
+	// read.
+	Callback ratelimit.Rate
 	// ClientAuthFailures bounds failed client authentications per client
 	// ID, whatever the address: guessing a confidential client's secret
 	// from many addresses is as slow as from one.
@@ -38,12 +43,13 @@ var DefaultLimits = Limits{
 	Register:           ratelimit.Rate{Events: 60, Window: 10 * time.Minute},
 	Authorize:          ratelimit.Rate{Events: 120, Window: time.Minute},
 	Token:              ratelimit.Rate{Events: 300, Window: time.Minute},
+	Callback:           ratelimit.Rate{Events: 240, Window: time.Minute},
 	ClientAuthFailures: ratelimit.Rate{Events: 10, Window: time.Minute},
 }
 
 // limiters are the live buckets of Limits.
 type limiters struct {
-	register, authorize, token, clientAuth *ratelimit.Limiter
+	register, authorize, token, callback, clientAuth *ratelimit.Limiter
 }
 
 func newLimiters(l Limits, now func() time.Time) limiters {
@@ -52,6 +58,7 @@ func newLimiters(l Limits, now func() time.Time) limiters {
 		register:   ratelimit.New(l.Register, opts),
 		authorize:  ratelimit.New(l.Authorize, opts),
 		token:      ratelimit.New(l.Token, opts),
+		callback:   ratelimit.New(l.Callback, opts),
 		clientAuth: ratelimit.New(l.ClientAuthFailures, opts),
 	}
 }
@@ -72,7 +79,7 @@ func (e *Edge) clientAddress(r *http.Request) string {
 
 // tooMany is a refusal by a rate limit: what was limited, and for how long.
 type tooMany struct {
-	what       string // "registration", "authorization", "token", "client authentication"
+	what       string // "registration", "authorization", "token", "sign-in", "client authentication"
 	retryAfter time.Duration
 }
 
@@ -104,7 +111,8 @@ func (t *tooMany) oauthError() *oauthError {
 }
 
 // refuseTooMany records the refusal on the audit log and answers it, as a
-// page for browsers or an OAuth error JSON for clients.
+// page for browsers or an OAuth error JSON for clients. s is nil for a
+// request that names no server yet (the downstream callback).
 func (e *Edge) refuseTooMany(w http.ResponseWriter, r *http.Request, s *Server, clientID string, t *tooMany, page bool) {
 	e.count(s, RateLimited)
 	e.audit("request refused", s, clientID, "", "", zap.String("reason", "rate limited"),

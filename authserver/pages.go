@@ -44,7 +44,8 @@ var consentPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "co
 <ul id="granted-scopes" class="meta">{{range .Granted}}<li><code>{{.}}</code></li>{{end}}</ul>
 {{else}}<p>It asks for access to the MCP server <strong>{{.Server}}</strong> on your behalf, with these permissions:</p>
 <ul id="new-scopes">{{range .New}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
-<p class="meta">After you approve, you sign in at your identity provider. You will then be sent back to <strong>{{.RedirectHost}}</strong>.{{if .Unverified}} This application registered itself; only approve it if you started this connection.{{end}}</p>
+{{if .SignedInAs}}<p id="signed-in">You are signed in as <strong>{{.SignedInAs}}</strong>.</p>
+<p class="meta">After you approve, you will be sent back to <strong>{{.RedirectHost}}</strong>.{{else}}<p class="meta">After you approve, you sign in at your identity provider. You will then be sent back to <strong>{{.RedirectHost}}</strong>.{{end}}{{if .Unverified}} This application registered itself; only approve it if you started this connection.{{end}}</p>
 <form id="consent" method="post" action="{{.Action}}">
 <input type="hidden" name="handle" value="{{.Handle}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
@@ -69,7 +70,9 @@ func setPageHeaders(h http.Header) {
 // renderConsent shows the consent page. earlier are the scopes the user
 // already approved for this client and server: the page then lists the
 // asked scopes beyond them as new, and the rest as already allowed.
-func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Client, req *authorizeRequest, earlier scopes.Set, handle, csrf string) {
+// signedInAs names the user when the page is shown after the sign-in
+// (empty before it).
+func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Client, req *authorizeRequest, earlier scopes.Set, handle, csrf, signedInAs string) {
 	name := client.Name
 	if name == "" {
 		name = client.ID
@@ -90,6 +93,7 @@ func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Cl
 		"Action":       s.Issuer + "/consent",
 		"Handle":       handle,
 		"CSRF":         csrf,
+		"SignedInAs":   signedInAs,
 	})
 }
 

@@ -35,6 +35,7 @@ func init() {
 //			register <events>/<window>|off
 //			authorize <events>/<window>|off
 //			token <events>/<window>|off
+//			callback <events>/<window>|off
 //			client_auth_failures <events>/<window>|off
 //		}
 //
@@ -275,10 +276,11 @@ func (g *Handler) unmarshalRateLimits(d *caddyfile.Dispenser, record func(string
 			"register":             &g.RateLimits.Register,
 			"authorize":            &g.RateLimits.Authorize,
 			"token":                &g.RateLimits.Token,
+			"callback":             &g.RateLimits.Callback,
 			"client_auth_failures": &g.RateLimits.ClientAuthFailures,
 		}[d.Val()]
 		if target == nil {
-			return d.Errf("unrecognized rate limit %q (expected register, authorize, token or client_auth_failures)", d.Val())
+			return d.Errf("unrecognized rate limit %q (expected register, authorize, token, callback or client_auth_failures)", d.Val())
 		}
 		record(d.Val(), d)
 		if err := oneArg(d, target); err != nil {

@@ -319,7 +319,9 @@ type Lifetimes struct {
 	AuthorizationCode caddy.Duration `json:"authorization_code,omitempty"`
 
 	// Authorization is how long a user may take between the authorization
-	// request and the end of the downstream login. Default: 10m.
+	// request and the end of the downstream login, and again to answer a
+	// consent page shown after the login (to a user other than the one
+	// whose remembered consent skipped it). Default: 10m.
 	Authorization caddy.Duration `json:"authorization,omitempty"`
 }
 
@@ -345,6 +347,11 @@ type RateLimits struct {
 	// Token bounds token and revocation requests per client address.
 	// Default: 300/1m.
 	Token string `json:"token,omitempty"`
+
+	// Callback bounds the browser's returns to the gateway per client
+	// address: consent answers and downstream sign-in callbacks (at most
+	// two per authorization). Default: 240/1m.
+	Callback string `json:"callback,omitempty"`
 
 	// ClientAuthFailures bounds failed client authentications per client ID,
 	// from any address. Default: 10/1m.

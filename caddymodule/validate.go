@@ -451,6 +451,7 @@ func (rl *RateLimits) resolve() (authserver.Limits, error) {
 		{"register", rl.Register, &limits.Register},
 		{"authorize", rl.Authorize, &limits.Authorize},
 		{"token", rl.Token, &limits.Token},
+		{"callback", rl.Callback, &limits.Callback},
 		{"client_auth_failures", rl.ClientAuthFailures, &limits.ClientAuthFailures},
 	} {
 		switch l.value {

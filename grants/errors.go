@@ -9,6 +9,10 @@ var (
 	// expired pending authorizations are deleted when they are read).
 	ErrNotFound = errors.New("grants: not found")
 
+	// ErrOtherBrowser reports a pending authorization bound to another
+	// browser than the one that presented its handle.
+	ErrOtherBrowser = errors.New("grants: pending authorization belongs to another browser")
+
 	// ErrExpired reports an authorization code or refresh-token family past
 	// its expiry.
 	ErrExpired = errors.New("grants: expired")

@@ -288,6 +288,69 @@ func testPendingTakenOnce(t *testing.T, env *ledgerEnv) {
 	}
 }
 
+// lockCounter counts the storage locks taken through it.
+type lockCounter struct {
+	*MemoryStore
+	locks int
+}
+
+func (s *lockCounter) Lock(ctx context.Context, name string) error {
+	s.locks++
+	return s.MemoryStore.Lock(ctx, name)
+}
+
+// TestTakePendingOf checks that a pending authorization is taken only by
+// its own browser, and that every other request is refused from a plain
+// read: no storage lock, and the record stays for its browser.
+func TestTakePendingOf(t *testing.T) {
+	ctx := context.Background()
+	store := &lockCounter{MemoryStore: NewMemoryStore()}
+	c := newClock()
+	l := NewLedger(store, testPrefix, mustSealer(t, testKey(9)), c.Now)
+	p := newPending(c.Now())
+	if err := l.SavePending(ctx, "handle", p); err != nil {
+		t.Fatal(err)
+	}
+	unbound := newPending(c.Now())
+	unbound.BrowserHash = ""
+	if err := l.SavePending(ctx, "unbound", unbound); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, handle, browserHash string
+		want                      error
+	}{
+		{"unknown handle", "no-such-handle", p.BrowserHash, ErrNotFound},
+		{"empty handle", "", p.BrowserHash, ErrNotFound},
+		{"another browser", "handle", "other-browser-hash", ErrOtherBrowser},
+		{"a prefix of the binding", "handle", p.BrowserHash[:5], ErrOtherBrowser},
+		{"no browser", "handle", "", ErrOtherBrowser},
+		{"a record bound to no browser", "unbound", "", ErrOtherBrowser},
+	} {
+		got, err := l.TakePendingOf(ctx, tc.handle, tc.browserHash)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+		if tc.want == ErrOtherBrowser && (got == nil || got.ClientID != p.ClientID) {
+			t.Errorf("%s: the refusal does not say whose record it is: %+v", tc.name, got)
+		}
+		if store.locks != 0 {
+			t.Errorf("%s: took %d storage locks", tc.name, store.locks)
+			store.locks = 0
+		}
+	}
+	got, err := l.TakePendingOf(ctx, "handle", p.BrowserHash)
+	if err != nil || !reflect.DeepEqual(got, p) {
+		t.Fatalf("the browser's own TakePendingOf = %+v, %v; want %+v", got, err, p)
+	}
+	if store.locks != 1 {
+		t.Errorf("taking the record took %d storage locks, want 1", store.locks)
+	}
+	if _, err := l.TakePendingOf(ctx, "handle", p.BrowserHash); !errors.Is(err, ErrNotFound) {
+		t.Errorf("taking it twice: err = %v, want ErrNotFound", err)
+	}
+}
+
 func newCode(now time.Time) *Code {
 	return &Code{
 		ClientID:      "client-a",

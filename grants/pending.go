@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -24,6 +25,15 @@ type Pending struct {
 	// BrowserHash is the hash of the browser-binding cookie, set by the
 	// caller, so the flow can only be completed in the browser that began it.
 	BrowserHash string `json:"browser_hash,omitempty"`
+	// RememberedFor is the user whose remembered consent skipped the
+	// consent page, set by the caller before anyone has signed in. After
+	// the downstream login, a user who is not this one (and has no
+	// consent of their own) must be asked before a code is issued.
+	RememberedFor string `json:"remembered_for,omitempty"`
+	// User is the user who signed in at the downstream server, set when
+	// the consent page is shown after the sign-in: approving it issues
+	// the code for this user, without another login.
+	User string `json:"user,omitempty"`
 	// DownstreamVerifier is the PKCE verifier toward the downstream server.
 	// It is secret: stored sealed, never in the clear (hence no JSON name).
 	DownstreamVerifier string `json:"-"`
@@ -111,6 +121,40 @@ func (l *Ledger) TakePending(ctx context.Context, handle string) (*Pending, erro
 		return nil, err
 	}
 	return p, nil
+}
+
+// TakePendingOf is TakePending for the browser whose binding cookie hashes
+// to browserHash. It reads the record first, without the storage lock,
+// and refuses one that is missing or expired (ErrNotFound) or bound to
+// another browser (ErrOtherBrowser, returned with the record, which stays
+// in storage, so the caller can report whose it was). Only the owner's
+// request takes the lock, re-reads and deletes the record: requests that
+// cannot own it, however many, never make the storage lock, and cannot
+// consume another browser's authorization.
+func (l *Ledger) TakePendingOf(ctx context.Context, handle, browserHash string) (*Pending, error) {
+	p, err := l.Pending(ctx, handle)
+	if err != nil {
+		return nil, err
+	}
+	if !sameBrowser(p.BrowserHash, browserHash) {
+		return p, ErrOtherBrowser
+	}
+	if p, err = l.TakePending(ctx, handle); err != nil {
+		return nil, err
+	}
+	// Handles are random and a record is written once under each, so this
+	// is the record read above; checked again all the same, as it is the
+	// one handed out.
+	if !sameBrowser(p.BrowserHash, browserHash) {
+		return p, ErrOtherBrowser
+	}
+	return p, nil
+}
+
+// sameBrowser compares browser-binding hashes in constant time. An empty
+// hash binds nothing and matches nothing.
+func sameBrowser(stored, presented string) bool {
+	return stored != "" && presented != "" && subtle.ConstantTimeCompare([]byte(stored), []byte(presented)) == 1
 }
 
 // loadPending reads and unseals the record at key. It returns ErrExpired
