@@ -343,7 +343,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 
 		c := e.register(t, "support-assistant")
 		c.ID = forged
-		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "differs from the URL")
+		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "document could not be used")
 		c.ID = good
 		tok := c.login(t, "support-assistant", "")
 		if tok.Scope != "accounts.read tickets.read" {
