@@ -113,6 +113,11 @@ func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*
 	if u.Scheme != "https" && !(f.opts.AllowPrivate && u.Scheme == "http") {
 		return nil, errors.New("a client ID metadata document must be served over https")
 	}
+	if !isASCII(u.Host) {
+		// The consent page names the client by this host: in Unicode, a
+		// look-alike of another application's host could pass for it.
+		return nil, errors.New("the client ID's host must be written in ASCII (an internationalized name in its xn-- form)")
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
@@ -146,4 +151,13 @@ func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*
 		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata document clients; use none", md.TokenEndpointAuthMethod)
 	}
 	return md.toClient("metadata_document")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
