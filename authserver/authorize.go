@@ -35,8 +35,10 @@ type authorizeRequest struct {
 }
 
 // serveAuthorize handles the authorization endpoint. Errors found before the
-// client and its redirect URI are trusted are shown to the user as a page,
-// never redirected (no open redirect); later errors go back to the client.
+// client and its redirect URI are known are shown to the user as a page,
+// never redirected (no open redirect); later errors go back to a client of
+// the config, and are a page for one that registered itself (see
+// checkAuthorizeRequest).
 func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server) {
 	if !requireMethod(w, r, http.MethodGet, http.MethodPost) {
 		return
@@ -122,10 +124,10 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 	e.renderConsent(w, s, client, req, earlier, handle, csrfToken(browser, handle), "")
 }
 
-// authorizeRefusal is a refused authorization request. While the redirect
-// URI is not trusted (redirectURI is empty) the user is shown a page with
-// title and message; after, the client gets code and description at its
-// redirect URI.
+// authorizeRefusal is a refused authorization request. When redirectURI is
+// empty the user is shown a page with title and message; otherwise the
+// client gets code and description at its redirect URI. code names the
+// refusal in the audit log either way.
 type authorizeRefusal struct {
 	title, message                        string
 	redirectURI, state, code, description string
@@ -133,6 +135,14 @@ type authorizeRefusal struct {
 
 // checkAuthorizeRequest validates the parameters of an authorization
 // request from a known client. It does no I/O, so it can be fuzzed.
+//
+// A refusal goes back to the client's redirect URI only when the operator
+// configured that client: any application can register itself, or publish
+// a metadata document, with an https redirect URI of its choice, and
+// redirecting to it before the user has seen anything would make the
+// gateway an open redirector (RFC 9700 §4.11.2). Self-registered clients
+// get their refusals as a page; once the user has answered the consent
+// page, the answer goes back to them as usual.
 func (e *Edge) checkAuthorizeRequest(s *Server, client *grants.Client, q url.Values) (*authorizeRequest, *authorizeRefusal) {
 	redirectURI := q.Get("redirect_uri")
 	if redirectURI == "" && len(client.RedirectURIs) == 1 && !isLoopbackRedirect(client.RedirectURIs[0]) {
@@ -143,9 +153,12 @@ func (e *Edge) checkAuthorizeRequest(s *Server, client *grants.Client, q url.Val
 			message: "The application asked to return you to an address it did not register. For your safety the gateway does not send you there."}
 	}
 
-	// From here on the redirect URI is trusted: errors go back to the client.
 	state := q.Get("state")
 	fail := func(code, desc string) (*authorizeRequest, *authorizeRefusal) {
+		if client.Source != grants.SourceConfig {
+			return nil, &authorizeRefusal{code: code, title: "The application's authorization request was refused",
+				message: "The gateway cannot accept it (" + code + ": " + describe(desc) + "). The application registered itself, so the gateway does not send you back to it before you have answered. Start again from your MCP client; if this page comes back, the application needs fixing."}
+		}
 		return nil, &authorizeRefusal{redirectURI: redirectURI, state: state, code: code, description: desc}
 	}
 	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {

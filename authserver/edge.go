@@ -13,6 +13,7 @@ package authserver
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,22 @@ type Gateway struct {
 
 	// MetadataDocuments fetches client ID metadata documents.
 	MetadataDocuments *MetadataDocumentFetcher
+
+	// TrustedClientHosts are the hosts (lower case, no port) whose client ID
+	// metadata documents the operator vouches for: their consent page
+	// lacks the warning that the application is not verified.
+	TrustedClientHosts []string
+}
+
+// clientHost returns the host of a metadata-document client ID, as the
+// consent page shows it (lower case, with any port), and whether the
+// operator trusts its host name.
+func (g *Gateway) clientHost(clientID string) (host string, trusted bool) {
+	u, err := url.Parse(clientID)
+	if err != nil {
+		return clientID, false
+	}
+	return strings.ToLower(u.Host), slices.Contains(g.TrustedClientHosts, strings.ToLower(u.Hostname()))
 }
 
 // Server is one MCP server at a path of the site.

@@ -79,7 +79,8 @@ func FuzzDescribe(f *testing.F) {
 
 // FuzzAuthorizeRequest feeds raw authorization queries to the request
 // checks: a refusal before the redirect URI is trusted never names a
-// redirect URI, a refusal after it names a registered one, and an accepted
+// redirect URI, a refusal after it names a registered one (and none at all
+// for a self-registered client), and an accepted
 // request carries a registered redirect URI, an S256 challenge, only the
 // server's scopes and the server's own resource.
 func FuzzAuthorizeRequest(f *testing.F) {
@@ -92,12 +93,18 @@ func FuzzAuthorizeRequest(f *testing.F) {
 	offered := scopes.MustParse("tickets.read accounts.read")
 	s := &Server{Name: "support", Path: "/support", Rule: scopes.Rule{Offered: offered}, Gateway: &Gateway{Name: "acme"}}
 	e := New(Options{PublicURL: "https://mcp.example.com"}, []*Server{s})
-	client := &grants.Client{ID: "c1", RedirectURIs: []string{"http://127.0.0.1:33418/cb", "https://app.example/cb", "cursor://cb"}}
+	redirects := []string{"http://127.0.0.1:33418/cb", "https://app.example/cb", "cursor://cb"}
+	configured := &grants.Client{ID: "c1", RedirectURIs: redirects, Source: grants.SourceConfig}
+	registered := &grants.Client{ID: "c2", RedirectURIs: redirects, Source: grants.SourceRegistered}
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		q, err := url.ParseQuery(rawQuery)
 		if err != nil {
 			return
 		}
+		if _, refused := e.checkAuthorizeRequest(s, registered, q); refused != nil && refused.redirectURI != "" {
+			t.Fatalf("a refusal is sent to a self-registered client's redirect URI %q", refused.redirectURI)
+		}
+		client := configured
 		req, refused := e.checkAuthorizeRequest(s, client, q)
 		if refused != nil {
 			if req != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"syscall"
 	"time"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
@@ -19,9 +18,10 @@ import (
 // MetadataDocumentOptions configure how client ID metadata documents are
 // fetched.
 type MetadataDocumentOptions struct {
-	// AllowPrivate permits fetching from loopback, private and link-local
-	// addresses. Off by default: a URL client ID must not become a way into
-	// the private network (SSRF).
+	// AllowPrivate permits fetching from any address: loopback, private,
+	// link-local and every other range off the public Internet. Off by
+	// default: a URL client ID must not become a way into the private
+	// network (SSRF); see publicAddress.
 	AllowPrivate bool
 	Timeout      time.Duration // default 5s
 	MaxBytes     int64         // default 64 KiB
@@ -58,18 +58,7 @@ func NewMetadataDocumentFetcher(opts MetadataDocumentOptions) *MetadataDocumentF
 	}
 	dialer := &net.Dialer{Timeout: opts.Timeout}
 	if !opts.AllowPrivate {
-		// Checked on the address actually dialled, after DNS resolution, so
-		// a name that resolves (or re-resolves) to a private address fails.
-		dialer.Control = func(network, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			if ip := net.ParseIP(host); ip == nil || !isPublicIP(ip) {
-				return fmt.Errorf("address %s is not public", host)
-			}
-			return nil
-		}
+		dialer.Control = dialPublicOnly
 	}
 	transport := &http.Transport{
 		DialContext:           dialer.DialContext,
@@ -90,11 +79,6 @@ func NewMetadataDocumentFetcher(opts MetadataDocumentOptions) *MetadataDocumentF
 		seed:  maphash.MakeSeed(),
 		cache: expirycache.New[string, cachedDocument](opts.CacheSize),
 	}
-}
-
-func isPublicIP(ip net.IP) bool {
-	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast())
 }
 
 // isMetadataDocumentURL reports whether a client ID is a metadata document
@@ -129,6 +113,11 @@ func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*
 	if u.Scheme != "https" && !(f.opts.AllowPrivate && u.Scheme == "http") {
 		return nil, errors.New("a client ID metadata document must be served over https")
 	}
+	if !isASCII(u.Host) {
+		// The consent page names the client by this host: in Unicode, a
+		// look-alike of another application's host could pass for it.
+		return nil, errors.New("the client ID's host must be written in ASCII (an internationalized name in its xn-- form)")
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
@@ -138,7 +127,7 @@ func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*
 	req.Header.Set("Accept", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, errors.New("fetching it failed (unreachable, too slow, or not a public address)")
+		return nil, fmt.Errorf("fetching it failed: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -162,4 +151,13 @@ func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*
 		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata document clients; use none", md.TokenEndpointAuthMethod)
 	}
 	return md.toClient("metadata_document")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

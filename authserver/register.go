@@ -253,7 +253,11 @@ func (e *Edge) lookupClient(ctx context.Context, g *Gateway, id string) (*grants
 	if isMetadataDocumentURL(id) {
 		c, err := g.MetadataDocuments.Client(ctx, id)
 		if err != nil {
-			return nil, &clientError{msg: "The application's client ID is a metadata document URL, but the document could not be used: " + err.Error()}
+			// The reason can quote what the document said, which is the
+			// client's text and has no place on the gateway's page: it
+			// goes to the log only.
+			e.log.Info("client ID metadata document refused", zap.String("gateway", g.Name), zap.String("client_id", id), zap.Error(err))
+			return nil, &clientError{msg: "The application's client ID is a metadata document URL, but the document could not be used. The gateway's log says why."}
 		}
 		return c, nil
 	}

@@ -93,7 +93,7 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 	t.Run("too-short PKCE challenge", func(t *testing.T) {
-		wantRedirectError(t, victim.begin(t, "support-assistant", url.Values{"code_challenge": {"abc"}, "code_challenge_method": {"S256"}}), "invalid_request")
+		wantErrorPage(t, victim.begin(t, "support-assistant", url.Values{"code_challenge": {"abc"}, "code_challenge_method": {"S256"}}), http.StatusBadRequest, "43-character")
 	})
 	t.Run("consent answer replayed", func(t *testing.T) {
 		c := e.register(t, "support-assistant")

@@ -256,8 +256,10 @@ func wantTokenError(t *testing.T, tok tokens, status int, code string) {
 }
 
 // TestAuthorizationRefusals covers each way an authorization must fail, and
-// how it fails: redirect errors only once the client and redirect URI are
-// trusted, HTML pages before that, OAuth JSON errors at the token endpoint.
+// how it fails: HTML pages before the user has answered (the client
+// registered itself), redirect errors after, OAuth JSON errors at the
+// token endpoint. TestAttacksClientTrust has the redirect errors of a
+// client of the config.
 func TestAuthorizationRefusals(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{}, withLines("", "allow_private_metadata_documents"))
 	_, challenge := testenv.PKCE()
@@ -265,12 +267,12 @@ func TestAuthorizationRefusals(t *testing.T) {
 
 	t.Run("missing PKCE", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
-		wantRedirectError(t, c.begin(t, "support-assistant", nil), "invalid_request")
+		wantErrorPage(t, c.begin(t, "support-assistant", nil), http.StatusBadRequest, "invalid_request: PKCE is required")
 	})
 	t.Run("plain PKCE", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
 		page := c.begin(t, "support-assistant", url.Values{"code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"plain"}})
-		wantRedirectError(t, page, "invalid_request")
+		wantErrorPage(t, page, http.StatusBadRequest, "plain is not accepted")
 	})
 	t.Run("wrong verifier", func(t *testing.T) {
 		c := e.register(t, "support-assistant")
@@ -343,7 +345,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 
 		c := e.register(t, "support-assistant")
 		c.ID = forged
-		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "differs from the URL")
+		wantErrorPage(t, c.begin(t, "support-assistant", withPKCE), http.StatusBadRequest, "document could not be used")
 		c.ID = good
 		tok := c.login(t, "support-assistant", "")
 		if tok.Scope != "accounts.read tickets.read" {
@@ -432,7 +434,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 		}
 		page := c.begin(t, "support-assistant", url.Values{"resource": {e.public + "/ops"},
 			"code_challenge": {challenge}, "code_challenge_method": {"S256"}})
-		wantRedirectError(t, page, "invalid_target")
+		wantErrorPage(t, page, http.StatusBadRequest, "invalid_target")
 	})
 }
 

@@ -61,6 +61,7 @@ func init() {
 //			identity [id_token|userinfo [<endpoint url>]] [claim <name>]
 //			encryption_key <secret> [<previous secret>...]
 //			allow_private_metadata_documents
+//			trusted_client_hosts <host...>
 //			client <id> {
 //				secret <secret>
 //				name <display name>
@@ -121,6 +122,7 @@ var jsonField = map[string]string{
 	"per_server_tokens":      "per_server_tokens",
 	"identity":               "identity",
 	"encryption_key":         "encryption_key",
+	"trusted_client_hosts":   "trusted_client_hosts",
 	"gateway":                "gateway",
 	"reverse_proxy":          "upstream",
 }
@@ -357,6 +359,14 @@ func unmarshalGateway(d *caddyfile.Dispenser, record func(string, *caddyfile.Dis
 				return nil, d.ArgErr()
 			}
 			gw.AllowPrivateMetadataDocuments = true
+		case "trusted_client_hosts":
+			var hosts []string
+			hosts, err = someArgs(d)
+			for _, host := range hosts {
+				// Each on the line that names it, for validation errors.
+				record(fmt.Sprintf("trusted_client_hosts/%d", len(gw.TrustedClientHosts)), d)
+				gw.TrustedClientHosts = append(gw.TrustedClientHosts, host)
+			}
 		case "client":
 			var c *ClientConfig
 			c, err = unmarshalClient(d)

@@ -108,10 +108,24 @@ type Gateway struct {
 	Clients []*ClientConfig `json:"clients,omitempty"`
 
 	// AllowPrivateMetadataDocuments lets client ID metadata documents be
-	// fetched from loopback and private addresses. Off by default: a URL
-	// client ID must not turn the gateway into a proxy into the private
-	// network (SSRF). Turn it on only for local development and tests.
+	// fetched from any address, and over http. Off by default, when only
+	// public addresses are fetched from (global unicast outside every
+	// special-purpose range: no loopback, private, link-local, shared or
+	// documentation addresses, no NAT64, 6to4 or Teredo), checked on the
+	// address dialled: a URL client ID must not turn the gateway into a
+	// proxy into the private network (SSRF). Turn it on only for local
+	// development and tests.
 	AllowPrivateMetadataDocuments bool `json:"allow_private_metadata_documents,omitempty"`
+
+	// TrustedClientHosts are host names (such as claude.ai or chatgpt.com,
+	// no scheme, port or path) whose client ID metadata documents the
+	// operator vouches for. The consent page names every metadata-document
+	// client by its client ID's host, since its name and logo are only the
+	// document's claims, and warns that the application is not verified
+	// unless that host (on any port) is listed here. Applications that
+	// register dynamically are always shown as not verified; clients of the
+	// config never are.
+	TrustedClientHosts []string `json:"trusted_client_hosts,omitempty"`
 }
 
 // IdentityRule says how the gateway resolves the user's identity after the

@@ -109,11 +109,12 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.acquired = append(g.acquired, key)
 		state := val.(*gatewayState)
 		rt := &gatewayRuntime{state: state, gateway: &authserver.Gateway{
-			Name:              gw.Name,
-			Scopes:            scopes.MustParse(strings.Join(gw.Scopes, " ")),
-			Downstream:        state.downstream,
-			Clients:           resolved.clients,
-			MetadataDocuments: state.documents,
+			Name:               gw.Name,
+			Scopes:             scopes.MustParse(strings.Join(gw.Scopes, " ")),
+			Downstream:         state.downstream,
+			Clients:            resolved.clients,
+			MetadataDocuments:  state.documents,
+			TrustedClientHosts: resolved.trustedClientHosts,
 		}}
 		runtimes[gw.Name] = rt
 		gws[gw.Name] = rt.gateway

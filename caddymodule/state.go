@@ -36,6 +36,7 @@ type resolvedGateway struct {
 	encryptionKey         string
 	previousKeys          []string
 	allowPrivateDocuments bool
+	trustedClientHosts    []string // lower case
 	clients               map[string]*grants.Client
 
 	// downstream is the downstream client's config but for its HTTP
@@ -52,6 +53,9 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 		encryptionKey:         repl.ReplaceKnown(gw.EncryptionKey, ""),
 		allowPrivateDocuments: gw.AllowPrivateMetadataDocuments,
 		clients:               map[string]*grants.Client{},
+	}
+	for _, h := range gw.TrustedClientHosts {
+		r.trustedClientHosts = append(r.trustedClientHosts, strings.ToLower(h))
 	}
 	if gw.EncryptionKey != "" && len(r.encryptionKey) < 16 {
 		return nil, fmt.Errorf("encryption_key must resolve to at least 16 bytes")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -31,6 +32,26 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return e.Path + ": " + e.Msg }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// dnsLabel is one label of an ASCII host name.
+var dnsLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// isHostName reports whether h is a host as a URL names it: an ASCII DNS
+// name or an IP address, without scheme, port, path or wildcard.
+func isHostName(h string) bool {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Zone() == ""
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if !dnsLabel.MatchString(label) {
+			return false
+		}
+	}
+	return true
+}
 
 // hasPlaceholder reports whether a value is resolved only at provision time.
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
@@ -149,6 +170,11 @@ func checkGateway(path string, gw *Gateway) error {
 	}
 	if err := checkDownstream(path, who, gw); err != nil {
 		return err
+	}
+	for j, h := range gw.TrustedClientHosts {
+		if !isHostName(h) {
+			return &ConfigError{fmt.Sprintf("%s/trusted_client_hosts/%d", path, j), fmt.Sprintf("%s: trusted_client_hosts: %q is not a host name; give the host alone, such as claude.ai (no scheme, port, path or wildcard; an internationalized name in its xn-- form)", who, h)}
+		}
 	}
 	seen := map[string]bool{}
 	for j, c := range gw.Clients {
