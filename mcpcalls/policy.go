@@ -205,7 +205,7 @@ func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
 	if !lists {
 		return nil
 	}
-	l := &Lists{policy: p, granted: granted}
+	l := &Lists{policy: p, granted: granted, requests: make(map[string]string, len(msgs))}
 	for _, m := range msgs {
 		if m.Method == "" || m.ID == nil {
 			continue
@@ -214,10 +214,11 @@ func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
 		if !p.filters(method) {
 			method = "" // its result is left as it is
 		}
-		l.requests = append(l.requests, listRequest{id: canonicalID(m.ID), method: method})
+		l.requests[canonicalID(m.ID)] = method // Parse refused duplicates
+		l.only = method
 	}
-	if len(l.requests) == 1 {
-		l.only = l.requests[0].method
+	if len(l.requests) > 1 {
+		l.only = "" // only is for a lone request
 	}
 	return l
 }
@@ -269,19 +270,15 @@ func (p *Policy) visible(method, name string, granted scopes.Set) bool {
 // Lists are the requests of one HTTP request, whose list results a
 // [Filter] rewrites for the token's scopes.
 type Lists struct {
-	policy   *Policy
-	granted  scopes.Set
-	requests []listRequest // every request, by id
+	policy  *Policy
+	granted scopes.Set
+	// requests maps the canonical id of every request to its method if its
+	// result is filtered, or "".
+	requests map[string]string
 	// only is the method of the request's only JSON-RPC request, when that
 	// is a list request: every response in the reply then answers it,
 	// whatever id the upstream wrote.
 	only string
-}
-
-// listRequest is a request by its canonical id, with its method if its
-// result is filtered, or "".
-type listRequest struct {
-	id, method string
 }
 
 // methodOf returns the list method a response with the raw id answers ("" if
@@ -296,11 +293,6 @@ func (l *Lists) methodOf(id json.RawMessage) (string, bool) {
 	if !validID(id) {
 		return "", false
 	}
-	c := canonicalID(id)
-	for _, r := range l.requests {
-		if r.id == c {
-			return r.method, true
-		}
-	}
-	return "", false
+	method, known := l.requests[canonicalID(id)]
+	return method, known
 }
