@@ -42,14 +42,19 @@ func (e *Edge) checkCalls(w http.ResponseWriter, r *http.Request, s *Server, cla
 		writeRPCError(w, me)
 		return nil, false
 	}
+	if me := s.Calls.Unjudged(msgs); me != nil {
+		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestForbidden, me.Message)
+		writeRPCError(w, me)
+		return nil, false
+	}
 	if !s.Calls.Concerns(msgs) {
 		return nil, true // the common case: a call of a tool without scopes of its own
 	}
 	// The token was verified, so its scope parses; a scope the server no
 	// longer offers is simply never needed.
 	granted, _ := scopes.Parse(claims.Scope)
-	missing, refused := s.Calls.Missing(msgs, granted)
-	if refused == nil {
+	missing, what := s.Calls.Missing(msgs, granted)
+	if what == "" {
 		return s.Calls.Lists(msgs, granted), true
 	}
 	// The scopes to ask for: what the token holds of the server's, plus
@@ -57,7 +62,6 @@ func (e *Edge) checkCalls(w http.ResponseWriter, r *http.Request, s *Server, cla
 	// authorization spec's step-up). Every needed scope is one the server
 	// offers: the config is checked for that.
 	want := granted.Intersect(s.Rule.Offered).Union(missing)
-	what := refused.Method + " " + refused.Name
 	e.refuseRequest(s, claims.ClientID, claims.Subject, RequestForbidden, "insufficient scope for "+what+": missing "+missing.String())
 	e.insufficientScope(w, s, want, what+" needs scope "+missing.String()+"; authorize again with scope "+want.String())
 	return nil, false

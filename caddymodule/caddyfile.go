@@ -79,6 +79,7 @@ func init() {
 //			prompt <name> <scope...>
 //			filter_lists off
 //			max_call_body <size>
+//			unchecked_methods <method...>
 //			reverse_proxy [<upstreams...>] {
 //				# all of reverse_proxy's own syntax
 //			}
@@ -607,6 +608,8 @@ func unmarshalServer(h httpcaddyfile.Helper, record func(string, *caddyfile.Disp
 			err = unmarshalFilterLists(d, srv)
 		case "max_call_body":
 			err = unmarshalMaxCallBody(d, srv, record)
+		case "unchecked_methods":
+			err = unmarshalUncheckedMethods(d, srv, record)
 		case "reverse_proxy":
 			if srv.UpstreamRaw != nil {
 				return nil, d.Errf("server %q: only one reverse_proxy per server (list several upstreams in it for load balancing)", srv.Name)

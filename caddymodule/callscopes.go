@@ -67,6 +67,23 @@ func unmarshalMaxCallBody(d *caddyfile.Dispenser, srv *Server, record func(strin
 	return nil
 }
 
+// unmarshalUncheckedMethods parses: unchecked_methods <method...>, which
+// may be repeated.
+func unmarshalUncheckedMethods(d *caddyfile.Dispenser, srv *Server, record func(string, *caddyfile.Dispenser)) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("server %q: unchecked_methods needs at least one JSON-RPC method: unchecked_methods <method...>", srv.Name)
+	}
+	if srv.CallScopes == nil {
+		srv.CallScopes = new(CallScopes)
+	}
+	for _, m := range args {
+		record(fmt.Sprintf("call_scopes/unchecked_methods/%d", len(srv.CallScopes.UncheckedMethods)), d)
+		srv.CallScopes.UncheckedMethods = append(srv.CallScopes.UncheckedMethods, m)
+	}
+	return nil
+}
+
 // maxCallBody bounds max_call_body: bodies are held in memory.
 const maxCallBody = 64 << 20
 
@@ -102,6 +119,19 @@ func checkCallScopes(path, who string, cs *CallScopes, offered scopes.Set) error
 		return &ConfigError{path + "/max_body_bytes", fmt.Sprintf("%s: max_body_bytes %d must be from 1 to %d (64 MiB)", who, cs.MaxBodyBytes, maxCallBody)}
 	case cs.MaxBodyBytes != 0 && len(cs.Tools)+len(cs.Resources)+len(cs.Prompts) == 0:
 		return &ConfigError{path + "/max_body_bytes", who + ": max_body_bytes (max_call_body) limits the bodies read to judge tool, resource and prompt rules, and this server has none: add rules or remove it"}
+	case len(cs.UncheckedMethods) != 0 && len(cs.Tools)+len(cs.Resources)+len(cs.Prompts) == 0:
+		return &ConfigError{path + "/unchecked_methods/0", who + ": unchecked_methods lets methods pass that tool, resource and prompt rules could not judge, and this server has no rules (so nothing is refused): add rules or remove it"}
+	}
+	for i, m := range cs.UncheckedMethods {
+		p := fmt.Sprintf("%s/unchecked_methods/%d", path, i)
+		switch {
+		case m == "":
+			return &ConfigError{p, who + ": unchecked_methods has an empty method"}
+		case mcpcalls.Judged(m):
+			return &ConfigError{p, fmt.Sprintf("%s: %s is judged by the tool, resource and prompt rules and cannot be unchecked: remove it from unchecked_methods", who, m)}
+		case slices.Contains(cs.UncheckedMethods[:i], m):
+			return &ConfigError{p, fmt.Sprintf("%s: unchecked_methods names %s twice; name it once", who, m)}
+		}
 	}
 	for _, kind := range []struct {
 		word  string
@@ -150,6 +180,7 @@ func callPolicy(cs *CallScopes) *mcpcalls.Policy {
 		Prompts:   parse(cs.Prompts),
 		ListAll:   cs.ListAll,
 
-		MaxBodyBytes: cs.MaxBodyBytes,
+		MaxBodyBytes:     cs.MaxBodyBytes,
+		UncheckedMethods: cs.UncheckedMethods,
 	})
 }

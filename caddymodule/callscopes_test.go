@@ -25,7 +25,7 @@ import (
 // ops-console MCP servers (official Go SDK), each offering tickets.read
 // and admin.read and keeping restart_service for admin.read: ops-step
 // answers with SSE streams, ops-json with JSON (and reads bodies up to
-// 64 KiB), ops-all shows every
+// 64 KiB, and lets the method tools/execute pass unchecked), ops-all shows every
 // tool in its lists, and ops-files (SSE) also keeps the incident_report
 // prompt and the resources under file:///ops/secrets/ for admin.read.
 type callScopesEnv struct {
@@ -55,7 +55,7 @@ func startCallScopesEnv(t *testing.T) *callScopesEnv {
 		}
 		`, name, name, extra, testenv.HostOf(upstream))
 	}
-	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "max_call_body 64KiB") + server("ops-all", sse.URL(), "filter_lists off") +
+	lines := server("ops-step", sse.URL(), "") + server("ops-json", jsonServer.URL(), "max_call_body 64KiB\n\t\t\tunchecked_methods tools/execute") + server("ops-all", sse.URL(), "filter_lists off") +
 		server("ops-files", sse.URL(), "prompt incident_report admin.read\n\t\t\tresource file:///ops/secrets/ admin.read")
 	e := startEnv(t, testenv.ProviderConfig{}, withLines(lines, ""))
 	return &callScopesEnv{env: e, sse: sse, json: jsonServer}

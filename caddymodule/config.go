@@ -276,8 +276,10 @@ type Server struct {
 // server need. Every scope named must be one of the server's scopes. A
 // server with call scopes has each request's JSON-RPC body read before the
 // upstream sees it (up to MaxBodyBytes; a larger body is refused with
-// 413), and Mcp-Method and Mcp-Name headers that disagree with the body
-// are refused with 400.
+// 413). Refused with 400 are Mcp-Method and Mcp-Name headers that disagree
+// with the body, request ids other than strings and integers (1.0, 1e0,
+// -0, null), and batches in which two requests share an id: the gateway
+// tells the replies to list requests by their ids.
 type CallScopes struct {
 	// Tools maps a tool name to the scopes a token needs, all of them, to
 	// call the tool (tools/call) and to see it in tools/list.
@@ -285,7 +287,9 @@ type CallScopes struct {
 
 	// Resources maps a resource URI prefix to the scopes a token needs to
 	// read (resources/read) or subscribe to a resource whose URI starts
-	// with it, and to see the resource in resources/list. Of several
+	// with it (resources/subscribe, or subscriptions/listen with the URI
+	// among its resourceSubscriptions), and to see the resource in
+	// resources/list. Of several
 	// prefixes of one URI the longest decides. Prefixes are compared with
 	// the URI as the client sends it, byte for byte: an upstream that also
 	// accepts other spellings of a URI (percent-encoded, with dot segments,
@@ -312,6 +316,18 @@ type CallScopes struct {
 	// memory until the upstream has read it. At most 64 MiB; it needs call
 	// scope rules to apply to. Default: 1048576 (1 MiB).
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+
+	// UncheckedMethods are JSON-RPC methods outside MCP's tool, resource
+	// and prompt methods that pass though their params seem to name a
+	// tool, resource or prompt (a name, uri, uriTemplate or ref member, in
+	// any case, or params that are not an object), needing only the
+	// server's own scopes. Any other such method is refused with 403 and
+	// JSON-RPC error -32601: no rule can say what it needs, and passing it
+	// would let a method that MCP adds later, or one of the upstream's own,
+	// reach what the rules guard. List only methods that cannot reach a
+	// tool, resource or prompt of the rules. Methods that name nothing
+	// pass without being listed. Default: none.
+	UncheckedMethods []string `json:"unchecked_methods,omitempty"`
 }
 
 // Durations and limits of the tokens the gateway issues; zero values take

@@ -296,8 +296,8 @@ func (f *Filter) rewriteMessage(data []byte) ([]byte, bool) {
 	if json.Unmarshal(msg["result"], &result) != nil {
 		return data, false
 	}
-	method := f.lists.methodOf(msg["id"])
-	if method == "" && f.lists.byShape {
+	method, known := f.lists.methodOf(msg["id"])
+	if !known {
 		method = f.lists.shape(result)
 	}
 	i := slices.IndexFunc(listKinds[:], func(k listKind) bool { return k.method == method })

@@ -351,3 +351,41 @@ func TestFilterResourceTemplates(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterReplyToNoRequest: a reply whose id names no request of the
+// batch (an upstream that rewrote a list request's id, say as a float) is
+// judged by its shape, while the reply to a known request that is no list
+// stays as it is whatever it holds.
+func TestFilterReplyToNoRequest(t *testing.T) {
+	l := listsFor(t, `[{"jsonrpc":"2.0","id":"call","method":"tools/call","params":{"name":"whoami"}},{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"ping"}]`)
+	call := `{"jsonrpc":"2.0","id":"call","result":{"tools":[{"name":"restart_service"}]}}`
+	for _, id := range []string{"1.0", "3", `"other"`, "null"} {
+		stray := strings.Replace(toolsResult, `"id":1`, `"id":`+id, 1)
+		w := httptest.NewRecorder()
+		f := l.Filter(w)
+		f.Header().Set("Content-Type", "application/json")
+		_, _ = f.Write([]byte("[" + call + "," + stray + "]"))
+		_ = f.Finish()
+		var batch []json.RawMessage
+		if err := json.Unmarshal(w.Body.Bytes(), &batch); err != nil || len(batch) != 2 {
+			t.Fatalf("id %s: %v: %s", id, err, w.Body)
+		}
+		if string(batch[0]) != call {
+			t.Errorf("id %s: the call's result was changed: %s", id, batch[0])
+		}
+		if got := strings.Join(toolNames(t, string(batch[1])), " "); got != "whoami stream_progress" {
+			t.Errorf("id %s: tools after filtering: %s", id, got)
+		}
+
+		// The same on a stream.
+		w = httptest.NewRecorder()
+		f = l.Filter(w)
+		f.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(f, "event: message\ndata: "+stray+"\n\n")
+		_ = f.Finish()
+		data := strings.TrimSuffix(strings.TrimPrefix(w.Body.String(), "event: message\ndata: "), "\n\n")
+		if got := strings.Join(toolNames(t, data), " "); got != "whoami stream_progress" {
+			t.Errorf("id %s on a stream: tools after filtering: %s", id, got)
+		}
+	}
+}

@@ -3,15 +3,43 @@ package mcpcalls
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
+
+// looksNaming is what Message.Unjudged says of params, by encoding/json.
+func looksNaming(params json.RawMessage) bool {
+	var v any
+	_ = json.Unmarshal(params, &v)
+	switch v := v.(type) {
+	case nil:
+		return false
+	case []any:
+		return len(v) > 0
+	case map[string]any:
+		for key := range v {
+			for _, naming := range []string{"name", "uri", "uriTemplate", "ref"} {
+				if strings.EqualFold(key, naming) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return true
+}
 
 // FuzzParse checks the method and name Parse reads against what
 // encoding/json reads, which matches member names without regard to case
 // and lets the last of two members win: on every body Parse accepts, the
 // two must agree, so no upstream decoder of either kind could run a tool
-// other than the one the gateway checked. The seed corpus is in
-// testdata/fuzz/FuzzParse.
+// other than the one the gateway checked. It also checks that every request
+// id accepted is a string or an int64 written as such, that no two requests
+// of a batch share one, and that a message of a method the rules do not
+// judge is marked Unjudged exactly when its params seem to name something.
+// The seed corpus is in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		msgs, err := Parse(body)
@@ -35,6 +63,7 @@ func FuzzParse(f *testing.F) {
 		if len(raws) != len(msgs) {
 			t.Fatalf("Parse read %d messages, encoding/json %d", len(msgs), len(raws))
 		}
+		ids := map[string]bool{}
 		for i, raw := range raws {
 			var loose struct {
 				Method any             `json:"method"`
@@ -55,6 +84,46 @@ func FuzzParse(f *testing.F) {
 			id := msgs[i].ID
 			if string(loose.ID) != "null" && !bytes.Equal(bytes.TrimSpace(loose.ID), id) {
 				t.Fatalf("message %d: Parse read id %s, encoding/json %s", i, id, loose.ID)
+			}
+			if method != "" && id != nil {
+				var text string
+				var n int64
+				switch {
+				case json.Unmarshal(id, &text) == nil:
+				case json.Unmarshal(id, &n) == nil && strconv.FormatInt(n, 10) == string(id):
+					text = string(id)
+				default:
+					t.Fatalf("message %d: Parse accepted the request id %s", i, id)
+				}
+				if ids[text] {
+					t.Fatalf("message %d: Parse accepted a second request with the id %s", i, id)
+				}
+				ids[text] = true
+			}
+			if method == MethodListen {
+				var params struct {
+					Notifications *struct {
+						ResourceSubscriptions []string `json:"resourceSubscriptions"`
+					} `json:"notifications"`
+				}
+				if err := json.Unmarshal(loose.Params, &params); err != nil {
+					t.Fatalf("message %d: Parse accepted a subscriptions/listen encoding/json cannot read: %v", i, err)
+				}
+				var want []string
+				if params.Notifications != nil {
+					want = params.Notifications.ResourceSubscriptions
+				}
+				if !slices.Equal(want, msgs[i].Subscriptions) {
+					t.Fatalf("message %d: Parse read subscriptions %q, encoding/json %q", i, msgs[i].Subscriptions, want)
+				}
+				continue
+			}
+			if method != "" && !Judged(method) {
+				if want := looksNaming(loose.Params) && method != MethodUnsubscribeResource; msgs[i].Unjudged != want {
+					t.Fatalf("message %d: %s with params %s: Unjudged %v, want %v", i, method, loose.Params, msgs[i].Unjudged, want)
+				}
+			} else if msgs[i].Unjudged {
+				t.Fatalf("message %d: %s marked Unjudged", i, method)
 			}
 			if method == MethodComplete {
 				var params struct {

@@ -3,6 +3,7 @@ package mcpcalls
 import (
 	"cmp"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -17,7 +18,8 @@ type Rules struct {
 	// call the tool (tools/call) or see it in tools/list.
 	Tools map[string]scopes.Set
 	// Resources maps resource URI prefixes to the scopes a token needs to
-	// read or subscribe to a resource under the prefix, or see it in
+	// read or subscribe to a resource under the prefix (resources/read,
+	// resources/subscribe, subscriptions/listen), or see it in
 	// resources/list. Of several prefixes of one URI the longest decides.
 	// Prefixes are compared with the URI as the client sends it, byte for
 	// byte. A URI template (resources/templates/list, completion/complete)
@@ -35,6 +37,10 @@ type Rules struct {
 	// MaxBodyBytes is the largest request body read (see Read); zero means
 	// MaxBodyBytes.
 	MaxBodyBytes int64
+	// UncheckedMethods are methods that pass though they seem to name a
+	// tool, resource or prompt (Message.Unjudged), needing only the
+	// server's own scopes. Other such methods are refused (see Unjudged).
+	UncheckedMethods []string
 }
 
 // Policy decides per message. It is immutable and safe for concurrent use.
@@ -43,6 +49,7 @@ type Policy struct {
 	resources      []prefixRule // longest prefix first
 	listAll        bool
 	bodyLimit      int64
+	unchecked      []string
 }
 
 type prefixRule struct {
@@ -56,7 +63,8 @@ func NewPolicy(r Rules) *Policy {
 	if len(r.Tools)+len(r.Resources)+len(r.Prompts) == 0 {
 		return nil
 	}
-	p := &Policy{tools: r.Tools, prompts: r.Prompts, listAll: r.ListAll, bodyLimit: cmp.Or(r.MaxBodyBytes, MaxBodyBytes)}
+	p := &Policy{tools: r.Tools, prompts: r.Prompts, listAll: r.ListAll, bodyLimit: cmp.Or(r.MaxBodyBytes, MaxBodyBytes),
+		unchecked: slices.Clone(r.UncheckedMethods)}
 	for prefix, needs := range r.Resources {
 		p.resources = append(p.resources, prefixRule{prefix, needs})
 	}
@@ -79,6 +87,12 @@ func (p *Policy) Needs(m Message) scopes.Set {
 		return p.prompts[m.Name]
 	case MethodReadResource, MethodSubscribeResource:
 		return p.resource(m.Name)
+	case MethodListen:
+		var needs scopes.Set
+		for _, uri := range m.Subscriptions {
+			needs = needs.Union(p.resource(uri))
+		}
+		return needs
 	case MethodComplete:
 		switch m.Ref {
 		case RefPrompt:
@@ -118,24 +132,63 @@ func (p *Policy) Concerns(msgs []Message) bool {
 	return false
 }
 
-// Missing returns the scopes that granted lacks for msgs, and the first
-// message it lacks them for (nil when every message may go on). For a batch
-// the scopes of every refused message are joined, so that one new
-// authorization covers the whole batch.
-func (p *Policy) Missing(msgs []Message, granted scopes.Set) (scopes.Set, *Message) {
+// Missing returns the scopes that granted lacks for msgs, and names the
+// first use it lacks them for, such as "tools/call restart_service" ("" when
+// every message may go on). For a batch the scopes of every refused message
+// are joined, so that one new authorization covers the whole batch.
+func (p *Policy) Missing(msgs []Message, granted scopes.Set) (scopes.Set, string) {
 	var missing scopes.Set
-	var first *Message
-	for i := range msgs {
-		needs := p.Needs(msgs[i])
+	var first string
+	for _, m := range msgs {
+		needs := p.Needs(m)
 		if granted.ContainsAll(needs) {
 			continue
 		}
-		if first == nil {
-			first = &msgs[i]
+		if first == "" {
+			first = m.Method + " " + p.refused(m, granted)
 		}
 		missing = missing.Union(needs.Minus(granted))
 	}
 	return missing, first
+}
+
+// refused names what of m granted does not cover: its tool, prompt or
+// resource, or the first resource of a subscriptions/listen it lacks
+// scopes for.
+func (p *Policy) refused(m Message, granted scopes.Set) string {
+	for _, uri := range m.Subscriptions {
+		if !granted.ContainsAll(p.resource(uri)) {
+			return uri
+		}
+	}
+	return m.Name
+}
+
+// Unjudged returns the refusal of the first of msgs that no rule can judge,
+// nil when there is none: a method outside MCP's that seems to name a tool,
+// resource or prompt (Message.Unjudged) and that the rules do not let pass
+// (Rules.UncheckedMethods). The gateway cannot tell which scopes it needs,
+// and passing it would let a method that MCP adds later, or an upstream's
+// own, reach what the rules guard.
+func (p *Policy) Unjudged(msgs []Message) *Error {
+	for _, m := range msgs {
+		if m.Unjudged && !slices.Contains(p.unchecked, m.Method) {
+			return &Error{Status: http.StatusForbidden, Code: CodeMethodNotFound, ID: m.ID,
+				Message: "the gateway refuses method " + quoteShort(m.Method) + ": its params seem to name a tool, resource or prompt (a name, uri, uriTemplate or ref member, " +
+					"or params that are not an object), and the gateway cannot tell which scopes that needs; the server's operator can let it pass with unchecked_methods"}
+		}
+	}
+	return nil
+}
+
+// Judged reports whether the gateway judges the MCP method by the rules,
+// that is, it names a tool, resource or prompt whose scopes it checks.
+func Judged(method string) bool {
+	switch method {
+	case MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource, MethodListen, MethodComplete:
+		return true
+	}
+	return false
 }
 
 // Lists returns what a response filter needs to know of the list requests
@@ -145,22 +198,27 @@ func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
 	if p.listAll {
 		return nil
 	}
-	var l *Lists
-	requests := 0
+	lists := false
 	for _, m := range msgs {
-		if m.ID != nil {
-			requests++
-		}
-		if m.ID == nil || !p.filters(m.Method) {
+		lists = lists || (m.ID != nil && p.filters(m.Method))
+	}
+	if !lists {
+		return nil
+	}
+	l := &Lists{policy: p, granted: granted, requests: make(map[string]string, len(msgs))}
+	for _, m := range msgs {
+		if m.Method == "" || m.ID == nil {
 			continue
 		}
-		if l == nil {
-			l = &Lists{policy: p, granted: granted}
+		method := m.Method
+		if !p.filters(method) {
+			method = "" // its result is left as it is
 		}
-		l.requests = append(l.requests, listRequest{id: canonicalID(m.ID), method: m.Method})
+		l.requests[canonicalID(m.ID)] = method // Parse refused duplicates
+		l.only = method
 	}
-	if l != nil && requests == 1 {
-		l.only = l.requests[0].method
+	if len(l.requests) > 1 {
+		l.only = "" // only is for a lone request
 	}
 	return l
 }
@@ -169,13 +227,14 @@ func (p *Policy) Lists(msgs []Message, granted scopes.Set) *Lists {
 // replies to earlier requests, whose methods are unknown: a GET stream that
 // a client resumes (Last-Event-ID) may replay them from the upstream's
 // store, unfiltered. List results on it are recognised by their shape (a
-// result with a tools, resources, resourceTemplates or prompts array).
+// result with a tools, resources, resourceTemplates or prompts array), as
+// are those of any reply whose id names no request.
 // Nil when the rules list all.
 func (p *Policy) Replays(granted scopes.Set) *Lists {
 	if p.listAll {
 		return nil
 	}
-	return &Lists{policy: p, granted: granted, byShape: true}
+	return &Lists{policy: p, granted: granted}
 }
 
 // filters reports whether results of the list method need filtering.
@@ -208,44 +267,32 @@ func (p *Policy) visible(method, name string, granted scopes.Set) bool {
 	return granted.ContainsAll(needs)
 }
 
-// Lists are the list requests of one HTTP request, whose results a
+// Lists are the requests of one HTTP request, whose list results a
 // [Filter] rewrites for the token's scopes.
 type Lists struct {
-	policy   *Policy
-	granted  scopes.Set
-	requests []listRequest
+	policy  *Policy
+	granted scopes.Set
+	// requests maps the canonical id of every request to its method if its
+	// result is filtered, or "".
+	requests map[string]string
 	// only is the method of the request's only JSON-RPC request, when that
 	// is a list request: every response in the reply then answers it,
 	// whatever id the upstream wrote.
 	only string
-	// byShape recognises list results by their members (see Replays).
-	byShape bool
 }
 
-type listRequest struct {
-	id, method string
-}
-
-// methodOf returns the list method a response with the raw id answers, or
-// "" if it answers none.
-func (l *Lists) methodOf(id json.RawMessage) string {
+// methodOf returns the list method a response with the raw id answers ("" if
+// it answers a request whose result is not filtered), and whether the id
+// names a request at all. The reply to an id that names none, which no
+// upstream should send, is judged by its shape: it might answer a list
+// request under another spelling of its id.
+func (l *Lists) methodOf(id json.RawMessage) (string, bool) {
 	if l.only != "" {
-		return l.only
+		return l.only, true
 	}
-	c := canonicalID(id)
-	for _, r := range l.requests {
-		if r.id == c {
-			return r.method
-		}
+	if !validID(id) {
+		return "", false
 	}
-	return ""
-}
-
-// canonicalID is a JSON-RPC id in a form that compares equal however its
-// JSON was written: the text of a string, the digits of a number.
-func canonicalID(raw json.RawMessage) string {
-	if len(raw) > 0 && raw[0] == '"' {
-		return "s" + string(text(raw))
-	}
-	return "n" + string(raw)
+	method, known := l.requests[canonicalID(id)]
+	return method, known
 }

@@ -1,6 +1,8 @@
 package mcpcalls
 
 import (
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
@@ -30,6 +32,12 @@ func TestPolicyNeeds(t *testing.T) {
 		// The longest prefix decides.
 		{Message{Method: MethodReadResource, Name: "file:///ops/secrets/db.txt"}, "admin.read"},
 		{Message{Method: MethodSubscribeResource, Name: "file:///ops/readme"}, "tickets.read"},
+		// subscriptions/listen needs what subscribing to each URI does.
+		{Message{Method: MethodListen, Subscriptions: []string{"file:///ops/readme", "file:///ops/secrets/db.txt"}}, "admin.read tickets.read"},
+		{Message{Method: MethodListen, Subscriptions: []string{"https://example.com/"}}, ""},
+		{Message{Method: MethodListen}, ""},
+		// Unsubscribing reveals nothing.
+		{Message{Method: MethodUnsubscribeResource, Name: "file:///ops/secrets/db.txt"}, ""},
 		{Message{Method: MethodReadResource, Name: "https://example.com/"}, ""},
 		// Completing a prompt's arguments needs what getting it does, and
 		// a resource template's what the URIs under its literal start do.
@@ -57,11 +65,17 @@ func TestPolicyMissing(t *testing.T) {
 		{Method: MethodCallTool, Name: "restart_service", ID: []byte("3")},
 	}
 	missing, first := p.Missing(batch, scopes.MustParse("tickets.read tickets.write"))
-	if first == nil || first.Name != "file:///ops/secrets/db.txt" || missing.String() != "admin.read" {
-		t.Errorf("Missing = %q, first refused %+v", missing, first)
+	if first != "resources/read file:///ops/secrets/db.txt" || missing.String() != "admin.read" {
+		t.Errorf("Missing = %q, first refused %q", missing, first)
 	}
-	if missing, first := p.Missing(batch, scopes.MustParse("admin.read tickets.read tickets.write")); first != nil {
-		t.Errorf("a token with every scope was refused for %q (%+v)", missing, first)
+	if missing, first := p.Missing(batch, scopes.MustParse("admin.read tickets.read tickets.write")); first != "" {
+		t.Errorf("a token with every scope was refused for %q (%s)", missing, first)
+	}
+	// A subscriptions/listen is refused for the first resource the token
+	// may not subscribe to.
+	listen := []Message{{Method: MethodListen, ID: []byte("1"), Subscriptions: []string{"file:///ops/readme", "file:///ops/secrets/db.txt", "file:///ops/secrets/key"}}}
+	if missing, first := p.Missing(listen, scopes.MustParse("tickets.read")); first != "subscriptions/listen file:///ops/secrets/db.txt" || missing.String() != "admin.read" {
+		t.Errorf("Missing(subscriptions/listen) = %q, first refused %q", missing, first)
 	}
 	missing, _ = p.Missing([]Message{{Method: MethodCallTool, Name: "restart_service"}, {Method: MethodGetPrompt, Name: "incident_report"}},
 		scopes.MustParse("tickets.read"))
@@ -84,12 +98,66 @@ func TestPolicyLists(t *testing.T) {
 		t.Error("prompts/list is filtered though no prompt has scopes")
 	}
 	l := opsPolicy(false).Lists(list, granted)
-	if l == nil || l.methodOf([]byte(`"whatever"`)) != MethodListTools {
+	if l == nil {
+		t.Fatal("a tools/list is not filtered")
+	}
+	if method, known := l.methodOf([]byte(`"whatever"`)); method != MethodListTools || !known {
 		t.Error("the reply to a request's only list request is not recognised whatever its id")
 	}
-	l = opsPolicy(false).Lists([]Message{{Method: MethodCallTool, Name: "whoami", ID: []byte("1")}, {Method: MethodListPrompts, ID: []byte(`"p\u0031"`)}}, granted)
-	if l.methodOf([]byte(`"p1"`)) != MethodListPrompts || l.methodOf([]byte("1")) != "" {
-		t.Error("in a batch, list replies are not matched by id")
+	l = opsPolicy(false).Lists([]Message{{Method: MethodCallTool, Name: "whoami", ID: []byte("1")}, {Method: MethodListPrompts, ID: []byte(`"p\u0031"`)}, {Method: "notifications/initialized"}}, granted)
+	for _, tc := range []struct {
+		id     string
+		method string
+		known  bool
+	}{
+		{`"p1"`, MethodListPrompts, true},
+		{`"p\u0031"`, MethodListPrompts, true},
+		{"1", "", true},   // the call: its result stays as it is
+		{`"1"`, "", true}, // the call, its id turned into a string
+		// Ids that name no request: the reply is judged by its shape.
+		{"2", "", false},
+		{"1.0", "", false},
+		{"null", "", false},
+		{"", "", false},
+	} {
+		if method, known := l.methodOf([]byte(tc.id)); method != tc.method || known != tc.known {
+			t.Errorf("in a batch, methodOf(%s) = %q, %v, want %q, %v", tc.id, method, known, tc.method, tc.known)
+		}
+	}
+}
+
+func TestPolicyUnjudged(t *testing.T) {
+	p := NewPolicy(Rules{Tools: map[string]scopes.Set{"restart_service": scopes.MustParse("admin.read")}, UncheckedMethods: []string{"acme/run"}})
+	for _, tc := range []struct {
+		name string
+		msgs []Message
+		want string // the method refused, or ""
+	}{
+		{"nothing unjudged", []Message{{Method: MethodCallTool, Name: "whoami", ID: []byte("1")}, {Method: "ping", ID: []byte("2")}}, ""},
+		{"unjudged", []Message{{Method: "tools/execute", Unjudged: true, ID: []byte("1")}}, "tools/execute"},
+		{"unjudged in a batch", []Message{{Method: "ping", ID: []byte("1")}, {Method: "tools/execute", Unjudged: true, ID: []byte("2")}}, "tools/execute"},
+		{"unjudged notification", []Message{{Method: "notifications/tools/run", Unjudged: true}}, "notifications/tools/run"},
+		{"unchecked by the rules", []Message{{Method: "acme/run", Unjudged: true, ID: []byte("1")}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := p.Unjudged(tc.msgs)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || err.Status != http.StatusForbidden || err.Code != CodeMethodNotFound || !strings.Contains(err.Message, tc.want)):
+				t.Errorf("got %+v, want a 403 with JSON-RPC error %d naming %s", err, CodeMethodNotFound, tc.want)
+			}
+		})
+	}
+	for _, m := range []string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource, MethodListen, MethodComplete} {
+		if !Judged(m) {
+			t.Errorf("Judged(%s) = false", m)
+		}
+	}
+	for _, m := range []string{MethodListTools, MethodUnsubscribeResource, "ping", "acme/run"} {
+		if Judged(m) {
+			t.Errorf("Judged(%s) = true", m)
+		}
 	}
 }
 

@@ -38,6 +38,8 @@ const (
 	MethodGetPrompt             = "prompts/get"
 	MethodReadResource          = "resources/read"
 	MethodSubscribeResource     = "resources/subscribe"
+	MethodUnsubscribeResource   = "resources/unsubscribe"
+	MethodListen                = "subscriptions/listen"
 	MethodComplete              = "completion/complete"
 	MethodListTools             = "tools/list"
 	MethodListResources         = "resources/list"
@@ -57,6 +59,7 @@ const (
 const (
 	CodeParseError     = -32700
 	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
 	CodeInvalidParams  = -32602
 	CodeHeaderMismatch = -32020
 )
@@ -75,7 +78,18 @@ type Message struct {
 	// Ref is the type of a completion/complete request's params.ref:
 	// RefPrompt or RefResource.
 	Ref string
-	// ID is the raw JSON id of a request, nil for a notification.
+	// Subscriptions are the resource URIs a subscriptions/listen request
+	// subscribes to (params.notifications.resourceSubscriptions), as
+	// resources/subscribe does one at a time.
+	Subscriptions []string
+	// Unjudged is set on a message whose method is none of MCP's that name
+	// a tool, resource or prompt while its params look as if they named
+	// one: they have a member name, uri, uriTemplate or ref (in any case),
+	// or are not an object. No rule can say what such a message needs
+	// (see Policy.Unjudged).
+	Unjudged bool
+	// ID is the raw JSON id of a request, nil for a notification. In a
+	// request it is a string or an integer (see Parse).
 	ID json.RawMessage
 }
 
@@ -104,9 +118,9 @@ func invalid(code int, id json.RawMessage, msg string) *Error {
 // than the upstream does is refused too: invalid JSON, a member named twice,
 // a member whose name differs from method, params, id, name or uri only in
 // case (which case-insensitive decoders would take for it), a tool or
-// prompt name or resource URI that is not a string, and a
-// completion/complete whose ref is not a prompt or a resource (the only
-// kinds MCP defines) with a string name or uri.
+// prompt name or resource URI that is not a string, a completion/complete
+// whose ref is not a prompt or a resource (the only kinds MCP defines) with
+// a string name or uri, and the request ids that Parse refuses.
 func Read(r *http.Request, limit int64) ([]Message, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
@@ -179,6 +193,14 @@ func readAtMost(r io.Reader, length, limit int64) ([]byte, error) {
 
 // Parse reads the JSON-RPC messages of a request body: one message, or a
 // batch (a non-empty array of them). Its errors are those of [Read].
+//
+// A request's id must be a string or an integer from -2^63 to 2^63-1 in
+// plain digits, as MCP has it, and no two requests of a batch may share
+// one: an upstream that reads numbers as floats answers 1.0 or 1e0 as 1,
+// and one that pairs two requests with one id answers either, so the
+// gateway could not tell which reply is the result of which request (and
+// whether it must be filtered). A string and an integer count as the same
+// id when their text is, for servers that convert one to the other.
 func Parse(data []byte) ([]Message, error) {
 	// JSON is UTF-8 (RFC 8259 §8.1); decoders differ on what else means,
 	// some replacing bad bytes, some keeping them.
@@ -214,7 +236,73 @@ func Parse(data []byte) ([]Message, error) {
 	if len(msgs) == 0 {
 		return nil, invalid(CodeInvalidRequest, nil, "the request is an empty batch; send at least one JSON-RPC message")
 	}
+	if err := uniqueIDs(msgs); err != nil {
+		return nil, err
+	}
 	return msgs, nil
+}
+
+// uniqueIDs refuses a batch in which two requests have the same id.
+func uniqueIDs(msgs []Message) error {
+	seen := make(map[string]struct{}, len(msgs))
+	for _, m := range msgs {
+		if m.Method == "" || m.ID == nil {
+			continue // responses answer the server's requests: their ids are the server's
+		}
+		id := canonicalID(m.ID)
+		if _, dup := seen[id]; dup {
+			return invalid(CodeInvalidRequest, nil, "two requests of the batch have the id "+quoteShort(id)+"; give each request of a batch an id of its own")
+		}
+		seen[id] = struct{}{}
+	}
+	return nil
+}
+
+// canonicalID is the id of a request, which Parse has checked, in a form
+// that compares equal however its JSON was written and whether it is a
+// string or an integer: the text of a string, the digits of an integer.
+func canonicalID(raw json.RawMessage) string {
+	if len(raw) > 0 && raw[0] == '"' {
+		return string(text(raw))
+	}
+	return string(raw)
+}
+
+// validID reports whether the raw id of a request is a string or an integer
+// in the int64 range written as digits alone: no fraction, exponent or
+// minus zero, which decoders read as numbers other than the text says.
+func validID(raw []byte) bool {
+	if len(raw) > 0 && raw[0] == '"' {
+		return true
+	}
+	digits, negative := bytes.CutPrefix(raw, []byte("-"))
+	if len(digits) == 0 || len(digits) > 19 {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	switch {
+	case digits[0] == '0':
+		return len(digits) == 1 && !negative // json.Valid refused other leading zeros
+	case len(digits) < 19:
+		return true
+	case negative:
+		return string(digits) <= "9223372036854775808"
+	}
+	return string(digits) <= "9223372036854775807"
+}
+
+// quoteShort quotes a value the client sent for an error message, cut to
+// a length that keeps errors and logs small.
+func quoteShort(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		return strconv.Quote(s[:limit]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // scanner walks JSON that json.Valid accepted, so it checks no syntax.
@@ -289,6 +377,26 @@ func (s *scanner) value() []byte {
 		}
 	}
 	return s.b[start:s.i]
+}
+
+// elements calls visit with each value of the array at s.i, and leaves s.i
+// after it. visit may stop the walk with an error.
+func (s *scanner) elements(visit func(value []byte) error) error {
+	s.i++ // [
+	for {
+		s.space()
+		if s.peek() == ']' {
+			s.i++
+			return nil
+		}
+		if err := visit(s.value()); err != nil {
+			return err
+		}
+		s.space()
+		if s.peek() == ',' {
+			s.i++
+		}
+	}
 }
 
 // members calls visit with each key and value of the object at s.i, and
@@ -370,22 +478,33 @@ func (s *scanner) message() (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	if m.ID != nil && string(m.ID) == "null" {
-		m.ID = nil
-	}
 	if method == nil {
+		if string(m.ID) == "null" {
+			m.ID = nil
+		}
 		return m, nil // a response
+	}
+	if m.ID != nil && !validID(m.ID) {
+		return Message{}, invalid(CodeInvalidRequest, nil, "the id of a request must be a string or an integer from -2^63 to 2^63-1 written in digits alone, not "+
+			"a fraction, an exponent, -0 or null (a notification has no id); the gateway must be able to tell its reply by the id")
 	}
 	if method[0] != '"' || len(method) == 2 {
 		return Message{}, invalid(CodeInvalidRequest, m.ID, "the method must be a non-empty string")
 	}
 	m.Method = intern(text(method))
-	if m.Method == MethodComplete {
+	switch m.Method {
+	case MethodComplete:
 		err := m.readRef(params)
+		return m, err
+	case MethodListen:
+		err := m.readSubscriptions(params)
 		return m, err
 	}
 	name := nameMember(m.Method)
 	if name == "" {
+		if m.Method != MethodUnsubscribeResource {
+			m.Unjudged = namesSomething(params)
+		}
 		return m, nil
 	}
 	value, err := member(params, name, m.ID, "the params of "+m.Method)
@@ -439,6 +558,61 @@ func (m *Message) readRef(params []byte) error {
 	return nil
 }
 
+// readSubscriptions reads the resource URIs a subscriptions/listen request
+// subscribes to: params.notifications.resourceSubscriptions, an array of
+// strings. Absent or null, there are none.
+func (m *Message) readSubscriptions(params []byte) error {
+	where := "the params of " + m.Method
+	notifications, err := member(params, "notifications", m.ID, where)
+	if err != nil || isNull(notifications) {
+		return err
+	}
+	uris, err := member(notifications, "resourceSubscriptions", m.ID, "the notifications in "+where)
+	if err != nil || isNull(uris) {
+		return err
+	}
+	bad := invalid(CodeInvalidParams, m.ID, "the resourceSubscriptions of "+m.Method+" must be an array of resource URIs (strings)")
+	if uris[0] != '[' {
+		return bad
+	}
+	s := scanner{b: uris}
+	return s.elements(func(v []byte) error {
+		if v[0] != '"' {
+			return bad
+		}
+		m.Subscriptions = append(m.Subscriptions, string(text(v)))
+		return nil
+	})
+}
+
+func isNull(v []byte) bool { return v == nil || string(v) == "null" }
+
+// namesSomething reports whether the params of a method that MCP does not
+// define as naming a tool, resource or prompt look as if they named one:
+// an object with a member whose name is, in any case, one of those MCP
+// names them with, or params that are not an object at all (positional
+// params could hold anything). Only the params' own members count: under
+// _meta, clientInfo has a name in every request of recent MCP versions.
+func namesSomething(params []byte) bool {
+	switch {
+	case isNull(params) || bytes.Equal(params, []byte("[]")):
+		return false
+	case params[0] != '{':
+		return true
+	}
+	found := false
+	s := scanner{b: params}
+	_ = s.members(func(key, _ []byte) error {
+		for _, naming := range [...]string{"name", "uri", "uriTemplate", "ref"} {
+			if bytes.EqualFold(key, []byte(naming)) {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}
+
 // member returns the value of the member key of the JSON object obj (nil
 // when obj is not an object or lacks it), refusing it twice or in another
 // case (see field). where names obj in errors, which carry id.
@@ -466,7 +640,7 @@ func member(obj []byte, key string, id json.RawMessage, where string) ([]byte, e
 // intern returns the common methods as constants, so reading them
 // allocates nothing.
 func intern(method []byte) string {
-	for _, known := range [...]string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource, MethodComplete,
+	for _, known := range [...]string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodSubscribeResource, MethodComplete, MethodListen,
 		MethodListTools, MethodListResources, MethodListResourceTemplates, MethodListPrompts, "initialize", "notifications/initialized", "ping"} {
 		if string(method) == known {
 			return known

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -43,8 +44,36 @@ func TestReadMessages(t *testing.T) {
 			[]Message{{Method: "notifications/initialized"}}},
 		{"response", `{"jsonrpc":"2.0","id":3,"result":{"method":"tools/call"}}`,
 			[]Message{{ID: []byte("3")}}},
-		{"null id", `{"jsonrpc":"2.0","id":null,"method":"ping"}`,
-			[]Message{{Method: "ping"}}},
+		{"error response with a null id", `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`,
+			[]Message{{}}},
+		{"integer ids to the ends of int64", `[{"jsonrpc":"2.0","id":9223372036854775807,"method":"ping"},{"jsonrpc":"2.0","id":-9223372036854775808,"method":"ping"},` +
+			`{"jsonrpc":"2.0","id":0,"method":"ping"},{"jsonrpc":"2.0","id":-17,"method":"ping"},{"jsonrpc":"2.0","id":"1.0","method":"ping"}]`,
+			[]Message{{Method: "ping", ID: []byte("9223372036854775807")}, {Method: "ping", ID: []byte("-9223372036854775808")},
+				{Method: "ping", ID: []byte("0")}, {Method: "ping", ID: []byte("-17")}, {Method: "ping", ID: []byte(`"1.0"`)}}},
+		{"responses may share ids with requests", `[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":1,"method":"ping"}]`,
+			[]Message{{ID: []byte("1")}, {Method: "ping", ID: []byte("1")}}},
+		{"subscriptions/listen", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///a", "file:\/\/\/b"]}}}`,
+			[]Message{{Method: MethodListen, Subscriptions: []string{"file:///a", "file:///b"}, ID: []byte("1")}}},
+		{"subscriptions/listen to no resource", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"resourceSubscriptions":null}}}`,
+			[]Message{{Method: MethodListen, ID: []byte("1")}}},
+		{"subscriptions/listen without notifications", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{}}`,
+			[]Message{{Method: MethodListen, ID: []byte("1")}}},
+		{"unknown method naming a tool", `{"jsonrpc":"2.0","id":1,"method":"tools/execute","params":{"name":"restart_service"}}`,
+			[]Message{{Method: "tools/execute", Unjudged: true, ID: []byte("1")}}},
+		{"unknown method naming a resource in another case", `{"jsonrpc":"2.0","id":1,"method":"resources/fetch","params":{"URI":"file:///secret"}}`,
+			[]Message{{Method: "resources/fetch", Unjudged: true, ID: []byte("1")}}},
+		{"unknown method with a ref", `{"jsonrpc":"2.0","method":"notifications/prompts/used","params":{"ref":{"type":"ref/prompt","name":"incident_report"}}}`,
+			[]Message{{Method: "notifications/prompts/used", Unjudged: true}}},
+		{"unknown method with a template", `{"jsonrpc":"2.0","id":1,"method":"resources/expand","params":{"urit\u0065mplate":"file:///{x}"}}`,
+			[]Message{{Method: "resources/expand", Unjudged: true, ID: []byte("1")}}},
+		{"unknown method with positional params", `{"jsonrpc":"2.0","id":1,"method":"tools/execute","params":["restart_service"]}`,
+			[]Message{{Method: "tools/execute", Unjudged: true, ID: []byte("1")}}},
+		{"unknown method naming nothing", `{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t1","_meta":{"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}}`,
+			[]Message{{Method: "tasks/get", ID: []byte("1")}}},
+		{"unknown method with empty positional params", `{"jsonrpc":"2.0","id":1,"method":"acme/status","params":[]}`,
+			[]Message{{Method: "acme/status", ID: []byte("1")}}},
+		{"resources/unsubscribe", `{"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"file:///secret"}}`,
+			[]Message{{Method: MethodUnsubscribeResource, ID: []byte("1")}}},
 		{"batch", " [ {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"whoami\"}} ,\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"} ] ",
 			[]Message{{Method: MethodCallTool, Name: "whoami", ID: []byte("1")}, {Method: MethodListTools, ID: []byte("2")}}},
 	} {
@@ -58,7 +87,8 @@ func TestReadMessages(t *testing.T) {
 				t.Fatalf("got %d messages, want %d", len(got), len(tc.want))
 			}
 			for i := range got {
-				if got[i].Method != tc.want[i].Method || got[i].Name != tc.want[i].Name || got[i].Ref != tc.want[i].Ref || !bytes.Equal(got[i].ID, tc.want[i].ID) {
+				if got[i].Method != tc.want[i].Method || got[i].Name != tc.want[i].Name || got[i].Ref != tc.want[i].Ref || !bytes.Equal(got[i].ID, tc.want[i].ID) ||
+					!slices.Equal(got[i].Subscriptions, tc.want[i].Subscriptions) || got[i].Unjudged != tc.want[i].Unjudged {
 					t.Errorf("message %d = %+v (id %s), want %+v (id %s)", i, got[i], got[i].ID, tc.want[i], tc.want[i].ID)
 				}
 			}
@@ -107,6 +137,32 @@ func TestReadRefuses(t *testing.T) {
 			[]string{"Mcp-Name", "=?base64?d2hvYW1p?="}, CodeHeaderMismatch},
 		{"Mcp-Name bad base64", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"restart_service"}}`,
 			[]string{"Mcp-Name", "=?base64?***?="}, CodeHeaderMismatch},
+		// Ids that decoders read as numbers other than the text says, or
+		// that are neither strings nor integers.
+		{"id with a fraction", `{"jsonrpc":"2.0","id":1.0,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id with an exponent", `[{"jsonrpc":"2.0","id":"p","method":"ping"},{"jsonrpc":"2.0","id":1e0,"method":"tools/list"}]`, nil, CodeInvalidRequest},
+		{"id with a signed exponent", `{"jsonrpc":"2.0","id":10E-1,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id minus zero", `{"jsonrpc":"2.0","id":-0,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id not an integer", `{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id over int64", `{"jsonrpc":"2.0","id":9223372036854775808,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id under int64", `{"jsonrpc":"2.0","id":-9223372036854775809,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id with twenty digits", `{"jsonrpc":"2.0","id":10000000000000000000,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id null on a request", `{"jsonrpc":"2.0","id":null,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id a boolean", `{"jsonrpc":"2.0","id":true,"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id an object", `{"jsonrpc":"2.0","id":{"n":1},"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"id an array", `{"jsonrpc":"2.0","id":[1],"method":"tools/list"}`, nil, CodeInvalidRequest},
+		{"duplicate ids", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":1,"method":"prompts/list"}]`, nil, CodeInvalidRequest},
+		{"duplicate ids escaped", `[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","id":"\u0061","method":"tools/list"}]`, nil, CodeInvalidRequest},
+		{"duplicate ids string and integer", `[{"jsonrpc":"2.0","id":"7","method":"prompts/list"},{"jsonrpc":"2.0","id":7,"method":"tools/list"}]`, nil, CodeInvalidRequest},
+		{"duplicate ids of notifications and requests", `[{"jsonrpc":"2.0","id":3,"method":"notifications/initialized"},{"jsonrpc":"2.0","id":3,"method":"tools/list"}]`, nil, CodeInvalidRequest},
+		// subscriptions/listen subscribes to its resourceSubscriptions.
+		{"listen without params", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen"}`, nil, CodeInvalidParams},
+		{"listen notifications not an object", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":["file:///a"]}}`, nil, CodeInvalidParams},
+		{"listen subscriptions not an array", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":"file:///a"}}}`, nil, CodeInvalidParams},
+		{"listen subscription not a string", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///a",{"uri":"file:///b"}]}}}`, nil, CodeInvalidParams},
+		{"listen subscriptions twice", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///a"],"resourceSubscriptions":["file:///b"]}}}`, nil, CodeInvalidRequest},
+		{"listen subscriptions in another case", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"ResourceSubscriptions":["file:///b"]}}}`, nil, CodeInvalidRequest},
+		{"listen notifications in another case", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"Notifications":{"resourceSubscriptions":["file:///b"]}}}`, nil, CodeInvalidRequest},
 		{"Mcp-Method twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"}}`,
 			[]string{"Mcp-Method", "tools/call", "Mcp-Method", "tools/call"}, CodeHeaderMismatch},
 		{"Mcp-Method on a response", `{"jsonrpc":"2.0","id":1,"result":{}}`, []string{"Mcp-Method", "tools/call"}, CodeHeaderMismatch},
