@@ -83,6 +83,10 @@ func NewMetadataDocumentFetcher(opts MetadataDocumentOptions) *MetadataDocumentF
 
 // isMetadataDocumentURL reports whether a client ID is a metadata document
 // URL: https with a path (the MCP specification's form).
+// maxClientIDURLBytes bounds a URL client ID: real ones are short, and a
+// long one would only fill the document cache and the log.
+const maxClientIDURLBytes = 2048
+
 func isMetadataDocumentURL(id string) bool {
 	u, err := url.Parse(id)
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.Path != "" && u.Path != "/"
@@ -90,6 +94,10 @@ func isMetadataDocumentURL(id string) bool {
 
 // Client returns the client described by the document at clientID.
 func (f *MetadataDocumentFetcher) Client(ctx context.Context, clientID string) (*grants.Client, error) {
+	if len(clientID) > maxClientIDURLBytes {
+		// Refused before it is cached or logged whole.
+		return nil, fmt.Errorf("the client ID URL is longer than %d bytes", maxClientIDURLBytes)
+	}
 	now := time.Now()
 	h := maphash.String(f.seed, clientID)
 	if c, ok := f.cache.Get(h, clientID, now.UnixNano()); ok {

@@ -23,3 +23,11 @@ func TestMetadataDocumentHostMustBeASCII(t *testing.T) {
 		}
 	}
 }
+
+func TestMetadataDocumentClientIDTooLong(t *testing.T) {
+	f := NewMetadataDocumentFetcher(MetadataDocumentOptions{AllowPrivate: true})
+	long := "https://example.test/" + strings.Repeat("a", maxClientIDURLBytes)
+	if _, err := f.Client(t.Context(), long); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("a %d-byte client ID URL: %v", len(long), err)
+	}
+}

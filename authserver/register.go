@@ -256,7 +256,7 @@ func (e *Edge) lookupClient(ctx context.Context, g *Gateway, id string) (*grants
 			// The reason can quote what the document said, which is the
 			// client's text and has no place on the gateway's page: it
 			// goes to the log only.
-			e.log.Info("client ID metadata document refused", zap.String("gateway", g.Name), zap.String("client_id", id), zap.Error(err))
+			e.log.Info("client ID metadata document refused", zap.String("gateway", g.Name), zap.String("client_id", id[:min(len(id), maxClientIDURLBytes)]), zap.Error(err))
 			return nil, &clientError{msg: "The application's client ID is a metadata document URL, but the document could not be used. The gateway's log says why."}
 		}
 		return c, nil
