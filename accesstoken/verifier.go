@@ -86,8 +86,9 @@ func NewVerifier(k *Keyset, opts VerifierOptions) *Verifier {
 // Verify returns the claims of a valid access token, which the caller owns.
 //
 // It accepts only tokens signed with ES256 by a key of the Keyset, with typ
-// at+jwt, the exp, iat and nbf claims, a subject, a time window containing
-// the present and a family that is not revoked. The error is a
+// at+jwt, a signature in low-S form, the exp, iat and nbf claims, a
+// subject, a time window containing the present and a family that is not
+// revoked. The error is a
 // *VerifyError wrapping one of ErrMalformed, ErrBadSignature,
 // ErrUnknownKey, ErrExpired, ErrNotYetValid or ErrRevoked.
 //
@@ -145,6 +146,11 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 		// signature.
 		if t.Method != jwt.SigningMethodES256 {
 			return nil, refuse(ErrBadSignature, "it is not signed with ES256")
+		}
+		// (r, n-s) verifies wherever (r, s) does; only the low-S form is
+		// the token, so that each token has a single spelling.
+		if highS(t.Signature) {
+			return nil, refuse(ErrBadSignature, "its signature is not in low-S form")
 		}
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 			return nil, refuse(ErrMalformed, "its typ is not at+jwt")

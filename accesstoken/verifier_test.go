@@ -4,10 +4,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,8 @@ import (
 var ecdsaCurve = elliptic.P256()
 
 // forge signs arbitrary header members and claims; a nil header value
-// removes the member.
+// removes the member. An ES256 signature is in low-S form, as the
+// gateway's own, so that a forgery is refused for what it forges.
 func forge(t testing.TB, method jwt.SigningMethod, key any, header map[string]any, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
@@ -29,11 +32,18 @@ func forge(t testing.TB, method jwt.SigningMethod, key any, header map[string]an
 			tok.Header[name] = v
 		}
 	}
-	s, err := tok.SignedString(key)
+	signed, err := tok.SigningString()
 	if err != nil {
 		t.Fatalf("forging a token: %v", err)
 	}
-	return s
+	sig, err := method.Sign(signed, key)
+	if err != nil {
+		t.Fatalf("forging a token: %v", err)
+	}
+	if method == jwt.SigningMethodES256 {
+		toLowS(sig)
+	}
+	return signed + "." + tok.EncodeSegment(sig)
 }
 
 func (f *fixture) mapClaims() jwt.MapClaims {
@@ -91,6 +101,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 	sig := parts[2]
 	last := strings.IndexByte(alphabet, sig[len(sig)-1])
 	nonCanonical := parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(alphabet[last+1])
+	highS := highSTwin(t, &signer.priv.PublicKey, valid)
 
 	tests := []struct {
 		name  string
@@ -109,6 +120,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 		{"no kid", own(map[string]any{"kid": nil}, claims), ErrUnknownKey},
 		{"tampered payload", tampered, ErrBadSignature},
 		{"non-canonical signature encoding", nonCanonical, ErrMalformed},
+		{"high-S twin of a valid signature", highS, ErrBadSignature},
 		{"expired", own(nil, with(claims, "exp", now.Add(-time.Second).Unix())), ErrExpired},
 		{"expires now", own(nil, with(claims, "exp", now.Unix())), ErrExpired},
 		{"nbf in the future", own(nil, with(claims, "nbf", now.Add(time.Minute).Unix())), ErrNotYetValid},
@@ -159,6 +171,45 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 	} {
 		if _, err := f.v.Verify(tok); err != nil {
 			t.Errorf("control %q: %v", name, err)
+		}
+	}
+}
+
+// highSTwin returns token with its signature (r, s) replaced by (r, n-s),
+// its twin that plain ECDSA verification accepts too. It fails t unless
+// token's own signature is in low-S form, and the twin verifies under pub.
+func highSTwin(t testing.TB, pub *ecdsa.PublicKey, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	sig := mustDecode(t, parts[2])
+	n := ecdsaCurve.Params().N
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	if s.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+		t.Fatal("the token's own signature has a high S")
+	}
+	s.Sub(n, s)
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if !ecdsa.Verify(pub, digest[:], r, s) {
+		t.Fatal("the high-S twin does not verify under plain ECDSA")
+	}
+	twin := make([]byte, 64)
+	r.FillBytes(twin[:32])
+	s.FillBytes(twin[32:])
+	return parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(twin)
+}
+
+// TestIssueSignsLowS: Go's ecdsa.Sign gives a high S half of the time;
+// Issue hands out the low-S form only, and its twin is refused.
+func TestIssueSignsLowS(t *testing.T) {
+	f := newFixture(t, VerifierOptions{CacheSize: -1})
+	pub := &f.keys.state.Load().signer.priv.PublicKey
+	for range 64 { // a high S slips through with probability 2^-64
+		tok := f.issue(t, f.claims())
+		if _, err := f.v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.v.Verify(highSTwin(t, pub, tok)); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("the high-S twin of an issued token: %v, want ErrBadSignature", err)
 		}
 	}
 }
