@@ -3,8 +3,6 @@ package accesstoken
 import (
 	"errors"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -39,8 +37,8 @@ type VerifierOptions struct {
 // A token that verified is remembered until it expires, so verifying it
 // again costs a fast keyed hash, a map lookup and a comparison with the
 // remembered token rather than an ECDSA verification. The cache is bounded
-// (about a kilobyte per token) and sharded; the revocation list is swapped
-// atomically, so a warm Verify takes no exclusive lock.
+// (about a kilobyte per token) and sharded, and so is the set of revoked
+// families, so a warm Verify takes no exclusive lock.
 //
 // A Verifier is safe for concurrent use.
 type Verifier struct {
@@ -50,8 +48,7 @@ type Verifier struct {
 	now    func() time.Time
 	cache  *cache // nil when disabled
 
-	revokeMu sync.Mutex                       // serializes RevokeFamily
-	revoked  atomic.Pointer[map[string]int64] // family ID → until (Unix ns); copied on write
+	revoked *revocationSet
 }
 
 // NewVerifier returns a Verifier of the tokens k issues.
@@ -61,9 +58,10 @@ func NewVerifier(k *Keyset, opts VerifierOptions) *Verifier {
 		// Claims are validated by Verify itself, to report precisely what
 		// is wrong and to give leeway to nbf and iat only. Strict decoding
 		// gives each token a single spelling.
-		parser: jwt.NewParser(jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation()),
-		leeway: opts.Leeway,
-		now:    opts.Now,
+		parser:  jwt.NewParser(jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation()),
+		leeway:  opts.Leeway,
+		now:     opts.Now,
+		revoked: newRevocationSet(),
 	}
 	switch {
 	case v.leeway == 0:
@@ -114,7 +112,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 				// The key is gone from storage; let the cold path
 				// explain.
 				v.cache.remove(h)
-			case v.revokedAt(e.claims.FamilyID, nowNs):
+			case v.revoked.revokedAt(e.claims.FamilyID, nowNs):
 				return nil, refuse(ErrRevoked, "")
 			default:
 				c := e.claims
@@ -202,7 +200,7 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 		return nil, nil, refuse(ErrNotYetValid, "")
 	case wc.IssuedAt.After(now.Add(v.leeway)):
 		return nil, nil, refuse(ErrNotYetValid, "it was issued in the future")
-	case v.revokedAt(wc.FamilyID, now.UnixNano()):
+	case v.revoked.revokedAt(wc.FamilyID, now.UnixNano()):
 		return nil, nil, refuse(ErrRevoked, "")
 	}
 	c := wc.claims()
@@ -211,42 +209,17 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 
 // RevokeFamily refuses every token of the refresh family familyID from now
 // until until, which should be past the expiry of the last token the
-// family can have issued. Tokens already cached are refused too.
+// family can have issued. Tokens already cached are refused too. It costs
+// the same however many families are revoked, and nothing when familyID is
+// revoked until then already.
 func (v *Verifier) RevokeFamily(familyID string, until time.Time) {
 	if familyID == "" {
 		return
 	}
-	v.revokeMu.Lock()
-	defer v.revokeMu.Unlock()
-	now := v.now().UnixNano()
-	var old map[string]int64
-	if p := v.revoked.Load(); p != nil {
-		old = *p
-	}
-	// Copy on write: revocations are rare, lookups happen on every
-	// request. Lapsed revocations are dropped on the way.
-	next := make(map[string]int64, len(old)+1)
-	for fam, u := range old {
-		if u > now {
-			next[fam] = u
-		}
-	}
-	if u := until.UnixNano(); u > now && u > next[familyID] {
-		next[familyID] = u
-	}
-	v.revoked.Store(&next)
+	v.revoked.revoke(familyID, until.UnixNano(), v.now().UnixNano())
 }
 
 // FamilyRevoked reports whether the refresh family familyID is revoked.
 func (v *Verifier) FamilyRevoked(familyID string) bool {
-	return v.revokedAt(familyID, v.now().UnixNano())
-}
-
-func (v *Verifier) revokedAt(familyID string, now int64) bool {
-	p := v.revoked.Load()
-	if p == nil || familyID == "" {
-		return false
-	}
-	until, ok := (*p)[familyID]
-	return ok && now < until
+	return v.revoked.revokedAt(familyID, v.now().UnixNano())
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -318,23 +319,65 @@ func TestRevokedFamily(t *testing.T) {
 		t.Errorf("token of another family: %v", err)
 	}
 
-	// An earlier until does not shorten a revocation; a lapsed one goes.
+	// An earlier until does not shorten a revocation; a later one
+	// lengthens it.
 	f.v.RevokeFamily("fam-1", f.clock.Now().Add(time.Minute))
 	f.clock.Advance(time.Hour)
 	if !f.v.FamilyRevoked("fam-1") {
 		t.Fatal("a shorter second revocation shortened the first")
 	}
+	f.v.RevokeFamily("fam-1", f.clock.Now().Add(2*time.Hour))
+	f.clock.Advance(time.Hour)
+	if !f.v.FamilyRevoked("fam-1") {
+		t.Fatal("a longer second revocation did not lengthen the first")
+	}
 	f.clock.Advance(time.Hour)
 	if f.v.FamilyRevoked("fam-1") {
 		t.Fatal("revocation outlived its until")
 	}
-	f.v.RevokeFamily("fam-3", f.clock.Now().Add(time.Hour))
-	if m := *f.v.revoked.Load(); len(m) != 1 {
-		t.Fatalf("revocation list holds %d families, want the lapsed one dropped", len(m))
-	}
 	f.v.RevokeFamily("fam-4", f.clock.Now().Add(-time.Second))
 	if f.v.FamilyRevoked("fam-4") {
 		t.Fatal("a revocation that already lapsed took effect")
+	}
+}
+
+// TestVerifyWarmAllocations: with revocations held, a warm Verify still
+// allocates only the caller's copy of the claims.
+func TestVerifyWarmAllocations(t *testing.T) {
+	f := newFixture(t, VerifierOptions{})
+	tok := f.issue(t, f.claims())
+	for i := range 1000 {
+		f.v.RevokeFamily(fmt.Sprint("other-", i), f.clock.Now().Add(time.Hour))
+	}
+	if _, err := f.v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = f.v.Verify(tok) }); allocs > 1 {
+		t.Errorf("a warm Verify allocates %.0f times, want 1", allocs)
+	}
+}
+
+// TestRevocationsDropLapsed: lapsed revocations are dropped as new ones
+// arrive, so the set holds about as many as are in force.
+func TestRevocationsDropLapsed(t *testing.T) {
+	const n = 20000
+	r := newRevocationSet()
+	for i := range n {
+		r.revoke(fmt.Sprint("early-", i), 10, 0)
+	}
+	for i := range n {
+		r.revoke(fmt.Sprint("late-", i), 100, 20)
+	}
+	if held := r.len(); held > n+n/2 {
+		t.Errorf("the set holds %d revocations, %d in force: the lapsed ones stay", held, n)
+	}
+	for i := range n {
+		if ref := fmt.Sprint("late-", i); !r.revokedAt(ref, 50) {
+			t.Fatalf("%s is not revoked", ref)
+		}
+	}
+	if r.revokedAt("early-1", 20) {
+		t.Error("a lapsed revocation is in force")
 	}
 }
 
