@@ -13,13 +13,13 @@ const revocationShards = 64
 // the lapsed ones.
 const minSweep = 64
 
-// revocationSet holds revoked refresh families, by the name their access
-// tokens carry, each until its revocation lapses. Revocations arrive one at a time (a client's
-// logout, a replayed code, another instance's record), possibly a hundred
-// thousand of them held at once, and every request looks one up: so a
-// revocation locks and writes one shard of the set, never copying it, and
-// a lookup takes one shard's read lock, or nothing at all while no
-// revocation is held.
+// revocationSet holds revoked refresh families, by the reference their
+// access tokens carry, each until its revocation lapses. Revocations
+// arrive one at a time (a client's logout, a replayed code, another
+// instance's record), possibly a hundred thousand of them held at once,
+// and every request looks one up: so a revocation locks and writes one
+// shard of the set, never copying it, and a lookup takes one shard's read
+// lock, or nothing at all while no revocation is held.
 type revocationSet struct {
 	seed   maphash.Seed
 	held   atomic.Int64 // revocations held, lapsed ones not yet dropped included
@@ -28,7 +28,7 @@ type revocationSet struct {
 
 type revocationShard struct {
 	mu    sync.RWMutex
-	until map[string]int64 // family → Unix nanoseconds
+	until map[string]int64 // reference → Unix nanoseconds
 	// sweepAt is the size at which the next revocation first drops the
 	// lapsed ones: twice the size the last sweep left, so that sweeping
 	// costs a constant per revocation on average.

@@ -112,7 +112,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 				// The key is gone from storage; let the cold path
 				// explain.
 				v.cache.remove(h)
-			case v.revoked.revokedAt(e.claims.FamilyID, nowNs):
+			case v.revoked.revokedAt(e.claims.FamilyRef, nowNs):
 				return nil, refuse(ErrRevoked, "")
 			default:
 				c := e.claims
@@ -200,26 +200,27 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 		return nil, nil, refuse(ErrNotYetValid, "")
 	case wc.IssuedAt.After(now.Add(v.leeway)):
 		return nil, nil, refuse(ErrNotYetValid, "it was issued in the future")
-	case v.revoked.revokedAt(wc.FamilyID, now.UnixNano()):
+	case v.revoked.revokedAt(wc.FamilyRef, now.UnixNano()):
 		return nil, nil, refuse(ErrRevoked, "")
 	}
 	c := wc.claims()
 	return &c, key, nil
 }
 
-// RevokeFamily refuses every token of the refresh family familyID from now
-// until until, which should be past the expiry of the last token the
-// family can have issued. Tokens already cached are refused too. It costs
-// the same however many families are revoked, and nothing when familyID is
-// revoked until then already.
-func (v *Verifier) RevokeFamily(familyID string, until time.Time) {
-	if familyID == "" {
+// RevokeFamily refuses every token of the refresh family whose reference
+// (Claims.FamilyRef) is ref from now until until, which should be past the
+// expiry of the last token the family can have issued. Tokens already
+// cached are refused too. It costs the same however many families are
+// revoked, and nothing when ref is revoked until then already.
+func (v *Verifier) RevokeFamily(ref string, until time.Time) {
+	if ref == "" {
 		return
 	}
-	v.revoked.revoke(familyID, until.UnixNano(), v.now().UnixNano())
+	v.revoked.revoke(ref, until.UnixNano(), v.now().UnixNano())
 }
 
-// FamilyRevoked reports whether the refresh family familyID is revoked.
-func (v *Verifier) FamilyRevoked(familyID string) bool {
-	return v.revoked.revokedAt(familyID, v.now().UnixNano())
+// FamilyRevoked reports whether the refresh family whose reference is ref
+// is revoked.
+func (v *Verifier) FamilyRevoked(ref string) bool {
+	return v.revoked.revokedAt(ref, v.now().UnixNano())
 }

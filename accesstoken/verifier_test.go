@@ -51,7 +51,7 @@ func (f *fixture) mapClaims() jwt.MapClaims {
 	c := f.claims()
 	return jwt.MapClaims{
 		"iss": c.Issuer, "sub": c.Subject, "aud": c.Audience, "scope": c.Scope,
-		"client_id": c.ClientID, "jti": "jti-1", "fam": c.FamilyID,
+		"client_id": c.ClientID, "jti": "jti-1", "ref": c.FamilyRef,
 		"iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(), "exp": c.ExpiresAt.Unix(),
 	}
 }
@@ -168,7 +168,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 		"typ AT+JWT":             own(map[string]any{"typ": "AT+JWT"}, claims),
 		"nbf within the leeway":  own(nil, with(claims, "nbf", now.Add(30*time.Second).Unix())),
 		"iat within the leeway":  own(nil, with(claims, "iat", now.Add(30*time.Second).Unix())),
-		"no family":              own(nil, with(claims, "fam", nil)),
+		"no family":              own(nil, with(claims, "ref", nil)),
 	} {
 		if _, err := f.v.Verify(tok); err != nil {
 			t.Errorf("control %q: %v", name, err)
@@ -300,13 +300,13 @@ func TestRevokedFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	uncached := f.issue(t, c)
-	c.FamilyID = "fam-2"
+	c.FamilyRef = "ref-2"
 	otherFamily := f.issue(t, c)
 
 	until := f.clock.Now().Add(2 * time.Hour)
-	f.v.RevokeFamily("fam-1", until)
+	f.v.RevokeFamily("ref-1", until)
 	f.v.RevokeFamily("", until) // tokens without a family are not revoked by it
-	if !f.v.FamilyRevoked("fam-1") || f.v.FamilyRevoked("fam-2") || f.v.FamilyRevoked("") {
+	if !f.v.FamilyRevoked("ref-1") || f.v.FamilyRevoked("ref-2") || f.v.FamilyRevoked("") {
 		t.Fatal("FamilyRevoked disagrees with RevokeFamily")
 	}
 	for name, tok := range map[string]string{"cached": cached, "uncached": uncached} {
@@ -321,22 +321,22 @@ func TestRevokedFamily(t *testing.T) {
 
 	// An earlier until does not shorten a revocation; a later one
 	// lengthens it.
-	f.v.RevokeFamily("fam-1", f.clock.Now().Add(time.Minute))
+	f.v.RevokeFamily("ref-1", f.clock.Now().Add(time.Minute))
 	f.clock.Advance(time.Hour)
-	if !f.v.FamilyRevoked("fam-1") {
+	if !f.v.FamilyRevoked("ref-1") {
 		t.Fatal("a shorter second revocation shortened the first")
 	}
-	f.v.RevokeFamily("fam-1", f.clock.Now().Add(2*time.Hour))
+	f.v.RevokeFamily("ref-1", f.clock.Now().Add(2*time.Hour))
 	f.clock.Advance(time.Hour)
-	if !f.v.FamilyRevoked("fam-1") {
+	if !f.v.FamilyRevoked("ref-1") {
 		t.Fatal("a longer second revocation did not lengthen the first")
 	}
 	f.clock.Advance(time.Hour)
-	if f.v.FamilyRevoked("fam-1") {
+	if f.v.FamilyRevoked("ref-1") {
 		t.Fatal("revocation outlived its until")
 	}
-	f.v.RevokeFamily("fam-4", f.clock.Now().Add(-time.Second))
-	if f.v.FamilyRevoked("fam-4") {
+	f.v.RevokeFamily("ref-4", f.clock.Now().Add(-time.Second))
+	if f.v.FamilyRevoked("ref-4") {
 		t.Fatal("a revocation that already lapsed took effect")
 	}
 }
@@ -417,7 +417,7 @@ func TestVerifyConcurrent(t *testing.T) {
 	tokens := make([]string, 16)
 	for i := range tokens {
 		c := f.claims()
-		c.FamilyID = string(rune('a' + i))
+		c.FamilyRef = string(rune('a' + i))
 		tokens[i] = f.issue(t, c)
 	}
 	errs := make(chan error, 4)
