@@ -349,6 +349,12 @@ func (l *Ledger) issued(rec *familyRecord, key, refreshToken string) (macKey []b
 	if n, err := base64.RawURLEncoding.Strict().Decode(secret[:], []byte(encoded)); err != nil || n != secretBytes {
 		return nil, 0, ErrNotFound
 	}
+	if len(rec.SealedKey) == 0 {
+		// Stored by a build that kept the token's hash instead: it cannot
+		// tell its tokens from made-up ones, so it accepts none, and the
+		// client authorizes again.
+		return nil, 0, ErrNotFound
+	}
 	macKey, err = l.open(key, rec.SealedKey)
 	if err != nil {
 		return nil, 0, fmt.Errorf("grants: opening a family's key: %w", err)

@@ -780,6 +780,27 @@ func testFamilyOfToken(t *testing.T, env *ledgerEnv) {
 		t.Fatal(err)
 	}
 	check("revoked")
+
+	// A family stored without a key (by an earlier build) issued nothing
+	// that can be told apart: its tokens are refused, and nothing revoked.
+	old := newFamily(env.clock.Now())
+	tok, err = l.StartFamily(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := l.key(kindFamilies, old.ID)
+	if err := l.put(ctx, kindFamilies, key, &familyRecord{Family: *old}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.FamilyOf(ctx, tok); !errors.Is(err, ErrNotFound) {
+		t.Errorf("FamilyOf(a token of a family without a key): %v, want ErrNotFound", err)
+	}
+	if _, _, err := l.Rotate(ctx, tok, time.Minute); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Rotate(a token of a family without a key): %v, want ErrNotFound", err)
+	}
+	if got, err := l.Family(ctx, old.ID); err != nil || got.Revoked {
+		t.Errorf("the family without a key after its token was refused: %+v, %v", got, err)
+	}
 }
 
 // testFamilyByRef: a family's reference finds it; the reference tells
