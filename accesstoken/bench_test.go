@@ -1,6 +1,11 @@
 package accesstoken
 
-import "testing"
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+)
 
 // BenchmarkVerifyWarm measures the proxy's hot path: a token seen before.
 func BenchmarkVerifyWarm(b *testing.B) {
@@ -61,5 +66,32 @@ func BenchmarkIssue(b *testing.B) {
 		if _, err := f.keys.Issue(c); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRevokeFamily revokes one more family with 10 and with 100 000
+// revoked already, and revokes again one revoked already (a replayed code
+// does): each costs the same whatever the number held.
+func BenchmarkRevokeFamily(b *testing.B) {
+	for _, held := range []int{10, 100000} {
+		f := newFixture(b, VerifierOptions{})
+		until := f.clock.Now().Add(time.Hour)
+		for i := range held {
+			f.v.RevokeFamily("held-"+strconv.Itoa(i), until)
+		}
+		b.Run(fmt.Sprintf("held=%d", held), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				f.v.RevokeFamily("new-"+strconv.Itoa(i), until)
+				i++
+			}
+		})
+		b.Run(fmt.Sprintf("held=%d/again", held), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				f.v.RevokeFamily("held-1", until)
+			}
+		})
 	}
 }

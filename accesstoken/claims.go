@@ -8,7 +8,7 @@ import (
 )
 
 // Claims are the claims of an access token (RFC 9068 §2.2), plus the
-// refresh family it was issued from.
+// reference of the refresh family it was issued from.
 type Claims struct {
 	Issuer   string // iss: the issuer of the MCP server's authorization endpoint
 	Subject  string // sub: the resolved user
@@ -16,7 +16,9 @@ type Claims struct {
 	Scope    string // scope: space-separated granted scopes
 	ClientID string // client_id: the MCP client the token was issued to
 	ID       string // jti: unique per token; Issue fills it when empty
-	FamilyID string // fam: the refresh family, so revoking it refuses the token
+	// ref: the refresh family's opaque reference (never its ID, which its
+	// refresh tokens show), so that revoking the family refuses the token
+	FamilyRef string
 
 	IssuedAt  time.Time // iat; Issue uses the current time when zero
 	NotBefore time.Time // nbf; Issue uses IssuedAt when zero
@@ -32,7 +34,7 @@ type wireClaims struct {
 	Scope     string           `json:"scope,omitempty"`
 	ClientID  string           `json:"client_id"`
 	ID        string           `json:"jti"`
-	FamilyID  string           `json:"fam,omitempty"`
+	FamilyRef string           `json:"ref,omitempty"`
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	NotBefore *jwt.NumericDate `json:"nbf"`
 	ExpiresAt *jwt.NumericDate `json:"exp"`
@@ -46,7 +48,7 @@ func toWire(c *Claims) *wireClaims {
 		Scope:     c.Scope,
 		ClientID:  c.ClientID,
 		ID:        c.ID,
-		FamilyID:  c.FamilyID,
+		FamilyRef: c.FamilyRef,
 		IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
 		NotBefore: jwt.NewNumericDate(c.NotBefore),
 		ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
@@ -63,7 +65,7 @@ func (w *wireClaims) claims() Claims {
 		Scope:     w.Scope,
 		ClientID:  w.ClientID,
 		ID:        w.ID,
-		FamilyID:  w.FamilyID,
+		FamilyRef: w.FamilyRef,
 		IssuedAt:  w.IssuedAt.UTC(),
 		NotBefore: w.NotBefore.UTC(),
 		ExpiresAt: w.ExpiresAt.UTC(),

@@ -38,7 +38,7 @@ func ExampleKeyset_Issue() {
 		Audience:  "https://mcp.example.com/support",
 		Scope:     "accounts.read tickets.read",
 		ClientID:  "https://client.example/metadata.json",
-		FamilyID:  "family-1",
+		FamilyRef: "ref-1",
 		ExpiresAt: now.Add(time.Hour),
 	})
 	if err != nil {
@@ -68,7 +68,7 @@ func ExampleVerifier_Verify() {
 		Audience:  "https://mcp.example.com/ops",
 		Scope:     "tickets.write",
 		ClientID:  "ops-cli",
-		FamilyID:  "family-2",
+		FamilyRef: "ref-2",
 		ExpiresAt: time.Now().Add(time.Hour),
 	})
 	if err != nil {
@@ -84,7 +84,7 @@ func ExampleVerifier_Verify() {
 
 	// A reused refresh token revokes its family: its access tokens stop
 	// working at once, cached or not.
-	verifier.RevokeFamily(claims.FamilyID, claims.ExpiresAt)
+	verifier.RevokeFamily(claims.FamilyRef, claims.ExpiresAt)
 	_, err = verifier.Verify(token)
 	fmt.Println(errors.Is(err, accesstoken.ErrRevoked))
 	fmt.Println(err) // fit for an invalid_token error_description

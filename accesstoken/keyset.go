@@ -212,7 +212,8 @@ func (k *Keyset) JWKS() []byte {
 // ID with 128 random bits when empty, IssuedAt with the current time and
 // NotBefore with IssuedAt when zero. Issuer, Subject, Audience and
 // ExpiresAt are required, and the token may live at most MaxLifetime.
-// Times are truncated to whole seconds, the precision of a JWT.
+// Times are truncated to whole seconds, the precision of a JWT. The
+// signature is in low-S form, the only one Verify accepts.
 func (k *Keyset) Issue(c Claims) (string, error) {
 	now := k.now()
 	switch {
@@ -238,11 +239,17 @@ func (k *Keyset) Issue(c Claims) (string, error) {
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, toWire(&c))
 	tok.Header["typ"] = "at+jwt"
 	tok.Header["kid"] = signer.kid
-	s, err := tok.SignedString(signer.priv)
+	signed, err := tok.SigningString()
+	if err != nil {
+		return "", fmt.Errorf("accesstoken: encoding the token: %w", err)
+	}
+	sig, err := jwt.SigningMethodES256.Sign(signed, signer.priv)
 	if err != nil {
 		return "", fmt.Errorf("accesstoken: signing: %w", err)
 	}
-	return s, nil
+	// Verify accepts the low-S form only.
+	toLowS(sig)
+	return signed + "." + tok.EncodeSegment(sig), nil
 }
 
 // lookup returns the key named kid if it verifies at now.

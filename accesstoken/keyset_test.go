@@ -88,7 +88,7 @@ func (f *fixture) claims() Claims {
 		Audience:  "https://mcp.example.com/support",
 		Scope:     "accounts.read tickets.read",
 		ClientID:  "https://client.example/metadata.json",
-		FamilyID:  "fam-1",
+		FamilyRef: "ref-1",
 		IssuedAt:  now,
 		NotBefore: now,
 		ExpiresAt: now.Add(time.Hour),
@@ -142,9 +142,9 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	if parsed.Header["alg"] != "ES256" || parsed.Header["typ"] != "at+jwt" || parsed.Header["kid"] != f.keys.state.Load().signer.kid {
 		t.Fatalf("header = %v, want alg ES256, typ at+jwt and the signing kid", parsed.Header)
 	}
-	// aud is a single string, and fam carries the family.
+	// aud is a single string, and ref carries the family's reference.
 	mc := parsed.Claims.(jwt.MapClaims)
-	if mc["aud"] != want.Audience || mc["fam"] != "fam-1" || mc["client_id"] != want.ClientID || mc["scope"] != want.Scope {
+	if mc["aud"] != want.Audience || mc["ref"] != "ref-1" || mc["client_id"] != want.ClientID || mc["scope"] != want.Scope {
 		t.Fatalf("claims = %v", mc)
 	}
 
@@ -191,9 +191,9 @@ func TestIssue(t *testing.T) {
 				t.Errorf("jti = %q, want jti-7", c.ID)
 			}
 		}},
-		{name: "no family", edit: func(c *Claims) { c.FamilyID = "" }, check: func(t *testing.T, c *Claims) {
-			if c.FamilyID != "" {
-				t.Errorf("fam = %q, want none", c.FamilyID)
+		{name: "no family", edit: func(c *Claims) { c.FamilyRef = "" }, check: func(t *testing.T, c *Claims) {
+			if c.FamilyRef != "" {
+				t.Errorf("ref = %q, want none", c.FamilyRef)
 			}
 		}},
 		{name: "longest lifetime", edit: func(c *Claims) { c.ExpiresAt = now.Add(MaxLifetime) }},

@@ -3,8 +3,6 @@ package accesstoken
 import (
 	"errors"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -39,8 +37,8 @@ type VerifierOptions struct {
 // A token that verified is remembered until it expires, so verifying it
 // again costs a fast keyed hash, a map lookup and a comparison with the
 // remembered token rather than an ECDSA verification. The cache is bounded
-// (about a kilobyte per token) and sharded; the revocation list is swapped
-// atomically, so a warm Verify takes no exclusive lock.
+// (about a kilobyte per token) and sharded, and so is the set of revoked
+// families, so a warm Verify takes no exclusive lock.
 //
 // A Verifier is safe for concurrent use.
 type Verifier struct {
@@ -50,8 +48,7 @@ type Verifier struct {
 	now    func() time.Time
 	cache  *cache // nil when disabled
 
-	revokeMu sync.Mutex                       // serializes RevokeFamily
-	revoked  atomic.Pointer[map[string]int64] // family ID → until (Unix ns); copied on write
+	revoked *revocationSet
 }
 
 // NewVerifier returns a Verifier of the tokens k issues.
@@ -61,9 +58,10 @@ func NewVerifier(k *Keyset, opts VerifierOptions) *Verifier {
 		// Claims are validated by Verify itself, to report precisely what
 		// is wrong and to give leeway to nbf and iat only. Strict decoding
 		// gives each token a single spelling.
-		parser: jwt.NewParser(jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation()),
-		leeway: opts.Leeway,
-		now:    opts.Now,
+		parser:  jwt.NewParser(jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation()),
+		leeway:  opts.Leeway,
+		now:     opts.Now,
+		revoked: newRevocationSet(),
 	}
 	switch {
 	case v.leeway == 0:
@@ -86,8 +84,9 @@ func NewVerifier(k *Keyset, opts VerifierOptions) *Verifier {
 // Verify returns the claims of a valid access token, which the caller owns.
 //
 // It accepts only tokens signed with ES256 by a key of the Keyset, with typ
-// at+jwt, the exp, iat and nbf claims, a subject, a time window containing
-// the present and a family that is not revoked. The error is a
+// at+jwt, a signature in low-S form, the exp, iat and nbf claims, a
+// subject, a time window containing the present and a family that is not
+// revoked. The error is a
 // *VerifyError wrapping one of ErrMalformed, ErrBadSignature,
 // ErrUnknownKey, ErrExpired, ErrNotYetValid or ErrRevoked.
 //
@@ -113,7 +112,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 				// The key is gone from storage; let the cold path
 				// explain.
 				v.cache.remove(h)
-			case v.revokedAt(e.claims.FamilyID, nowNs):
+			case v.revoked.revokedAt(e.claims.FamilyRef, nowNs):
 				return nil, refuse(ErrRevoked, "")
 			default:
 				c := e.claims
@@ -145,6 +144,11 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 		// signature.
 		if t.Method != jwt.SigningMethodES256 {
 			return nil, refuse(ErrBadSignature, "it is not signed with ES256")
+		}
+		// (r, n-s) verifies wherever (r, s) does; only the low-S form is
+		// the token, so that each token has a single spelling.
+		if highS(t.Signature) {
+			return nil, refuse(ErrBadSignature, "its signature is not in low-S form")
 		}
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 			return nil, refuse(ErrMalformed, "its typ is not at+jwt")
@@ -196,51 +200,27 @@ func (v *Verifier) verify(token string, now time.Time) (*Claims, *verifyKey, err
 		return nil, nil, refuse(ErrNotYetValid, "")
 	case wc.IssuedAt.After(now.Add(v.leeway)):
 		return nil, nil, refuse(ErrNotYetValid, "it was issued in the future")
-	case v.revokedAt(wc.FamilyID, now.UnixNano()):
+	case v.revoked.revokedAt(wc.FamilyRef, now.UnixNano()):
 		return nil, nil, refuse(ErrRevoked, "")
 	}
 	c := wc.claims()
 	return &c, key, nil
 }
 
-// RevokeFamily refuses every token of the refresh family familyID from now
-// until until, which should be past the expiry of the last token the
-// family can have issued. Tokens already cached are refused too.
-func (v *Verifier) RevokeFamily(familyID string, until time.Time) {
-	if familyID == "" {
+// RevokeFamily refuses every token of the refresh family whose reference
+// (Claims.FamilyRef) is ref from now until until, which should be past the
+// expiry of the last token the family can have issued. Tokens already
+// cached are refused too. It costs the same however many families are
+// revoked, and nothing when ref is revoked until then already.
+func (v *Verifier) RevokeFamily(ref string, until time.Time) {
+	if ref == "" {
 		return
 	}
-	v.revokeMu.Lock()
-	defer v.revokeMu.Unlock()
-	now := v.now().UnixNano()
-	var old map[string]int64
-	if p := v.revoked.Load(); p != nil {
-		old = *p
-	}
-	// Copy on write: revocations are rare, lookups happen on every
-	// request. Lapsed revocations are dropped on the way.
-	next := make(map[string]int64, len(old)+1)
-	for fam, u := range old {
-		if u > now {
-			next[fam] = u
-		}
-	}
-	if u := until.UnixNano(); u > now && u > next[familyID] {
-		next[familyID] = u
-	}
-	v.revoked.Store(&next)
+	v.revoked.revoke(ref, until.UnixNano(), v.now().UnixNano())
 }
 
-// FamilyRevoked reports whether the refresh family familyID is revoked.
-func (v *Verifier) FamilyRevoked(familyID string) bool {
-	return v.revokedAt(familyID, v.now().UnixNano())
-}
-
-func (v *Verifier) revokedAt(familyID string, now int64) bool {
-	p := v.revoked.Load()
-	if p == nil || familyID == "" {
-		return false
-	}
-	until, ok := (*p)[familyID]
-	return ok && now < until
+// FamilyRevoked reports whether the refresh family whose reference is ref
+// is revoked.
+func (v *Verifier) FamilyRevoked(ref string) bool {
+	return v.revoked.revokedAt(ref, v.now().UnixNano())
 }

@@ -4,10 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +21,8 @@ import (
 var ecdsaCurve = elliptic.P256()
 
 // forge signs arbitrary header members and claims; a nil header value
-// removes the member.
+// removes the member. An ES256 signature is in low-S form, as the
+// gateway's own, so that a forgery is refused for what it forges.
 func forge(t testing.TB, method jwt.SigningMethod, key any, header map[string]any, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
@@ -29,18 +33,25 @@ func forge(t testing.TB, method jwt.SigningMethod, key any, header map[string]an
 			tok.Header[name] = v
 		}
 	}
-	s, err := tok.SignedString(key)
+	signed, err := tok.SigningString()
 	if err != nil {
 		t.Fatalf("forging a token: %v", err)
 	}
-	return s
+	sig, err := method.Sign(signed, key)
+	if err != nil {
+		t.Fatalf("forging a token: %v", err)
+	}
+	if method == jwt.SigningMethodES256 {
+		toLowS(sig)
+	}
+	return signed + "." + tok.EncodeSegment(sig)
 }
 
 func (f *fixture) mapClaims() jwt.MapClaims {
 	c := f.claims()
 	return jwt.MapClaims{
 		"iss": c.Issuer, "sub": c.Subject, "aud": c.Audience, "scope": c.Scope,
-		"client_id": c.ClientID, "jti": "jti-1", "fam": c.FamilyID,
+		"client_id": c.ClientID, "jti": "jti-1", "ref": c.FamilyRef,
 		"iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(), "exp": c.ExpiresAt.Unix(),
 	}
 }
@@ -91,6 +102,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 	sig := parts[2]
 	last := strings.IndexByte(alphabet, sig[len(sig)-1])
 	nonCanonical := parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(alphabet[last+1])
+	highS := highSTwin(t, &signer.priv.PublicKey, valid)
 
 	tests := []struct {
 		name  string
@@ -109,6 +121,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 		{"no kid", own(map[string]any{"kid": nil}, claims), ErrUnknownKey},
 		{"tampered payload", tampered, ErrBadSignature},
 		{"non-canonical signature encoding", nonCanonical, ErrMalformed},
+		{"high-S twin of a valid signature", highS, ErrBadSignature},
 		{"expired", own(nil, with(claims, "exp", now.Add(-time.Second).Unix())), ErrExpired},
 		{"expires now", own(nil, with(claims, "exp", now.Unix())), ErrExpired},
 		{"nbf in the future", own(nil, with(claims, "nbf", now.Add(time.Minute).Unix())), ErrNotYetValid},
@@ -155,10 +168,49 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 		"typ AT+JWT":             own(map[string]any{"typ": "AT+JWT"}, claims),
 		"nbf within the leeway":  own(nil, with(claims, "nbf", now.Add(30*time.Second).Unix())),
 		"iat within the leeway":  own(nil, with(claims, "iat", now.Add(30*time.Second).Unix())),
-		"no family":              own(nil, with(claims, "fam", nil)),
+		"no family":              own(nil, with(claims, "ref", nil)),
 	} {
 		if _, err := f.v.Verify(tok); err != nil {
 			t.Errorf("control %q: %v", name, err)
+		}
+	}
+}
+
+// highSTwin returns token with its signature (r, s) replaced by (r, n-s),
+// its twin that plain ECDSA verification accepts too. It fails t unless
+// token's own signature is in low-S form, and the twin verifies under pub.
+func highSTwin(t testing.TB, pub *ecdsa.PublicKey, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	sig := mustDecode(t, parts[2])
+	n := ecdsaCurve.Params().N
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	if s.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+		t.Fatal("the token's own signature has a high S")
+	}
+	s.Sub(n, s)
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if !ecdsa.Verify(pub, digest[:], r, s) {
+		t.Fatal("the high-S twin does not verify under plain ECDSA")
+	}
+	twin := make([]byte, 64)
+	r.FillBytes(twin[:32])
+	s.FillBytes(twin[32:])
+	return parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(twin)
+}
+
+// TestIssueSignsLowS: Go's ecdsa.Sign gives a high S half of the time;
+// Issue hands out the low-S form only, and its twin is refused.
+func TestIssueSignsLowS(t *testing.T) {
+	f := newFixture(t, VerifierOptions{CacheSize: -1})
+	pub := &f.keys.state.Load().signer.priv.PublicKey
+	for range 64 { // a high S slips through with probability 2^-64
+		tok := f.issue(t, f.claims())
+		if _, err := f.v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.v.Verify(highSTwin(t, pub, tok)); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("the high-S twin of an issued token: %v, want ErrBadSignature", err)
 		}
 	}
 }
@@ -248,13 +300,13 @@ func TestRevokedFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	uncached := f.issue(t, c)
-	c.FamilyID = "fam-2"
+	c.FamilyRef = "ref-2"
 	otherFamily := f.issue(t, c)
 
 	until := f.clock.Now().Add(2 * time.Hour)
-	f.v.RevokeFamily("fam-1", until)
+	f.v.RevokeFamily("ref-1", until)
 	f.v.RevokeFamily("", until) // tokens without a family are not revoked by it
-	if !f.v.FamilyRevoked("fam-1") || f.v.FamilyRevoked("fam-2") || f.v.FamilyRevoked("") {
+	if !f.v.FamilyRevoked("ref-1") || f.v.FamilyRevoked("ref-2") || f.v.FamilyRevoked("") {
 		t.Fatal("FamilyRevoked disagrees with RevokeFamily")
 	}
 	for name, tok := range map[string]string{"cached": cached, "uncached": uncached} {
@@ -267,23 +319,65 @@ func TestRevokedFamily(t *testing.T) {
 		t.Errorf("token of another family: %v", err)
 	}
 
-	// An earlier until does not shorten a revocation; a lapsed one goes.
-	f.v.RevokeFamily("fam-1", f.clock.Now().Add(time.Minute))
+	// An earlier until does not shorten a revocation; a later one
+	// lengthens it.
+	f.v.RevokeFamily("ref-1", f.clock.Now().Add(time.Minute))
 	f.clock.Advance(time.Hour)
-	if !f.v.FamilyRevoked("fam-1") {
+	if !f.v.FamilyRevoked("ref-1") {
 		t.Fatal("a shorter second revocation shortened the first")
 	}
+	f.v.RevokeFamily("ref-1", f.clock.Now().Add(2*time.Hour))
 	f.clock.Advance(time.Hour)
-	if f.v.FamilyRevoked("fam-1") {
+	if !f.v.FamilyRevoked("ref-1") {
+		t.Fatal("a longer second revocation did not lengthen the first")
+	}
+	f.clock.Advance(time.Hour)
+	if f.v.FamilyRevoked("ref-1") {
 		t.Fatal("revocation outlived its until")
 	}
-	f.v.RevokeFamily("fam-3", f.clock.Now().Add(time.Hour))
-	if m := *f.v.revoked.Load(); len(m) != 1 {
-		t.Fatalf("revocation list holds %d families, want the lapsed one dropped", len(m))
-	}
-	f.v.RevokeFamily("fam-4", f.clock.Now().Add(-time.Second))
-	if f.v.FamilyRevoked("fam-4") {
+	f.v.RevokeFamily("ref-4", f.clock.Now().Add(-time.Second))
+	if f.v.FamilyRevoked("ref-4") {
 		t.Fatal("a revocation that already lapsed took effect")
+	}
+}
+
+// TestVerifyWarmAllocations: with revocations held, a warm Verify still
+// allocates only the caller's copy of the claims.
+func TestVerifyWarmAllocations(t *testing.T) {
+	f := newFixture(t, VerifierOptions{})
+	tok := f.issue(t, f.claims())
+	for i := range 1000 {
+		f.v.RevokeFamily(fmt.Sprint("other-", i), f.clock.Now().Add(time.Hour))
+	}
+	if _, err := f.v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = f.v.Verify(tok) }); allocs > 1 {
+		t.Errorf("a warm Verify allocates %.0f times, want 1", allocs)
+	}
+}
+
+// TestRevocationsDropLapsed: lapsed revocations are dropped as new ones
+// arrive, so the set holds about as many as are in force.
+func TestRevocationsDropLapsed(t *testing.T) {
+	const n = 20000
+	r := newRevocationSet()
+	for i := range n {
+		r.revoke(fmt.Sprint("early-", i), 10, 0)
+	}
+	for i := range n {
+		r.revoke(fmt.Sprint("late-", i), 100, 20)
+	}
+	if held := r.len(); held > n+n/2 {
+		t.Errorf("the set holds %d revocations, %d in force: the lapsed ones stay", held, n)
+	}
+	for i := range n {
+		if ref := fmt.Sprint("late-", i); !r.revokedAt(ref, 50) {
+			t.Fatalf("%s is not revoked", ref)
+		}
+	}
+	if r.revokedAt("early-1", 20) {
+		t.Error("a lapsed revocation is in force")
 	}
 }
 
@@ -323,7 +417,7 @@ func TestVerifyConcurrent(t *testing.T) {
 	tokens := make([]string, 16)
 	for i := range tokens {
 		c := f.claims()
-		c.FamilyID = string(rune('a' + i))
+		c.FamilyRef = string(rune('a' + i))
 		tokens[i] = f.issue(t, c)
 	}
 	errs := make(chan error, 4)

@@ -141,7 +141,7 @@ func (be *benchEdge) token(b testing.TB, s *authserver.Server, user string) stri
 		Audience:  s.Resource,
 		Scope:     "accounts.read tickets.read",
 		ClientID:  benchClientID,
-		FamilyID:  "fam-" + user,
+		FamilyRef: "ref-" + user,
 		IssuedAt:  now,
 		NotBefore: now,
 		ExpiresAt: now.Add(time.Hour),

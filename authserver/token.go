@@ -112,7 +112,7 @@ func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Clien
 		return nil, errInvalidGrant("the authorization code's scopes are unreadable; authorize again")
 	}
 	now := e.opts.Now()
-	refresh, err := g.Ledger.StartFamily(ctx, &grants.Family{
+	fam := &grants.Family{
 		ID:        familyID,
 		ClientID:  client.ID,
 		Server:    s.Name,
@@ -122,12 +122,13 @@ func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Clien
 		CreatedAt: now,
 		RotatedAt: now,
 		ExpiresAt: now.Add(e.opts.RefreshTokenTTL),
-	})
+	}
+	refresh, err := g.Ledger.StartFamily(ctx, fam)
 	if err != nil {
 		e.log.Error("starting a refresh token family", zap.String("server", s.Name), zap.Error(err))
 		return nil, errServer("the gateway's storage is unavailable; authorize again")
 	}
-	resp, oerr := e.issue(s, client, c.User, familyID, granted)
+	resp, oerr := e.issue(s, client, c.User, fam.Ref, granted)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -150,11 +151,12 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client did not register the refresh_token grant; authorize again instead"}
 	}
 	g := s.Gateway
-	familyID, ok := grants.FamilyIDOf(token)
-	if !ok {
+	if _, ok := grants.FamilyIDOf(token); !ok {
 		return nil, errInvalidGrant("the refresh token is not one this gateway issued")
 	}
-	fam, err := g.Ledger.Family(ctx, familyID)
+	// Only a token the family issued gets this far: a made-up one, even
+	// with a real family's ID, changes nothing.
+	fam, err := g.Ledger.FamilyOf(ctx, token)
 	switch {
 	case isNotFound(err):
 		return nil, errInvalidGrant("the refresh token is unknown; authorize again")
@@ -191,7 +193,7 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 	fam, next, err := g.Ledger.Rotate(ctx, token, e.opts.RefreshGrace)
 	switch {
 	case errors.Is(err, grants.ErrRefreshReused):
-		g.Verifier.RevokeFamily(familyID, e.opts.Now().Add(e.opts.RefreshTokenTTL))
+		e.refuseAccessTokens(g, fam.Ref)
 		e.audit("refresh token reused, family revoked", s, client.ID, "", "")
 		return nil, errInvalidGrant("the refresh token was already used; every token of this authorization is revoked; authorize again")
 	case errors.Is(err, grants.ErrRevoked), errors.Is(err, grants.ErrExpired), isNotFound(err):
@@ -200,7 +202,7 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 		e.log.Error("rotating a refresh token", zap.String("server", s.Name), zap.Error(err))
 		return nil, errServer("the gateway's storage is unavailable; retry with the same refresh token")
 	}
-	resp, oerr := e.issue(s, client, fam.User, fam.ID, granted)
+	resp, oerr := e.issue(s, client, fam.User, fam.Ref, granted)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -209,8 +211,9 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 	return resp, nil
 }
 
-// issue signs an access token for the server.
-func (e *Edge) issue(s *Server, client *grants.Client, user, familyID string, granted scopes.Set) (*tokenResponse, *oauthError) {
+// issue signs an access token for the server, of the refresh family whose
+// reference is familyRef.
+func (e *Edge) issue(s *Server, client *grants.Client, user, familyRef string, granted scopes.Set) (*tokenResponse, *oauthError) {
 	now := e.opts.Now()
 	at, err := s.Gateway.Keys.Issue(accesstoken.Claims{
 		Issuer:    s.Issuer,
@@ -218,7 +221,7 @@ func (e *Edge) issue(s *Server, client *grants.Client, user, familyID string, gr
 		Audience:  s.Resource,
 		Scope:     granted.String(),
 		ClientID:  client.ID,
-		FamilyID:  familyID,
+		FamilyRef: familyRef,
 		IssuedAt:  now,
 		NotBefore: now,
 		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
@@ -249,16 +252,27 @@ func (e *Edge) serveRevoke(w http.ResponseWriter, r *http.Request, s *Server) {
 		return
 	}
 	g := s.Gateway
-	familyID := ""
-	if id, ok := grants.FamilyIDOf(token); ok {
-		if fam, err := g.Ledger.Family(ctx, id); err == nil && fam.ClientID == client.ID {
-			familyID = fam.ID
-		}
-	} else if claims, err := g.Verifier.Verify(token); err == nil && claims.ClientID == client.ID {
-		familyID = claims.FamilyID
+	// Only a token this gateway issued revokes: a refresh token the
+	// family's key produced, or an access token whose signature verified.
+	// The family ID alone, which a refresh token shows, revokes nothing.
+	var (
+		fam *grants.Family
+		err error
+	)
+	if _, ok := grants.FamilyIDOf(token); ok {
+		fam, err = g.Ledger.FamilyOf(ctx, token)
+	} else if claims, verr := g.Verifier.Verify(token); verr == nil && claims.ClientID == client.ID {
+		fam, err = g.Ledger.FamilyByRef(ctx, claims.FamilyRef)
 	}
-	if familyID != "" {
-		e.revokeFamily(ctx, g, familyID, "revoked by the client")
+	switch {
+	case err != nil && !isNotFound(err):
+		// RFC 7009 §2.2.1: the token still stands, and the client may
+		// retry.
+		e.log.Error("reading a refresh token family", zap.String("server", s.Name), zap.Error(err))
+		writeOAuthError(w, errServer("the gateway's storage is unavailable; retry"))
+		return
+	case fam != nil && fam.ClientID == client.ID:
+		e.revokeFamily(ctx, g, fam.ID, "revoked by the client")
 		e.audit("token revoked", s, client.ID, "", "")
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
@@ -300,12 +314,21 @@ func (e *Edge) revokeFamily(ctx context.Context, g *Gateway, familyID, reason st
 	if familyID == "" {
 		return
 	}
-	// As long as the family's access tokens may be valid, as every
-	// instance holds a revocation it reads (grants.RevocationRetention).
-	g.Verifier.RevokeFamily(familyID, e.opts.Now().Add(grants.RevocationRetention))
-	if err := g.Ledger.RevokeFamily(ctx, familyID, reason); err != nil && !isNotFound(err) {
+	fam, err := g.Ledger.RevokeFamily(ctx, familyID, reason)
+	if fam != nil {
+		e.refuseAccessTokens(g, fam.Ref)
+	}
+	if err != nil && !isNotFound(err) {
 		e.log.Error("revoking a refresh token family", zap.String("gateway", g.Name), zap.Error(err))
 	}
+}
+
+// refuseAccessTokens refuses at once, on this instance, the access tokens
+// of the revoked family whose reference is ref; other instances read the
+// revocation's record. As long as those tokens may be valid, as every
+// instance holds a revocation it reads (grants.RevocationRetention).
+func (e *Edge) refuseAccessTokens(g *Gateway, ref string) {
+	g.Verifier.RevokeFamily(ref, e.opts.Now().Add(grants.RevocationRetention))
 }
 
 // readForm reads a bounded application/x-www-form-urlencoded body.

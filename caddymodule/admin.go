@@ -268,13 +268,14 @@ func (st *gatewayState) describe(publicURL string, gw *authserver.Gateway, serve
 }
 
 // revokeGrant revokes a family in storage (which tells other instances)
-// and in this instance's verifier at once.
+// and in this instance's verifier at once, by the reference its access
+// tokens carry.
 func (st *gatewayState) revokeGrant(ctx context.Context, id, reason string) error {
-	if err := st.ledger.RevokeFamily(ctx, id, reason); err != nil {
-		return err
+	fam, err := st.ledger.RevokeFamily(ctx, id, reason)
+	if fam != nil {
+		st.verifier.RevokeFamily(fam.Ref, time.Now().Add(grants.RevocationRetention))
 	}
-	st.verifier.RevokeFamily(id, time.Now().Add(grants.RevocationRetention))
-	return nil
+	return err
 }
 
 // gatewayInventories lists every gateway of the running configs.

@@ -365,7 +365,7 @@ func (st *gatewayState) applyRevocations(ctx context.Context, seen map[string]bo
 		st.logger.Warn("reading revocations", zap.String("gateway", st.cfg.name), zap.Error(err))
 	}
 	for _, r := range revocations {
-		st.verifier.RevokeFamily(r.FamilyID, r.ExpiresAt)
+		st.verifier.RevokeFamily(r.Ref, r.ExpiresAt)
 	}
 }
 

@@ -3,6 +3,8 @@ package grants
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"strings"
@@ -76,6 +78,8 @@ func TestLedger(t *testing.T) {
 		{"Rotation", testRotation},
 		{"RotationGraceRace", testRotationGraceRace},
 		{"RevokeFamily", testRevokeFamily},
+		{"FamilyOfToken", testFamilyOfToken},
+		{"FamilyByRef", testFamilyByRef},
 		{"Grants", testGrants},
 		{"NoSecretsInStorage", testNoSecretsInStorage},
 		{"SealedFieldsBoundToTheirRecord", testSealedFieldsBound},
@@ -537,10 +541,60 @@ func testRotation(t *testing.T, env *ledgerEnv) {
 			revokes:   true,
 		},
 		{
-			name:    "wrong secret is reuse",
-			present: func(ts []string) string { id, _ := FamilyIDOf(ts[0]); return id + "." + randomString(secretBytes) },
-			wantErr: ErrRefreshReused,
-			revokes: true,
+			name:      "made-up secret is refused, not reuse",
+			rotations: 1,
+			present:   func(ts []string) string { id, _ := FamilyIDOf(ts[0]); return id + "." + randomString(secretBytes) },
+			wantErr:   ErrNotFound,
+		},
+		{
+			name:      "an altered MAC is refused",
+			rotations: 1,
+			present:   func(ts []string) string { return flipSecretBit(ts[0], serialBytes) },
+			wantErr:   ErrNotFound,
+		},
+		{
+			name:      "an issued number with another token's MAC is refused",
+			rotations: 2,
+			present:   func(ts []string) string { return nextSerial(ts[0], 1) },
+			wantErr:   ErrNotFound,
+		},
+		{
+			name:      "a number beyond the current one is refused though its MAC is right",
+			rotations: 1,
+			present: func(ts []string) string {
+				id, _ := FamilyIDOf(ts[0])
+				key := l.key(kindFamilies, id)
+				var rec familyRecord
+				if err := l.get(ctx, kindFamilies, key, &rec); err != nil {
+					t.Fatal(err)
+				}
+				macKey, err := l.open(key, rec.SealedKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tokenOf(macKey, id, rec.Serial+1)
+			},
+			wantErr: ErrNotFound,
+		},
+		{
+			name:      "another family's token under this family's ID is refused",
+			rotations: 1,
+			present: func(ts []string) string {
+				other, err := l.StartFamily(ctx, newFamily(env.clock.Now()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				id, _ := FamilyIDOf(ts[0])
+				_, secret, _ := strings.Cut(other, ".")
+				return id + "." + secret
+			},
+			wantErr: ErrNotFound,
+		},
+		{
+			name:      "non-canonical spelling of the current token is refused",
+			rotations: 1,
+			present:   func(ts []string) string { return nonCanonical(ts[1]) },
+			wantErr:   ErrNotFound,
 		},
 		{
 			name:    "expired family",
@@ -575,6 +629,17 @@ func testRotation(t *testing.T, env *ledgerEnv) {
 				t.Fatalf("Rotate: err = %v, want %v", err, tt.wantErr)
 			}
 			id, _ := FamilyIDOf(tokens[0])
+			if errors.Is(tt.wantErr, ErrNotFound) {
+				// A token the family never issued changes nothing: the
+				// current token still rotates.
+				if stored, err := l.Family(ctx, id); err == nil && stored.Revoked {
+					t.Fatalf("a token the family never issued revoked it (%s)", stored.RevokedReason)
+				}
+				if _, _, err := l.Rotate(ctx, tokens[len(tokens)-1], grace); err != nil {
+					t.Errorf("Rotate(current token) after the refusal: %v", err)
+				}
+				return
+			}
 			if tt.revokes {
 				if fam == nil || fam.ID != id || !fam.Revoked {
 					t.Errorf("Rotate returned family %+v; want the revoked family", fam)
@@ -638,6 +703,30 @@ func testRotation(t *testing.T, env *ledgerEnv) {
 	})
 }
 
+// flipSecretBit returns token with a bit of byte i of its secret flipped.
+func flipSecretBit(token string, i int) string {
+	id, encoded, _ := strings.Cut(token, ".")
+	secret, _ := base64.RawURLEncoding.DecodeString(encoded)
+	secret[i] ^= 1
+	return id + "." + base64.RawURLEncoding.EncodeToString(secret)
+}
+
+// nextSerial returns token with its number advanced by n and its MAC kept.
+func nextSerial(token string, n uint64) string {
+	id, encoded, _ := strings.Cut(token, ".")
+	secret, _ := base64.RawURLEncoding.DecodeString(encoded)
+	binary.BigEndian.PutUint64(secret, binary.BigEndian.Uint64(secret)+n)
+	return id + "." + base64.RawURLEncoding.EncodeToString(secret)
+}
+
+// nonCanonical spells the same secret bytes differently: 32 bytes leave
+// two unused low bits in the last base64 character.
+func nonCanonical(token string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, token[len(token)-1])
+	return token[:len(token)-1] + string(alphabet[last^1])
+}
+
 func slicesContains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -691,11 +780,12 @@ func testRevokeFamily(t *testing.T, env *ledgerEnv) {
 		t.Fatal(err)
 	}
 	id, _ := FamilyIDOf(newest)
-	if err := l.RevokeFamily(ctx, id, "revoked by the client"); err != nil {
-		t.Fatal(err)
+	f, err := l.RevokeFamily(ctx, id, "revoked by the client")
+	if err != nil || f.ID != id || f.Ref == "" || !f.Revoked {
+		t.Fatalf("RevokeFamily = %+v, %v; want the revoked family with its reference", f, err)
 	}
-	if err := l.RevokeFamily(ctx, id, "second reason"); err != nil {
-		t.Fatal(err)
+	if again, err := l.RevokeFamily(ctx, id, "second reason"); err != nil || again.Ref != f.Ref {
+		t.Fatalf("RevokeFamily again = %+v, %v; want the same family", again, err)
 	}
 	if f, err := l.Family(ctx, id); err != nil || !f.Revoked || f.RevokedReason != "revoked by the client" {
 		t.Errorf("Family = %+v, %v; want revoked with the first reason", f, err)
@@ -703,8 +793,120 @@ func testRevokeFamily(t *testing.T, env *ledgerEnv) {
 	if _, _, err := l.Rotate(ctx, newest, time.Minute); !errors.Is(err, ErrRevoked) {
 		t.Errorf("Rotate(newest token of a revoked family): err = %v, want ErrRevoked", err)
 	}
-	if err := l.RevokeFamily(ctx, "unknown", "x"); !errors.Is(err, ErrNotFound) {
+	if _, err := l.RevokeFamily(ctx, "unknown", "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RevokeFamily(unknown): err = %v, want ErrNotFound", err)
+	}
+}
+
+// testFamilyOfToken: every token a family issued finds it, current or
+// replaced, revoked or not; a token it never issued finds nothing.
+func testFamilyOfToken(t *testing.T, env *ledgerEnv) {
+	ctx, l := context.Background(), env.ledger
+	f := newFamily(env.clock.Now())
+	tokens := []string{}
+	tok, err := l.StartFamily(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens = append(tokens, tok)
+	for range 3 {
+		if _, tok, err = l.Rotate(ctx, tok, 0); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, tok)
+	}
+	check := func(when string) {
+		for i, tok := range tokens {
+			if got, err := l.FamilyOf(ctx, tok); err != nil || got.ID != f.ID || got.Ref != f.Ref {
+				t.Errorf("%s: FamilyOf(token %d) = %+v, %v; want family %s", when, i, got, err, f.ID)
+			}
+		}
+		for name, tok := range map[string]string{
+			"made-up secret":         f.ID + "." + randomString(secretBytes),
+			"altered MAC":            flipSecretBit(tokens[1], secretBytes-1),
+			"number not yet issued":  nextSerial(tokens[3], 1),
+			"non-canonical spelling": nonCanonical(tokens[3]),
+			"unknown family":         "unknown." + randomString(secretBytes),
+			"not a refresh token":    "not-a-token",
+			"no family ID":           randomString(secretBytes),
+			"empty":                  "",
+			"another number's MAC":   nextSerial(tokens[0], 2),
+			"a longer secret":        tokens[3] + "A",
+		} {
+			if got, err := l.FamilyOf(ctx, tok); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s: FamilyOf(%s) = %+v, %v; want ErrNotFound", when, name, got, err)
+			}
+		}
+	}
+	check("live")
+	if _, err := l.RevokeFamily(ctx, f.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	check("revoked")
+
+	// A family stored without a key (by an earlier build) issued nothing
+	// that can be told apart: its tokens are refused, and nothing revoked.
+	old := newFamily(env.clock.Now())
+	tok, err = l.StartFamily(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := l.key(kindFamilies, old.ID)
+	if err := l.put(ctx, kindFamilies, key, &familyRecord{Family: *old}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.FamilyOf(ctx, tok); !errors.Is(err, ErrNotFound) {
+		t.Errorf("FamilyOf(a token of a family without a key): %v, want ErrNotFound", err)
+	}
+	if _, _, err := l.Rotate(ctx, tok, time.Minute); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Rotate(a token of a family without a key): %v, want ErrNotFound", err)
+	}
+	if got, err := l.Family(ctx, old.ID); err != nil || got.Revoked {
+		t.Errorf("the family without a key after its token was refused: %+v, %v", got, err)
+	}
+}
+
+// testFamilyByRef: a family's reference finds it; the reference tells
+// nothing of the ID, and nothing else finds a family.
+func testFamilyByRef(t *testing.T, env *ledgerEnv) {
+	ctx, l := context.Background(), env.ledger
+	f, g := newFamily(env.clock.Now()), newFamily(env.clock.Now())
+	for _, fam := range []*Family{f, g} {
+		if _, err := l.StartFamily(ctx, fam); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.Ref == "" || f.Ref == g.Ref || strings.Contains(f.Ref, f.ID) {
+		t.Fatalf("references %q and %q of families %s and %s: want distinct, opaque ones", f.Ref, g.Ref, f.ID, g.ID)
+	}
+	if got, err := l.FamilyByRef(ctx, f.Ref); err != nil || got.ID != f.ID {
+		t.Fatalf("FamilyByRef = %+v, %v; want family %s", got, err, f.ID)
+	}
+	// Another gateway's ledger on the same storage and key opens nothing.
+	other := NewLedger(env.store, testPrefix+"-other", mustSealer(t, testKey(9)), env.clock.Now)
+	if got, err := other.FamilyByRef(ctx, f.Ref); !errors.Is(err, ErrNotFound) {
+		t.Errorf("another gateway's FamilyByRef = %+v, %v; want ErrNotFound", got, err)
+	}
+	// A reference sealed for the family's ID but not the one stored.
+	fresh, err := l.newRef(f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ref := range map[string]string{
+		"the family ID":       f.ID,
+		"another reference":   fresh,
+		"altered":             flipSecretBit("id."+f.Ref, 20)[len("id."):],
+		"empty":               "",
+		"too long":            strings.Repeat("A", maxRefLen+1),
+		"not base64url":       "not a reference",
+		"random":              randomString(60),
+		"padded base64":       f.Ref + "==",
+		"a refresh token":     f.ID + "." + randomString(secretBytes),
+		"the reference twice": f.Ref + f.Ref,
+	} {
+		if got, err := l.FamilyByRef(ctx, ref); !errors.Is(err, ErrNotFound) {
+			t.Errorf("FamilyByRef(%s) = %+v, %v; want ErrNotFound", name, got, err)
+		}
 	}
 }
 

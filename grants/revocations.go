@@ -15,18 +15,19 @@ import (
 const RevocationRetention = 24 * time.Hour
 
 // Revocation says that a family was revoked, for instances that keep its
-// access tokens' verification in memory.
+// access tokens' verification in memory. It names the family by its Ref,
+// which is what the access tokens carry.
 type Revocation struct {
-	FamilyID  string    `json:"family_id"`
+	Ref       string    `json:"ref"`
 	RevokedAt time.Time `json:"revoked_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// recordRevocation notes that family id was revoked.
-func (l *Ledger) recordRevocation(ctx context.Context, id string) error {
+// recordRevocation notes that family f was revoked.
+func (l *Ledger) recordRevocation(ctx context.Context, f *Family) error {
 	now := l.now()
-	r := Revocation{FamilyID: id, RevokedAt: now, ExpiresAt: now.Add(RevocationRetention)}
-	return l.put(ctx, kindRevocations, l.key(kindRevocations, id), &r)
+	r := Revocation{Ref: f.Ref, RevokedAt: now, ExpiresAt: now.Add(RevocationRetention)}
+	return l.put(ctx, kindRevocations, l.key(kindRevocations, f.ID), &r)
 }
 
 // Revocations returns the revocations recorded in the last

@@ -14,33 +14,35 @@ func TestRevocationsReachOtherInstances(t *testing.T) {
 			ctx := context.Background()
 			store := st.new(t)
 			a, b := newLedgerEnv(t, store), newLedgerEnv(t, store) // two instances, one storage
-			var ids []string
+			var fams []*Family
 			for range 3 {
 				f := newFamily(a.clock.Now())
 				if _, err := a.ledger.StartFamily(ctx, f); err != nil {
 					t.Fatal(err)
 				}
-				ids = append(ids, f.ID)
+				fams = append(fams, f)
 			}
 			seen := map[string]bool{}
 			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 0 {
 				t.Fatalf("before any revocation: %v, %v", got, err)
 			}
-			if err := a.ledger.RevokeFamily(ctx, ids[0], "test"); err != nil {
+			if _, err := a.ledger.RevokeFamily(ctx, fams[0].ID, "test"); err != nil {
 				t.Fatal(err)
 			}
+			// A revocation names the family by the reference its access
+			// tokens carry, never by its ID.
 			got, err := b.ledger.Revocations(ctx, seen)
-			if err != nil || len(got) != 1 || got[0].FamilyID != ids[0] {
+			if err != nil || len(got) != 1 || got[0].Ref != fams[0].Ref || got[0].Ref == "" || got[0].Ref == fams[0].ID {
 				t.Fatalf("after one revocation: %+v, %v", got, err)
 			}
 			if want := a.clock.Now().Add(RevocationRetention); !got[0].ExpiresAt.Equal(want) {
 				t.Errorf("ExpiresAt = %v, want %v", got[0].ExpiresAt, want)
 			}
 			// Seen revocations are not returned again; a new one is.
-			if err := a.ledger.RevokeFamily(ctx, ids[1], "test"); err != nil {
+			if _, err := a.ledger.RevokeFamily(ctx, fams[1].ID, "test"); err != nil {
 				t.Fatal(err)
 			}
-			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 1 || got[0].FamilyID != ids[1] {
+			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 1 || got[0].Ref != fams[1].Ref {
 				t.Fatalf("the second poll: %+v, %v", got, err)
 			}
 			// Reuse detection revokes too, and says so.
@@ -56,7 +58,7 @@ func TestRevocationsReachOtherInstances(t *testing.T) {
 			if _, _, err := a.ledger.Rotate(ctx, first, time.Second); !errors.Is(err, ErrRefreshReused) {
 				t.Fatalf("reusing a rotated token: %v, want ErrRefreshReused", err)
 			}
-			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 1 || got[0].FamilyID != f.ID {
+			if got, err := b.ledger.Revocations(ctx, seen); err != nil || len(got) != 1 || got[0].Ref != f.Ref {
 				t.Fatalf("after a reuse: %+v, %v", got, err)
 			}
 			// Past retention they are pruned.
@@ -99,7 +101,7 @@ func TestFamiliesListing(t *testing.T) {
 				byUser[f.User]++
 				revoked = f.ID
 			}
-			if err := l.RevokeFamily(ctx, revoked, "test"); err != nil { // alice's
+			if _, err := l.RevokeFamily(ctx, revoked, "test"); err != nil { // alice's
 				t.Fatal(err)
 			}
 			byUser["alice"]--
