@@ -23,7 +23,11 @@ const (
 	RequestForbidden     // 403: the token's scopes do not fit the server
 	RequestUnavailable   // 503: the downstream server could not refresh
 	RequestUpstreamError // the upstream failed before answering (502)
-	RequestInvalid       // 400 or 413: a body the server's call scopes could not be checked against
+	RequestInvalid       // 400 or 413: a body the server's call scopes could not be checked against, or a path below the server that is not clean
+	// RequestUnknownSession is an allowed request refused on the proxy
+	// path for its session ID: not issued to its user and client at this
+	// server (404), or more than one (400).
+	RequestUnknownSession
 
 	RateLimited // a request refused by a rate limit
 

@@ -115,6 +115,14 @@ func (e *Edge) insufficientScope(w http.ResponseWriter, s *Server, want scopes.S
 	writeJSON(w, http.StatusForbidden, &oauthError{Code: "insufficient_scope", Description: desc})
 }
 
+// Refused records a request to server s that the proxy refused itself
+// (a path below the server that is not clean, a session ID not issued to
+// the token's user and client): counted as o and audited as the edge's
+// own refusals are. clientID and user are empty before the token is read.
+func (e *Edge) Refused(s *Server, clientID, user string, o Outcome, reason string) {
+	e.refuseRequest(s, clientID, user, o, reason)
+}
+
 // refuseRequest counts a refused MCP request and records why on the audit
 // log.
 func (e *Edge) refuseRequest(s *Server, clientID, user string, o Outcome, reason string) {

@@ -101,12 +101,13 @@ func lastLines(s string, n int) string {
 }
 
 // TestRestartKeepsState stops Caddy and starts it again on the same
-// storage: tokens issued before still verify, refresh works, and the client
-// is still registered.
+// storage: tokens issued before still verify, MCP sessions go on, refresh
+// works, and the client is still registered.
 func TestRestartKeepsState(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{})
 	c := e.register(t, "support-assistant")
 	tok := c.login(t, "support-assistant", "")
+	session := e.openSession(t, "/support", tok.AccessToken)
 	if err := testenv.StopCaddy(); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +115,12 @@ func TestRestartKeepsState(t *testing.T) {
 
 	if status, _ := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusOK {
 		t.Errorf("a token issued before the restart: %d", status)
+	}
+	// The session ID's MAC is checked with a key derived from the stored
+	// sealing key: an MCP session goes on across the restart.
+	if status, _, body := e.mcpRequest(t, http.MethodPost, "/support", tok.AccessToken, `{"jsonrpc":"2.0","id":9,"method":"ping"}`,
+		http.Header{"Mcp-Session-Id": {session}}); status != http.StatusOK {
+		t.Errorf("a session opened before the restart: %d %.200q", status, body)
 	}
 	ref := c.refresh(t, "support-assistant", tok.RefreshToken)
 	if ref.Status != http.StatusOK {

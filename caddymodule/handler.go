@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
@@ -58,12 +60,19 @@ type Handler struct {
 	// RateLimits; the limits apply even when this is unset.
 	RateLimits *RateLimits `json:"rate_limits,omitempty"`
 
-	edge      *authserver.Edge
-	counter   outcomeCounter
-	runtimes  []*gatewayRuntime
-	upstreams map[string]caddyhttp.MiddlewareHandler
-	acquired  []string // usage pool keys this instance took
-	logger    *zap.Logger
+	edge     *authserver.Edge
+	counter  outcomeCounter
+	runtimes []*gatewayRuntime
+	proxies  map[string]proxy // by server name
+	acquired []string         // usage pool keys this instance took
+	logger   *zap.Logger
+}
+
+// proxy is where a server's requests go: its upstream handler, and the
+// gateway whose key binds the server's session IDs.
+type proxy struct {
+	upstream caddyhttp.MiddlewareHandler
+	gateway  *gatewayRuntime
 }
 
 // CaddyModule returns the Caddy module information.
@@ -122,7 +131,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	var servers []*authserver.Server
-	g.upstreams = make(map[string]caddyhttp.MiddlewareHandler, len(g.Servers))
+	g.proxies = make(map[string]proxy, len(g.Servers))
 	for _, srv := range g.Servers {
 		gw := gatewayOf(srv, g.Gateways)
 		full := gws[gw.Name].Scopes
@@ -145,7 +154,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("server %q: loading its upstream handler: %w", srv.Name, err)
 		}
-		g.upstreams[srv.Name] = mod.(caddyhttp.MiddlewareHandler)
+		g.proxies[srv.Name] = proxy{upstream: mod.(caddyhttp.MiddlewareHandler), gateway: runtimes[gw.Name]}
 	}
 
 	limits, err := g.RateLimits.resolve()
@@ -217,7 +226,17 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return next.ServeHTTP(w, r)
 	}
+	if reason := uncleanPath(r.URL, s.Path); reason != "" {
+		g.edge.Refused(s, "", "", authserver.RequestInvalid, reason)
+		writeError(w, http.StatusBadRequest, "invalid_request", reason)
+		return nil
+	}
 	access, ok := g.edge.Authorize(w, r, s)
+	if !ok {
+		return nil
+	}
+	p := g.proxies[s.Name]
+	session, ok := g.openSession(w, r, s, access.Claims, p.gateway.sessions)
 	if !ok {
 		return nil
 	}
@@ -246,8 +265,14 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}()
 		out = filter
 	}
-	tracked := &writeTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: out}}
-	err := g.upstreams[s.Name].ServeHTTP(tracked, r, next)
+	tracked := &writeTracker{
+		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: out},
+		sessions:              p.gateway.sessions,
+		server:                s.Issuer,
+		claims:                access.Claims,
+		session:               session,
+	}
+	err := p.upstream.ServeHTTP(tracked, r, next)
 	if err == nil || tracked.wrote {
 		return err
 	}
@@ -261,25 +286,95 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	g.counter.Count(s, authserver.RequestUpstreamError)
 	g.logger.Error("MCP upstream failed", zap.String("server", s.Name), zap.Int("status", status), zap.Error(err))
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{
-		"error":             "upstream_unavailable",
-		"error_description": "MCP server " + s.Name + " did not answer; try again later",
-	})
+	writeError(w, status, "upstream_unavailable", "MCP server "+s.Name+" did not answer; try again later")
 	return nil
 }
 
+// writeError answers with the JSON error body (error, error_description)
+// of the gateway's own answers on a server path.
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
+}
+
+// openSession checks the session ID of a request against its token, and
+// hands the upstream its own ID (see sessionIDs). An ID that was not
+// issued to this user and client at this server never reaches the
+// upstream: it is answered as MCP answers an unknown session, 404 with a
+// JSON-RPC error, upon which clients start a new session. It reports
+// whether the request may go on, with the session it is in; when not, it
+// has answered it.
+func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authserver.Server, claims *accesstoken.Claims, ids *sessionIDs) (requestSession, bool) {
+	values := r.Header[sessionHeader]
+	switch {
+	case len(values) == 0 || len(values) == 1 && values[0] == "":
+		return requestSession{}, true // no session yet: an initialize, or a server without sessions
+	case len(values) > 1:
+		// Upstreams differ in which one they read; none is checked.
+		g.edge.Refused(s, claims.ClientID, claims.Subject, authserver.RequestUnknownSession, "more than one Mcp-Session-Id header")
+		writeRPCError(w, http.StatusBadRequest, rpcInvalidRequest, "Bad Request: more than one Mcp-Session-Id header")
+		return requestSession{}, false
+	}
+	upstream, ok := ids.open(s.Issuer, claims.Subject, claims.ClientID, values[0])
+	if !ok {
+		g.edge.Refused(s, claims.ClientID, claims.Subject, authserver.RequestUnknownSession, "a session ID not issued to this user and client at this server")
+		writeRPCError(w, http.StatusNotFound, rpcSessionNotFound, "Session not found")
+		return requestSession{}, false
+	}
+	client := values[0]
+	values[0] = upstream
+	return requestSession{client: client, upstream: upstream}, true
+}
+
+// requestSession is the session a request is in: the ID its client holds
+// and the upstream's.
+type requestSession struct{ client, upstream string }
+
+// JSON-RPC error codes of the gateway's answers about sessions: the
+// official TypeScript SDK's for an unknown session, and JSON-RPC's for a
+// malformed request.
+const (
+	rpcSessionNotFound = -32001
+	rpcInvalidRequest  = -32600
+)
+
+// writeRPCError answers a request refused before any of its messages was
+// read with a JSON-RPC error without an id, as MCP servers do.
+func writeRPCError(w http.ResponseWriter, status, code int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      nil,
+		"error":   map[string]any{"code": code, "message": message},
+	})
+}
+
 // writeTracker records whether a response was started, so an upstream
-// error is answered only when nothing reached the client yet. The wrapper
-// keeps Flush, Hijack and Unwrap, which SSE streaming needs.
+// error is answered only when nothing reached the client yet, and seals
+// the session ID an upstream hands out (in the response to initialize) to
+// the request's server, user and client before the client sees it. The
+// wrapper keeps Flush, Hijack and Unwrap, which SSE streaming needs.
 type writeTracker struct {
 	*caddyhttp.ResponseWriterWrapper
 	wrote bool
+
+	sessions *sessionIDs
+	server   string // the server's issuer
+	claims   *accesstoken.Claims
+	session  requestSession // the request's, if any
+	sealed   string         // the last session ID sealed for this response
 }
 
+// WriteHeader seals the session ID before each header is written: an
+// interim (1xx) response's too, whose headers reverse_proxy clears after.
 func (t *writeTracker) WriteHeader(status int) {
+	if !t.wrote {
+		t.sealSession()
+	}
 	if status >= 200 {
 		t.wrote = true
 	}
@@ -287,23 +382,90 @@ func (t *writeTracker) WriteHeader(status int) {
 }
 
 func (t *writeTracker) Write(b []byte) (int, error) {
-	t.wrote = true
+	if !t.wrote {
+		t.sealSession()
+		t.wrote = true
+	}
 	return t.ResponseWriterWrapper.Write(b)
 }
 
+func (t *writeTracker) sealSession() {
+	ids := t.Header()[sessionHeader]
+	for i, id := range ids {
+		switch {
+		case id == "", id == t.sealed, id == t.session.client:
+			// Sealed at an interim response already, in a header map
+			// that was kept.
+		case id == t.session.upstream:
+			// An upstream that repeats the session's ID on every response:
+			// the client's is already sealed.
+			ids[i] = t.session.client
+		default:
+			ids[i] = t.sessions.seal(t.server, t.claims.Subject, t.claims.ClientID, id)
+			t.sealed = ids[i]
+		}
+	}
+}
+
+// uncleanPath says why the path of u below a server's prefix (which u.Path
+// starts with, as matched) is refused, or returns "" when it is clean. A
+// dot segment, percent-encoded or not, would let the upstream or a proxy
+// in front of it resolve a path outside the server's; an encoded slash or
+// a backslash is a separator to some servers and not to others. Either
+// way, what the upstream serves would not be the path that was authorized.
+func uncleanPath(u *url.URL, prefix string) string {
+	rest := u.Path[len(prefix):] // decoded: %2e is a dot here, %5c a backslash
+	if strings.IndexByte(rest, '\\') >= 0 {
+		return "the path below " + prefix + " holds a backslash, plain or encoded"
+	}
+	if hasEncodedSlash(u.RawPath) {
+		return "the path below " + prefix + " holds an encoded slash (%2F)"
+	}
+	for rest != "" {
+		rest = rest[1:] // the slash before each segment
+		seg := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i:]
+		} else {
+			rest = ""
+		}
+		if seg == "." || seg == ".." {
+			return "the path below " + prefix + " holds a dot segment (" + seg + "); send the path resolved"
+		}
+	}
+	return ""
+}
+
+// hasEncodedSlash reports whether an escaped path holds %2F, in either
+// case. Decoding turns it into a separator, so only the raw path shows it.
+func hasEncodedSlash(raw string) bool {
+	for i := 0; i+2 < len(raw); i++ {
+		if raw[i] == '%' && raw[i+1] == '2' && raw[i+2]|0x20 == 'f' {
+			return true
+		}
+	}
+	return false
+}
+
 // stripPrefix removes the server's path prefix, so the upstream sees the
-// paths it serves itself.
+// paths it serves itself, always starting with a slash.
 func stripPrefix(r *http.Request, prefix string) {
 	u := *r.URL
 	u.Path = strings.TrimPrefix(u.Path, prefix)
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	if u.RawPath != "" {
-		u.RawPath = strings.TrimPrefix(u.RawPath, prefix)
-		if u.RawPath == "" {
-			u.RawPath = "/"
-		}
+	// RawPath keeps the escapes the client chose. When the prefix was
+	// spelt with escapes of its own it is not cut from RawPath, which is
+	// then dropped: the upstream gets Path escaped afresh.
+	raw, ok := strings.CutPrefix(u.RawPath, prefix)
+	switch {
+	case !ok || raw != "" && raw[0] != '/':
+		u.RawPath = ""
+	case raw == "":
+		u.RawPath = "/"
+	default:
+		u.RawPath = raw
 	}
 	r.URL = &u
 }
@@ -324,6 +486,9 @@ func (g *Handler) ready(ctx context.Context) error {
 type gatewayRuntime struct {
 	state   *gatewayState
 	gateway *authserver.Gateway
+	// sessions binds the session IDs of the gateway's servers; set once
+	// the state is loaded.
+	sessions *sessionIDs
 
 	mu sync.Mutex
 	// done is set, under mu, once the gateway's fields are attached; every
@@ -347,6 +512,7 @@ func (rt *gatewayRuntime) ready(ctx context.Context) error {
 	rt.gateway.Broker = rt.state.broker
 	rt.gateway.Keys = rt.state.keys
 	rt.gateway.Verifier = rt.state.verifier
+	rt.sessions = rt.state.sessions
 	rt.done.Store(true)
 	return nil
 }

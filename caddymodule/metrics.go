@@ -41,7 +41,7 @@ func newGatewayMetrics(gateway string, grants func() float64) *gatewayMetrics {
 		tokens: counter("tokens_total",
 			"Token endpoint requests by grant type and result (issued, refused).", "server", "grant_type", "result"),
 		requests: counter("requests_total",
-			"Requests to MCP server paths by result: allowed (passed on to the upstream), unauthorized (401), forbidden (403), unavailable (503), invalid (400 or 413: a body that call scopes could not be checked against); upstream_error counts the allowed ones the upstream failed (502).", "server", "result"),
+			"Requests to MCP server paths by result: allowed (passed on to the upstream), unauthorized (401), forbidden (403), unavailable (503), invalid (400 or 413: a body that call scopes could not be checked against, or a path below the server with a dot segment, an encoded slash or a backslash); upstream_error counts the allowed ones the upstream failed (502), unknown_session those refused for their session ID: not issued to their user, client and server (404), or more than one (400).", "server", "result"),
 		rateLimited: counter("rate_limited_total",
 			"Requests refused by a rate limit.", "server"),
 		downstreamRefreshes: counter("downstream_refreshes_total",
@@ -114,6 +114,7 @@ var outcomeLabels = [authserver.NumOutcomes]struct {
 	authserver.RequestUnavailable:     {"requests", []string{"unavailable"}},
 	authserver.RequestUpstreamError:   {"requests", []string{"upstream_error"}},
 	authserver.RequestInvalid:         {"requests", []string{"invalid"}},
+	authserver.RequestUnknownSession:  {"requests", []string{"unknown_session"}},
 	authserver.RateLimited:            {"rate_limited", nil},
 }
 

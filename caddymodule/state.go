@@ -228,6 +228,7 @@ type gatewayState struct {
 	broker   *grants.Broker
 	keys     *accesstoken.Keyset
 	verifier *accesstoken.Verifier
+	sessions *sessionIDs
 
 	// inventory is what the latest config attached, for the admin API.
 	inventory gatewayInventory
@@ -306,9 +307,13 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	sealer, err := st.sealer(ctx)
+	sealer, sealingKey, err := st.sealer(ctx)
 	if err != nil {
 		return fmt.Errorf("gateway %q: loading its encryption key: %w", st.cfg.name, err)
+	}
+	sessionsKey, err := sessionKey(sealingKey, st.cfg.name)
+	if err != nil {
+		return fmt.Errorf("gateway %q: deriving its session-ID key: %w", st.cfg.name, err)
 	}
 	keys, err := accesstoken.LoadKeyset(ctx, st.storage, st.prefix+"/signing_keys", sealer, nil)
 	if err != nil {
@@ -323,6 +328,7 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	st.keys = keys
 	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})
+	st.sessions = newSessionIDs(sessionsKey)
 	sweepCtx, stop := context.WithCancel(context.Background())
 	st.stopSweeping = stop
 	go st.sweep(sweepCtx, st.ledger)
@@ -369,7 +375,9 @@ func (st *gatewayState) applyRevocations(ctx context.Context, seen map[string]bo
 	}
 }
 
-func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {
+// sealer returns the gateway's sealer and its primary key, from which the
+// keys of other purposes are derived.
+func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, []byte, error) {
 	var primary []byte
 	var err error
 	if st.cfg.encryptionKey != "" {
@@ -378,13 +386,13 @@ func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {
 		primary, err = grants.LoadOrCreateKey(ctx, st.storage, st.prefix+"/encryption_key")
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var older [][]byte
 	for _, s := range st.cfg.previousKeys {
 		k, err := grants.KeyFromSecret(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		older = append(older, k)
 	}
@@ -395,7 +403,8 @@ func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, error) {
 			older = append(older, k)
 		}
 	}
-	return grants.NewSealer(primary, older...)
+	sealer, err := grants.NewSealer(primary, older...)
+	return sealer, primary, err
 }
 
 // withTransport completes a downstream config with the gateway's callback

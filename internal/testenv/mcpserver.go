@@ -65,6 +65,7 @@ type MCPServer struct {
 
 	mu                sync.Mutex
 	lastAuthorization string
+	lastPath          string
 	requests          int
 	resumedFrom       []string                   // Last-Event-ID of each GET that resumed a stream
 	streams           map[string]*sessionStreams // by MCP session ID
@@ -87,6 +88,9 @@ type WhoAmI struct {
 	// XHeaders maps each X- header that arrived, in canonical form, to its
 	// values joined by ", ".
 	XHeaders map[string]string `json:"x_headers" jsonschema:"headers starting with X- that arrived, with their values"`
+	// SessionID is the Mcp-Session-Id header of the request, as this
+	// server received it.
+	SessionID string `json:"session_id,omitempty" jsonschema:"Mcp-Session-Id header of the HTTP request that carried the call"`
 }
 
 // StreamProgressArgs are the arguments of the stream_progress tool.
@@ -146,7 +150,7 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 	server := mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Version: "1.0.0"}, serverOpts)
 	mcp.AddTool(server, &mcp.Tool{
 		Name:        "whoami",
-		Description: "Reports this server's name and the Authorization and X- headers of the request that carried the call.",
+		Description: "Reports this server's name and the Authorization, Mcp-Session-Id and X- headers of the request that carried the call.",
 	}, s.whoami)
 	mcp.AddTool(server, &mcp.Tool{
 		Name:        "stream_progress",
@@ -191,13 +195,14 @@ func StartMCPServer(cfg MCPServerConfig) (*MCPServer, error) {
 	return s, nil
 }
 
-// record notes the Authorization header of every request before the SDK
-// sees it, counts the requests, and ends the streams of a session that is
+// record notes the Authorization header and the path of every request
+// before the SDK sees it, counts the requests, and ends the streams of a session that is
 // being deleted.
 func (s *MCPServer) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.lastAuthorization = r.Header.Get("Authorization")
+		s.lastPath = r.URL.EscapedPath()
 		s.requests++
 		if id := r.Header.Get("Last-Event-ID"); r.Method == http.MethodGet && id != "" {
 			s.resumedFrom = append(s.resumedFrom, id)
@@ -255,6 +260,14 @@ func (s *MCPServer) LastAuthorization() string {
 	return s.lastAuthorization
 }
 
+// LastPath returns the path, as escaped on the wire, of the most recent
+// HTTP request, "" if no request arrived yet.
+func (s *MCPServer) LastPath() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastPath
+}
+
 // Requests returns how many HTTP requests have reached the server, so a
 // test can tell that a gateway refused one before passing it on.
 func (s *MCPServer) Requests() int {
@@ -282,6 +295,7 @@ func (s *MCPServer) whoami(_ context.Context, req *mcp.CallToolRequest, _ struct
 	out := WhoAmI{Server: s.name, XHeaders: map[string]string{}}
 	if req.Extra != nil {
 		out.Authorization = req.Extra.Header.Get("Authorization")
+		out.SessionID = req.Extra.Header.Get("Mcp-Session-Id")
 		for name, values := range req.Extra.Header {
 			if strings.HasPrefix(strings.ToLower(name), "x-") {
 				out.XHeaders[http.CanonicalHeaderKey(name)] = strings.Join(values, ", ")

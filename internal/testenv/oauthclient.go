@@ -28,6 +28,10 @@ type OAuthClient struct {
 	// redirect URI's host; StopAt changes that.
 	Browser *Browser
 	HTTP    *http.Client // for the token endpoint; default http.DefaultClient
+	// SignIn, when set, is what the person types on the provider's
+	// sign-in form (username, password) instead of the prefilled first
+	// user's: another person signing in.
+	SignIn url.Values
 }
 
 // DefaultState is the state parameter of a new client's authorizations.
@@ -124,7 +128,7 @@ func (c *OAuthClient) Authorize(server string, params url.Values, approve bool) 
 	if err != nil {
 		return nil, err
 	}
-	if page, err = PassConsentAndLogin(c.Browser, page, approve); err != nil {
+	if page, err = passConsentAndLogin(c.Browser, page, approve, c.SignIn); err != nil {
 		return nil, err
 	}
 	redirect := cmp.Or(params.Get("redirect_uri"), c.RedirectURI)
