@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -75,8 +77,7 @@ const boundaryKey = "boundary"
 // agree. Storage errors are returned: guessing would fork the state.
 func storagePrefix(ctx context.Context, store grants.Store, name string, b boundary, logger *zap.Logger) (string, error) {
 	plain := storageRoot + "/" + name
-	recorded, err := loadBoundary(ctx, store, plain)
-	switch {
+	switch recorded, err := loadBoundary(ctx, store, plain); {
 	case err == nil && recorded == b:
 		return plain, nil
 	case err == nil:
@@ -84,17 +85,14 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b bound
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", err
 	default:
-		claimed, err := claimUnrecorded(ctx, store, plain, b)
+		owner, err := claimUnrecorded(ctx, store, plain, b)
 		if err != nil {
 			return "", err
 		}
-		if claimed {
+		if owner == b {
 			logger.Info("recorded the auth boundary of the gateway's existing state; a gateway of this name with another boundary keeps its state apart",
 				zap.String("gateway", name), zap.String("storage", plain), zap.Stringer("boundary", b))
 			return plain, nil
-		}
-		if recorded, err = loadBoundary(ctx, store, plain); err == nil && recorded == b {
-			return plain, nil // another instance claimed it for b meanwhile
 		}
 	}
 
@@ -110,37 +108,56 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b bound
 	if err := storeBoundary(ctx, store, own, b); err != nil {
 		return "", err
 	}
-	if recorded != (boundary{}) {
-		logger.Warn("this gateway's auth boundary differs from the one whose state is stored under its name: it starts with new signing keys and no clients, consents or grants (users authorize again); the other's state is left as it is",
-			zap.String("gateway", name), zap.String("storage", own), zap.Stringer("boundary", b),
-			zap.String("other_storage", plain), zap.Stringer("other_boundary", recorded))
+	if others := otherBoundaries(ctx, store, name, own); len(others) > 0 {
+		logger.Warn("the gateway starts with new state (new signing keys, no clients, consents or grants: clients register and users authorize again): the storage holds state of a gateway of this name with another auth boundary (another site, or this gateway before its public_url, authorization_server, client_id or resource changed), which stays as it is",
+			zap.String("gateway", name), zap.String("storage", own), zap.Stringer("boundary", b), zap.Strings("other_storage", others))
 	}
 	return own, nil
 }
 
+// otherBoundaries lists the directories other than own that hold state of
+// a gateway called name, for the log. It is best effort.
+func otherBoundaries(ctx context.Context, store grants.Store, name, own string) []string {
+	keys, err := store.List(ctx, storageRoot, false)
+	if err != nil {
+		return nil
+	}
+	plain := storageRoot + "/" + name
+	var others []string
+	for _, key := range keys {
+		suffix, ok := strings.CutPrefix(key, plain+"-")
+		if key != own && (key == plain || ok && len(suffix) == 16 && strings.Trim(suffix, "0123456789abcdef") == "") {
+			others = append(others, key)
+		}
+	}
+	slices.Sort(others)
+	return others
+}
+
 // claimUnrecorded records b in dir if dir holds state but no boundary
-// record (state kept before boundaries were recorded), and reports whether
-// it did. An empty dir is not claimed: new gateways live under their
-// boundary's own directory.
-func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b boundary) (bool, error) {
+// record (state kept before boundaries were recorded), and returns the
+// boundary dir belongs to: b when claimed now, another's when another
+// instance claimed it first, none when dir holds no state (which is not
+// claimed: new gateways live in their boundary's own directory).
+func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b boundary) (boundary, error) {
 	// Every gateway that served a request made its signing keys.
 	if _, err := store.Load(ctx, dir+"/signing_keys"); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return boundary{}, nil
 	} else if err != nil {
-		return false, fmt.Errorf("reading %s: %w", dir, err)
+		return boundary{}, fmt.Errorf("reading %s: %w", dir, err)
 	}
 	lock := dir + "/" + boundaryKey
 	if err := store.Lock(ctx, lock); err != nil {
-		return false, fmt.Errorf("taking the storage lock %s: %w", lock, err)
+		return boundary{}, fmt.Errorf("taking the storage lock %s: %w", lock, err)
 	}
 	defer func() { _ = store.Unlock(context.WithoutCancel(ctx), lock) }()
-	switch _, err := loadBoundary(ctx, store, dir); {
+	switch owner, err := loadBoundary(ctx, store, dir); {
 	case err == nil:
-		return false, nil // claimed while this instance waited
+		return owner, nil // claimed while this instance waited
 	case !errors.Is(err, fs.ErrNotExist):
-		return false, err
+		return boundary{}, err
 	}
-	return true, storeBoundary(ctx, store, dir, b)
+	return b, storeBoundary(ctx, store, dir, b)
 }
 
 func loadBoundary(ctx context.Context, store grants.Store, dir string) (boundary, error) {

@@ -3,11 +3,13 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 )
@@ -115,6 +117,26 @@ func TestStoragePrefix(t *testing.T) {
 		owners := map[string]bool{got[0]: true, got[1]: true}
 		if len(owners) != 2 || !owners["mcp_gateway/acme"] {
 			t.Fatalf("directories %q: want one to keep mcp_gateway/acme and the other its own", got)
+		}
+	})
+
+	t.Run("a new boundary beside another's state is logged", func(t *testing.T) {
+		store := grants.NewMemoryStore()
+		for i, bd := range []boundary{a, b} {
+			core, logs := observer.New(zap.WarnLevel)
+			own, err := storagePrefix(ctx, store, "acme", bd, zap.New(core))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The first starts on an empty storage; the second's fresh
+			// start beside the first's state is worth a warning naming it.
+			if own != "mcp_gateway/acme-"+bd.id() {
+				t.Fatalf("gateway %d stored in %s", i, own)
+			}
+			warned := logs.FilterMessageSnippet("starts with new state").All()
+			if i == 0 && len(warned) != 0 || i == 1 && (len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0].ContextMap()["other_storage"]), "mcp_gateway/acme-"+a.id())) {
+				t.Errorf("gateway %d: warnings %v", i, warned)
+			}
 		}
 	})
 
