@@ -152,14 +152,6 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 	var filter grants.FamilyFilter
 	if id != "" {
 		ids = []string{id}
-		switch fam, err := st.ledger.Family(ctx, id); {
-		case errors.Is(err, grants.ErrNotFound):
-			return adminError(http.StatusNotFound, "no grant %q", id)
-		case err != nil:
-			return adminError(http.StatusServiceUnavailable, "reading grant %q: %v", id, err)
-		default:
-			filter = grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server}
-		}
 	} else {
 		q := r.URL.Query()
 		filter = grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
@@ -181,6 +173,15 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", gid, err)
 		}
 	}
+	if id != "" {
+		// A revoked family keeps its record: it names the consent.
+		switch fam, err := st.ledger.Family(ctx, id); {
+		case err == nil:
+			filter = grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server}
+		case !errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
+			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but reading it to forget its consent failed (repeat the request): %v", err)
+		}
+	}
 	forgotten, err := forgetConsents(ctx, st, filter)
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "the grants are revoked, but forgetting their consents failed (repeat the request): %v", err)
@@ -193,7 +194,10 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 // client at the server when the filter names all three, else every
 // consent of the user, of the client, or of the user to the client.
 func forgetConsents(ctx context.Context, st *gatewayState, f grants.FamilyFilter) (int, error) {
-	if f.Server != "" {
+	switch {
+	case f.User == "" && f.ClientID == "":
+		return 0, nil
+	case f.Server != "":
 		switch _, err := st.ledger.Consent(ctx, f.User, f.ClientID, f.Server); {
 		case errors.Is(err, grants.ErrNotFound):
 			return 0, nil

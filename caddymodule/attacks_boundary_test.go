@@ -210,16 +210,30 @@ func TestAttacksBoundary(t *testing.T) {
 	t.Run("an operator's revocation forgets the consents it covers", func(t *testing.T) {
 		_, challenge := testenv.PKCE()
 		pkce := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
-		for _, revoke := range []string{"user=" + url.QueryEscape(testenv.DefaultUser().Subject), "client_id=" + url.QueryEscape(a.ID)} {
+		grantsAt := "/mcp_gateway/gateways/acme@" + hostA + "/grants"
+		byID := func() string {
+			var list struct{ Grants []struct{ ID string } }
+			status, body := adminCall(t, e.admin, http.MethodGet, grantsAt+"?client_id="+url.QueryEscape(a.ID))
+			if err := json.Unmarshal([]byte(body), &list); status != http.StatusOK || err != nil || len(list.Grants) == 0 {
+				t.Fatalf("client a's grants: %d %s", status, body)
+			}
+			return "/" + list.Grants[0].ID
+		}
+		for _, revoke := range []func() string{
+			func() string { return "?user=" + url.QueryEscape(testenv.DefaultUser().Subject) },
+			func() string { return "?client_id=" + url.QueryEscape(a.ID) },
+			byID,
+		} {
 			a.login(t, "support-assistant", "")
 			if page := a.begin(t, "support-assistant", pkce); page.Form("consent") != nil {
 				t.Fatal("the consent was not remembered to begin with")
 			}
-			if status, body := adminCall(t, e.admin, http.MethodDelete, "/mcp_gateway/gateways/acme@"+hostA+"/grants?"+revoke); status != http.StatusOK {
-				t.Fatalf("revoking %s: %d %s", revoke, status, body)
+			which := revoke()
+			if status, body := adminCall(t, e.admin, http.MethodDelete, grantsAt+which); status != http.StatusOK || !strings.Contains(body, `"consents_forgotten":1`) {
+				t.Fatalf("revoking %s: %d %s", which, status, body)
 			}
 			if page := a.begin(t, "support-assistant", pkce); page.Form("consent") == nil {
-				t.Errorf("after revoking by %s the next authorization skipped the consent page (ended at %s, %d)", revoke, page.URL.Redacted(), page.Status)
+				t.Errorf("after revoking %s the next authorization skipped the consent page (ended at %s, %d)", which, page.URL.Redacted(), page.Status)
 			}
 		}
 	})
