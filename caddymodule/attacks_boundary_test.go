@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/certmagic"
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
@@ -254,4 +261,77 @@ func adminCall(t *testing.T, admin, method, path string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// TestUpgradeKeepsUnrecordedState starts a gateway on the state an earlier
+// version kept under mcp_gateway/acme, with no boundary recorded: its
+// signing keys, a registered client and a user's grant (recorded with no
+// issuer). The unchanged config keeps all three, and records its boundary
+// there.
+func TestUpgradeKeepsUnrecordedState(t *testing.T) {
+	const secret = "an encryption key of the test, 32 bytes or so"
+	t.Setenv("MCP_GATEWAY_TEST_KEY", secret)
+	var (
+		keys   *accesstoken.Keyset
+		access string
+	)
+	earlier := func(e *env) {
+		ctx := context.Background()
+		key, err := grants.KeyFromSecret(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealer, err := grants.NewSealer(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store := &certmagic.FileStorage{Path: e.storage}
+		if keys, err = accesstoken.LoadKeyset(ctx, store, "mcp_gateway/acme/signing_keys", sealer, nil); err != nil {
+			t.Fatal(err)
+		}
+		ledger := grants.NewLedger(store, "mcp_gateway/acme", sealer, nil)
+		if err := ledger.SaveClient(ctx, &grants.Client{ID: "earlier-client", RedirectURIs: []string{clientRedirect},
+			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+			TokenEndpointAuthMethod: "none", Source: grants.SourceRegistered}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ledger.SaveGrant(ctx, &grants.Grant{User: testenv.DefaultUser().Subject, Token: &oauth2.Token{
+			AccessToken: "downstream-token-of-before", TokenType: "Bearer", RefreshToken: "refresh-of-before", Expiry: time.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		if access, err = keys.Issue(accesstoken.Claims{Issuer: e.public + "/oauth/support-assistant", Subject: testenv.DefaultUser().Subject,
+			Audience: e.public + "/support", Scope: "accounts.read tickets.read", ClientID: "earlier-client", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := startEnv(t, testenv.ProviderConfig{}, earlier, withLines("", "encryption_key {env.MCP_GATEWAY_TEST_KEY}\n\t\t\tper_server_tokens off"))
+
+	resp, err := http.Get(e.public + "/oauth/support-assistant/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var published, kept struct{ Keys []struct{ Kid string } }
+	if json.Unmarshal(jwks, &published) != nil || json.Unmarshal(keys.JWKS(), &kept) != nil || len(kept.Keys) != 1 ||
+		len(published.Keys) != 1 || published.Keys[0].Kid != kept.Keys[0].Kid {
+		t.Fatalf("the gateway publishes %s, not the signing key it had: %s", jwks, keys.JWKS())
+	}
+	res, err := e.callTool(t, "/support", access, "whoami", map[string]any{})
+	if err != nil {
+		t.Fatalf("a token signed with the key of before: %v", err)
+	}
+	if who := whoami(t, res); who.Authorization != "Bearer downstream-token-of-before" {
+		t.Fatalf("the upstream got %q, not the user's stored downstream token", who.Authorization)
+	}
+	_, challenge := testenv.PKCE()
+	if page := e.client("earlier-client").begin(t, "support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}); page.Form("consent") == nil {
+		t.Fatalf("the client registered before is not served: %d %s", page.Status, page.Body)
+	}
+	if _, err := os.Stat(filepath.Join(e.storage, "mcp_gateway", "acme", "boundary")); err != nil {
+		t.Errorf("no boundary recorded with the state of before: %v", err)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(e.storage, "mcp_gateway", "acme-*")); len(dirs) != 0 {
+		t.Errorf("the unchanged gateway made new state beside its own: %v", dirs)
+	}
 }
