@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,9 +35,12 @@ func init() {
 //	GET    /mcp_gateway/gateways/<gateway>/clients
 //	DELETE /mcp_gateway/gateways/<gateway>/clients/<client id>
 //
-// A revocation takes effect at once on the instance that serves it and
-// within seconds on every other instance sharing the storage. No answer
-// carries a token or secret.
+// <gateway> is a gateway's name, or <name>@<host of its public_url> when
+// several sites run a gateway of that name. A revocation takes effect at
+// once on the instance that serves it and within seconds on every other
+// instance sharing the storage, and forgets the consents it covers, so the
+// next authorization asks the user again. No answer carries a token or
+// secret.
 type AdminAPI struct {
 	logger *zap.Logger
 }
@@ -74,9 +79,9 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeAdminJSON(w, gatewayInventories())
 	}
 	name, rest, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-	st := liveGateway(name)
-	if st == nil {
-		return adminError(http.StatusNotFound, "no gateway %q is running in this config", name)
+	st, err := liveGateway(name)
+	if err != nil {
+		return err
 	}
 	if err := st.load(r.Context()); err != nil {
 		return adminError(http.StatusServiceUnavailable, "gateway %q cannot reach its storage: %v", name, err)
@@ -138,15 +143,18 @@ func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, st *gatewa
 }
 
 // revokeGrants revokes one grant by ID, or every live grant of a user or of
-// a client.
+// a client, and forgets the consents behind them: without that, the next
+// authorization of the client would pass the consent page unasked (and,
+// with the user still signed in at the provider, with no page at all).
 func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gatewayState, id string) error {
 	ctx := r.Context()
 	var ids []string
+	var filter grants.FamilyFilter
 	if id != "" {
 		ids = []string{id}
 	} else {
 		q := r.URL.Query()
-		filter := grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
+		filter = grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
 		if filter.User == "" && filter.ClientID == "" {
 			return adminError(http.StatusBadRequest, "name the grants to revoke: /grants/<id>, ?user=<user> or ?client_id=<client>")
 		}
@@ -165,8 +173,40 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", gid, err)
 		}
 	}
-	a.logger.Info("grants revoked through the admin API", zap.String("gateway", st.cfg.name), zap.Int("count", len(ids)))
-	return writeAdminJSON(w, map[string]any{"revoked": ids})
+	if id != "" {
+		// A revoked family keeps its record: it names the consent.
+		switch fam, err := st.ledger.Family(ctx, id); {
+		case err == nil:
+			filter = grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server}
+		case !errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
+			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but reading it to forget its consent failed (repeat the request): %v", err)
+		}
+	}
+	forgotten, err := forgetConsents(ctx, st, filter)
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "the grants are revoked, but forgetting their consents failed (repeat the request): %v", err)
+	}
+	a.logger.Info("grants revoked through the admin API", zap.String("gateway", st.cfg.name), zap.Int("count", len(ids)), zap.Int("consents_forgotten", forgotten))
+	return writeAdminJSON(w, map[string]any{"revoked": ids, "consents_forgotten": forgotten})
+}
+
+// forgetConsents deletes the consents of a revocation: the user's for the
+// client at the server when the filter names all three, else every
+// consent of the user, of the client, or of the user to the client.
+func forgetConsents(ctx context.Context, st *gatewayState, f grants.FamilyFilter) (int, error) {
+	switch {
+	case f.User == "" && f.ClientID == "":
+		return 0, nil
+	case f.Server != "":
+		switch _, err := st.ledger.Consent(ctx, f.User, f.ClientID, f.Server); {
+		case errors.Is(err, grants.ErrNotFound):
+			return 0, nil
+		case err != nil:
+			return 0, err
+		}
+		return 1, st.ledger.DeleteConsent(ctx, f.User, f.ClientID, f.Server)
+	}
+	return st.ledger.DeleteConsents(ctx, f.User, f.ClientID)
 }
 
 // matchingGrants returns the IDs of every live grant matching filter.
@@ -231,6 +271,9 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gate
 			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", fam, err)
 		}
 	}
+	if _, err := st.ledger.DeleteConsents(ctx, "", id); err != nil {
+		return adminError(http.StatusServiceUnavailable, "forgetting the consents given to client %q: %v", id, err)
+	}
 	if err := st.ledger.DeleteClient(ctx, id); err != nil {
 		return adminError(http.StatusServiceUnavailable, "deleting client %q: %v", id, err)
 	}
@@ -240,10 +283,16 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gate
 
 // gatewayInventory is what the admin API shows of a running gateway.
 type gatewayInventory struct {
-	Name      string            `json:"name"`
-	PublicURL string            `json:"public_url"`
-	Scopes    string            `json:"scopes"`
-	Servers   []serverInventory `json:"servers"`
+	Name string `json:"name"`
+	// QualifiedName is <name>@<host of public_url>, which names the
+	// gateway in the admin API's paths when several sites run a gateway of
+	// its name.
+	QualifiedName string `json:"qualified_name"`
+	PublicURL     string `json:"public_url"`
+	// Storage is the gateway's storage directory, once it has been used.
+	Storage string            `json:"storage,omitempty"`
+	Scopes  string            `json:"scopes"`
+	Servers []serverInventory `json:"servers"`
 }
 
 type serverInventory struct {
@@ -256,7 +305,8 @@ type serverInventory struct {
 // describe records what the latest config attached to the gateway, for
 // the admin API.
 func (st *gatewayState) describe(publicURL string, gw *authserver.Gateway, servers []*authserver.Server) {
-	inv := gatewayInventory{Name: gw.Name, PublicURL: publicURL, Scopes: gw.Scopes.String(), Servers: []serverInventory{}}
+	inv := gatewayInventory{Name: gw.Name, QualifiedName: qualifiedName(gw.Name, publicURL), PublicURL: publicURL,
+		Scopes: gw.Scopes.String(), Servers: []serverInventory{}}
 	for _, s := range servers {
 		if s.Gateway == gw {
 			inv.Servers = append(inv.Servers, serverInventory{Name: s.Name, Path: s.Path, Resource: s.Resource, Scopes: s.Rule.Offered.String()})
@@ -285,7 +335,9 @@ func gatewayInventories() []gatewayInventory {
 		st := value.(*gatewayState)
 		st.mu.Lock()
 		if st.inventory.Name != "" {
-			out = append(out, st.inventory)
+			inv := st.inventory
+			inv.Storage = st.prefix
+			out = append(out, inv)
 		}
 		st.mu.Unlock()
 		return true
@@ -293,17 +345,60 @@ func gatewayInventories() []gatewayInventory {
 	return out
 }
 
-// liveGateway finds a running gateway by name.
-func liveGateway(name string) *gatewayState {
-	var found *gatewayState
+// liveGateway finds the running gateway that ref names: a gateway's name,
+// or <name>@<host of its public_url>. Gateways of one name and one
+// boundary (handlers sharing a site's gateway, or a config and the one
+// replacing it) are one gateway: they share their stored state. A name
+// that two boundaries share (two sites) is refused rather than guessed,
+// since a revocation at the wrong one would leave the intended grants
+// alive.
+func liveGateway(ref string) (*gatewayState, error) {
+	name, host, qualified := strings.Cut(ref, "@")
+	var found []*gatewayState
 	gatewayPool.Range(func(_, value any) bool {
-		if st := value.(*gatewayState); st.cfg.name == name {
-			found = st
-			return false
+		st := value.(*gatewayState)
+		if st.cfg.name != name || qualified && hostOf(st.boundary.PublicURL) != host {
+			return true
+		}
+		if !slices.ContainsFunc(found, func(f *gatewayState) bool { return f.boundary == st.boundary }) {
+			found = append(found, st)
 		}
 		return true
 	})
-	return found
+	slices.SortFunc(found, func(a, b *gatewayState) int { return strings.Compare(a.boundary.id(), b.boundary.id()) })
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) == 0:
+		return nil, adminError(http.StatusNotFound, "no gateway %q is running in this config; GET /mcp_gateway/gateways lists them", ref)
+	case qualified:
+		var differ []string
+		for _, st := range found {
+			differ = append(differ, st.boundary.String())
+		}
+		return nil, adminError(http.StatusConflict, "gateway %q is ambiguous: %d gateways of that name share the public URL host %s but not their downstream server, client or resource (%s); give them different names",
+			ref, len(found), host, strings.Join(differ, "; "))
+	}
+	var names []string
+	for _, st := range found {
+		names = append(names, qualifiedName(name, st.boundary.PublicURL))
+	}
+	return nil, adminError(http.StatusConflict, "gateway name %q is ambiguous: %d sites run a gateway of that name (%s); name one as <name>@<public_url host>, e.g. /mcp_gateway/gateways/%s/grants",
+		ref, len(found), strings.Join(names, ", "), names[0])
+}
+
+// qualifiedName is how the admin API names gateway name of the site at
+// publicURL.
+func qualifiedName(name, publicURL string) string {
+	return name + "@" + hostOf(publicURL)
+}
+
+// hostOf is the host (and port) of a public URL.
+func hostOf(publicURL string) string {
+	if u, err := url.Parse(publicURL); err == nil {
+		return u.Host
+	}
+	return publicURL
 }
 
 func writeAdminJSON(w http.ResponseWriter, v any) error {

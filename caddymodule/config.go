@@ -13,7 +13,12 @@ import (
 // any of these belong to a different gateway.
 type Gateway struct {
 	// Name identifies the gateway in server references, storage keys, logs
-	// and metrics. Letters, digits, '-', '_' and '.'.
+	// and metrics. Letters, digits, '-', '_' and '.'. Its stored state
+	// (signing keys, clients, consents, grants) belongs to its auth
+	// boundary, the site's public_url with the gateway's
+	// authorization_server, client_id and resource, not to the name alone:
+	// gateways of one name on two sites sharing a storage keep apart, and
+	// changing one of those four starts the gateway's state afresh.
 	Name string `json:"name"`
 
 	// AuthorizationServer is the issuer URL of the downstream OAuth 2.0 /

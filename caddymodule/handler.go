@@ -524,6 +524,11 @@ func clientIP(r *http.Request) string {
 	return ip
 }
 
+// poolKey names a gateway's shared state in this process. It covers the
+// storage, the gateway's whole boundary (the public URL, and in settings
+// the downstream server, client and audience) and its keys, so two
+// gateways of one name on two sites never share caches, and a config that
+// changes any of them starts from its own state.
 func poolKey(storageID, publicURL string, r *resolvedGateway) string {
 	h := sha256.New()
 	for _, part := range []string{storageID, publicURL, r.name, r.encryptionKey,

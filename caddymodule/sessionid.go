@@ -57,9 +57,11 @@ type macState struct {
 const sessionKeyInfo = "caddy-mcp-gateway session-id MAC v1\x00"
 
 // sessionKey derives the key of a gateway's session IDs from its sealing
-// key, which every instance on the same storage shares.
-func sessionKey(sealingKey []byte, gateway string) ([]byte, error) {
-	return hkdf.Key(sha256.New, sealingKey, nil, sessionKeyInfo+gateway, sha256.Size)
+// key, which every instance on the same storage shares, and its storage
+// directory, which names its auth boundary (two boundaries configured with
+// one encryption_key still get different keys).
+func sessionKey(sealingKey []byte, dir string) ([]byte, error) {
+	return hkdf.Key(sha256.New, sealingKey, nil, sessionKeyInfo+dir, sha256.Size)
 }
 
 func newSessionIDs(key []byte) *sessionIDs {

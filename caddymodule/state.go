@@ -215,7 +215,10 @@ func (st *gatewayState) narrowing(gw *Gateway, name string, offered, full scopes
 // gatewayState is the part of a gateway that outlives a config: its durable
 // state's handles and its in-memory caches.
 type gatewayState struct {
-	storage   grants.Store
+	storage grants.Store
+	// boundary is what the gateway's state belongs to; prefix, set once
+	// loaded, is where that state is stored (storagePrefix).
+	boundary  boundary
 	prefix    string
 	cfg       *resolvedGateway
 	documents *authserver.MetadataDocumentFetcher
@@ -275,7 +278,7 @@ func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGatewa
 	st := &gatewayState{
 		logger:     logger,
 		storage:    storage,
-		prefix:     "mcp_gateway/" + cfg.name,
+		boundary:   boundaryOf(publicURL, cfg),
 		cfg:        cfg,
 		documents:  authserver.NewMetadataDocumentFetcher(authserver.MetadataDocumentOptions{AllowPrivate: cfg.allowPrivateDocuments}),
 		httpClient: httpClient,
@@ -283,6 +286,16 @@ func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGatewa
 	}
 	st.metrics = newGatewayMetrics(cfg.name, func() float64 { return float64(st.grantCount.Load()) })
 	return st
+}
+
+// boundaryOf is the auth boundary of gateway cfg at publicURL.
+func boundaryOf(publicURL string, cfg *resolvedGateway) boundary {
+	return boundary{
+		PublicURL:           publicURL,
+		AuthorizationServer: cfg.downstream.Issuer,
+		ClientID:            cfg.downstream.ClientID,
+		Resource:            cfg.downstream.Resource,
+	}
 }
 
 // countGrants updates the grant count the metrics show.
@@ -297,8 +310,9 @@ func (st *gatewayState) countGrants(ctx context.Context) {
 	st.grantCount.Store(int64(n))
 }
 
-// load reads (or creates, once across every instance sharing the storage)
-// the sealing key and the signing keys. It is retried until it succeeds.
+// load finds the gateway's storage directory and reads (or creates, once
+// across every instance sharing the storage) the sealing key and the
+// signing keys. It is retried until it succeeds.
 func (st *gatewayState) load(ctx context.Context) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -307,11 +321,16 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	prefix, err := storagePrefix(ctx, st.storage, st.cfg.name, st.boundary, st.logger)
+	if err != nil {
+		return fmt.Errorf("gateway %q: finding its storage: %w", st.cfg.name, err)
+	}
+	st.prefix = prefix
 	sealer, sealingKey, err := st.sealer(ctx)
 	if err != nil {
 		return fmt.Errorf("gateway %q: loading its encryption key: %w", st.cfg.name, err)
 	}
-	sessionsKey, err := sessionKey(sealingKey, st.cfg.name)
+	sessionsKey, err := sessionKey(sealingKey, st.prefix)
 	if err != nil {
 		return fmt.Errorf("gateway %q: deriving its session-ID key: %w", st.cfg.name, err)
 	}
@@ -322,6 +341,7 @@ func (st *gatewayState) load(ctx context.Context) error {
 	st.ledger = grants.NewLedger(st.storage, st.prefix, sealer, nil)
 	st.broker = &grants.Broker{
 		Ledger:     st.ledger,
+		Issuer:     st.cfg.downstream.Issuer,
 		Refresher:  st.downstream,
 		HTTPClient: st.httpClient,
 		OnRefresh:  st.metrics.observeRefresh,

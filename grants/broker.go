@@ -28,6 +28,11 @@ const (
 type Broker struct {
 	// Ledger holds the grants.
 	Ledger *Ledger
+	// Issuer is the downstream authorization server whose grants this
+	// Broker serves: Put records it in each grant, and a grant recorded
+	// with another issuer is treated as absent (ErrNotFound). Empty serves
+	// any grant.
+	Issuer string
 	// Config is the gateway's downstream client: token endpoint, client ID
 	// and secret.
 	Config *oauth2.Config
@@ -112,6 +117,9 @@ func (b *Broker) Token(ctx context.Context, user string) (*oauth2.Token, error) 
 func (b *Broker) Put(ctx context.Context, g *Grant) error {
 	if g.User == "" || g.Token == nil {
 		return errors.New("grants: a grant needs a user and a token")
+	}
+	if g.Issuer == "" {
+		g.Issuer = b.Issuer
 	}
 	l := b.Ledger
 	// Under the lock, so a refresh in progress elsewhere cannot overwrite
@@ -203,7 +211,7 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 	if t := b.cached(user, now); t != nil {
 		return t, nil
 	}
-	g, err := b.Ledger.liveGrant(ctx, user)
+	g, err := b.liveGrant(ctx, user)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +224,7 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Another instance may have refreshed (or ended) the grant while
 		// this one waited for the lock.
-		g, err := l.liveGrant(ctx, user)
+		g, err := b.liveGrant(ctx, user)
 		if err != nil {
 			return err
 		}
@@ -303,11 +311,19 @@ func (b *Broker) bury(ctx context.Context, g *Grant, reason string) error {
 }
 
 // liveGrant returns user's grant, or ErrGrantDead (with the reason) for
-// one that has ended.
-func (l *Ledger) liveGrant(ctx context.Context, user string) (*Grant, error) {
-	g, err := l.Grant(ctx, user)
+// one that has ended. A grant of another downstream issuer is ErrNotFound:
+// its token must not reach this issuer's servers. One stored before grants
+// recorded their issuer is taken as b's, and recorded so when next saved.
+func (b *Broker) liveGrant(ctx context.Context, user string) (*Grant, error) {
+	g, err := b.Ledger.Grant(ctx, user)
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case g.Issuer == "":
+		g.Issuer = b.Issuer
+	case b.Issuer != "" && g.Issuer != b.Issuer:
+		return nil, fmt.Errorf("%w: the stored grant is of another downstream issuer", ErrNotFound)
 	}
 	if g.Dead {
 		return nil, deadError(g)

@@ -483,3 +483,46 @@ func TestBrokerPutRevivesAGrant(t *testing.T) {
 		t.Fatalf("stored grant after Put = %+v, %v; want alive", stored, err)
 	}
 }
+
+// TestBrokerGrantOfAnotherIssuer: a grant recorded for another downstream
+// issuer is absent to this Broker, whose Put then replaces it; one recorded
+// before grants named their issuer serves, and is recorded as this
+// Broker's at its next save.
+func TestBrokerGrantOfAnotherIssuer(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, stored string
+		serves       bool
+	}{
+		{"same issuer", "https://idp.example", true},
+		{"another issuer", "https://other.example", false},
+		{"recorded before issuers were", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newBrokerEnv(t)
+			env.broker.Issuer = "https://idp.example"
+			g := &Grant{User: "alice", Issuer: tc.stored, Token: &oauth2.Token{AccessToken: "access-0", RefreshToken: "refresh-0", Expiry: time.Now().Add(-time.Minute)}}
+			if err := env.ledger.SaveGrant(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := env.broker.Token(ctx, "alice")
+			if !tc.serves {
+				if !errors.Is(err, ErrNotFound) || tok != nil || env.endpoint.requests.Load() != 0 {
+					t.Fatalf("Token = %v, %v after %d refreshes; want ErrNotFound and no refresh", tok, err, env.endpoint.requests.Load())
+				}
+				put := &Grant{User: "alice", Token: &oauth2.Token{AccessToken: "signed-in", Expiry: time.Now().Add(time.Hour)}}
+				if err := env.broker.Put(ctx, put); err != nil {
+					t.Fatal(err)
+				}
+				if tok, err := env.broker.Token(ctx, "alice"); err != nil || tok.AccessToken != "signed-in" {
+					t.Fatalf("Token after Put = %v, %v", tok, err)
+				}
+			} else if err != nil || tok.AccessToken == "access-0" {
+				t.Fatalf("Token = %v, %v; want a refreshed token", tok, err)
+			}
+			if stored, err := env.ledger.Grant(ctx, "alice"); err != nil || stored.Issuer != "https://idp.example" {
+				t.Fatalf("stored grant's issuer = %+v, %v; want the Broker's", stored, err)
+			}
+		})
+	}
+}

@@ -48,6 +48,38 @@ func (l *Ledger) DeleteConsent(ctx context.Context, user, clientID, server strin
 	return l.del(ctx, kindConsents, l.key(kindConsents, user, clientID, server))
 }
 
+// DeleteConsents removes every consent of user (to any client) when
+// clientID is empty, every consent given to clientID (by anyone) when user
+// is empty, or the user's consents to that client, so that the next
+// authorization asks again. It returns how many it removed. It reads every
+// consent: it serves an operator's revocation, not a request path.
+func (l *Ledger) DeleteConsents(ctx context.Context, user, clientID string) (int, error) {
+	if user == "" && clientID == "" {
+		return 0, errors.New("grants: name the user or the client whose consents to delete")
+	}
+	keys, err := l.list(ctx, kindConsents)
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, key := range keys {
+		var c Consent
+		if err := l.get(ctx, kindConsents, key, &c); errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return deleted, err
+		}
+		if user != "" && c.User != user || clientID != "" && c.ClientID != clientID {
+			continue
+		}
+		if err := l.del(ctx, kindConsents, key); err != nil {
+			return deleted, err
+		}
+		deleted++
+	}
+	return deleted, nil
+}
+
 // browserRecord remembers which user last signed in from a browser.
 type browserRecord struct {
 	User      string    `json:"user"`

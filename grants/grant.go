@@ -14,6 +14,12 @@ import (
 // its downstream authorization server.
 type Grant struct {
 	User string `json:"user"`
+	// Issuer is the downstream authorization server the grant comes from.
+	// A Broker of another issuer treats the grant as absent (a user of
+	// one issuer is not the user of the same name at another); Broker.Put
+	// sets it. Grants stored before it was recorded have none and serve
+	// any Broker, which then records its own at the next write.
+	Issuer string `json:"issuer,omitempty"`
 	// Token is the downstream token set. It is secret: stored sealed, never
 	// in the clear (hence no JSON name).
 	Token *oauth2.Token `json:"-"`

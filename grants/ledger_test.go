@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +71,7 @@ func TestLedger(t *testing.T) {
 	}{
 		{"Clients", testClients},
 		{"Consents", testConsents},
+		{"DeleteConsents", testDeleteConsents},
 		{"Browsers", testBrowsers},
 		{"Pending", testPending},
 		{"PendingTakenOnce", testPendingTakenOnce},
@@ -183,6 +185,42 @@ func testConsents(t *testing.T, env *ledgerEnv) {
 	}
 	if err := l.SaveConsent(ctx, &Consent{User: "alice"}); err == nil {
 		t.Error("SaveConsent accepted a consent without client and server")
+	}
+}
+
+func testDeleteConsents(t *testing.T, env *ledgerEnv) {
+	ctx, l := context.Background(), env.ledger
+	all := [][3]string{
+		{"alice", "client-a", "support"}, {"alice", "client-a", "ops"}, {"alice", "client-b", "support"},
+		{"bob", "client-a", "support"}, {"bob", "client-b", "ops"},
+	}
+	for _, tc := range []struct {
+		user, client string
+		want         [][3]string // the consents left
+	}{
+		{user: "alice", want: [][3]string{{"bob", "client-a", "support"}, {"bob", "client-b", "ops"}}},
+		{client: "client-a", want: [][3]string{{"alice", "client-b", "support"}, {"bob", "client-b", "ops"}}},
+		{user: "alice", client: "client-a", want: [][3]string{{"alice", "client-b", "support"}, {"bob", "client-a", "support"}, {"bob", "client-b", "ops"}}},
+		{user: "carol", want: all},
+	} {
+		for _, k := range all {
+			if err := l.SaveConsent(ctx, &Consent{User: k[0], ClientID: k[1], Server: k[2], Scopes: "tickets.read"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := l.DeleteConsents(ctx, tc.user, tc.client)
+		if err != nil || n != len(all)-len(tc.want) {
+			t.Errorf("DeleteConsents(%q, %q) = %d, %v; want %d", tc.user, tc.client, n, err, len(all)-len(tc.want))
+		}
+		for _, k := range all {
+			_, err := l.Consent(ctx, k[0], k[1], k[2])
+			if kept := slices.Contains(tc.want, k); kept != (err == nil) {
+				t.Errorf("DeleteConsents(%q, %q): consent %q kept %v, want %v (%v)", tc.user, tc.client, k, err == nil, kept, err)
+			}
+		}
+	}
+	if _, err := l.DeleteConsents(ctx, "", ""); err == nil {
+		t.Error("DeleteConsents without a user or a client deleted every consent")
 	}
 }
 

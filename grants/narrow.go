@@ -220,7 +220,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	if t := v.cache.get(user, now); t != nil {
 		return t, nil
 	}
-	g, err := b.Ledger.liveGrant(ctx, user)
+	g, err := b.liveGrant(ctx, user)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +242,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Another instance may have narrowed, refreshed or ended the grant
 		// while this one waited for the lock.
-		g, err := l.liveGrant(ctx, user)
+		g, err := b.liveGrant(ctx, user)
 		if err != nil {
 			return err
 		}
@@ -364,7 +364,7 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 	l := b.Ledger
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Re-read: a refresh elsewhere may have changed the grant.
-		g, err := l.liveGrant(ctx, user)
+		g, err := b.liveGrant(ctx, user)
 		if err != nil {
 			return err
 		}
