@@ -224,3 +224,28 @@ func TestTokenForWarmAllocatesNothing(t *testing.T) {
 		t.Error("stored narrowed tokens were narrowed again")
 	}
 }
+
+// TestGrantWithNarrowedTokensOfBefore: a grant sealed when narrowed tokens
+// were kept one per server still opens; its narrowed tokens are left
+// behind, to be obtained again when next needed.
+func TestGrantWithNarrowedTokensOfBefore(t *testing.T) {
+	ctx := context.Background()
+	env := newBrokerEnv(t)
+	l := env.ledger
+	key := l.key(kindGrants, "alice")
+	plain := []byte(`{"access_token":"access-0","refresh_token":"refresh-0","narrowed":{"support-assistant":{"access_token":"old","scopes":"accounts.read tickets.read"}}}`)
+	sealed, err := l.seal(key, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.put(ctx, kindGrants, key, &grantRecord{Grant: Grant{User: "alice"}, SealedToken: sealed}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := l.Grant(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Token.AccessToken != "access-0" || g.Token.RefreshToken != "refresh-0" || len(g.Narrowed) != 0 {
+		t.Errorf("the grant of before opened as %+v with narrowed tokens %v", g.Token, g.Narrowed)
+	}
+}
