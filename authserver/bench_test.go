@@ -30,9 +30,13 @@ import (
 
 const (
 	benchServerScopes = "accounts.read tickets.read"
-	benchPublicURL    = "https://mcp.example.com"
-	benchRedirect     = "http://127.0.0.1:33418/callback"
-	benchClientID     = "bench-client"
+	// benchNarrowedScopes are the downstream scopes of a token narrowed to
+	// benchServerScopes, as the Broker keeps them: sorted, with the login
+	// scopes.
+	benchNarrowedScopes = "accounts.read offline_access openid tickets.read"
+	benchPublicURL      = "https://mcp.example.com"
+	benchRedirect       = "http://127.0.0.1:33418/callback"
+	benchClientID       = "bench-client"
 )
 
 // benchEdge is an edge with one gateway and its servers.
@@ -75,10 +79,12 @@ func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
 			Path:    "/" + name,
 			Rule:    scopes.Rule{Offered: scopes.MustParse(benchServerScopes)},
 			Gateway: gw,
-			// As the Caddy module configures a server offering part of
-			// its gateway's scopes (per_server_tokens refresh, the
-			// default): its own downstream token, narrowed to them.
-			Narrowing: &grants.Narrowing{Key: name, Scopes: strings.Fields(benchServerScopes)},
+			// As the Caddy module configures a server (per_server_tokens
+			// refresh, the default): a downstream token narrowed to the
+			// scopes each client was granted, with the login scopes.
+			Narrowing: &grants.Narrowing{Key: name, Scopes: func(granted string) []string {
+				return append([]string{"openid", "offline_access"}, strings.Fields(granted)...)
+			}},
 		})
 	}
 	be.edge = authserver.New(authserver.Options{PublicURL: benchPublicURL}, be.servers)
@@ -97,7 +103,8 @@ func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
 
 // putGrants stores downstream grants for users user-0 … user-<n-1>, as the
 // callback does after each user's downstream sign-in. Each holds the token
-// narrowed to the last server's scopes that the Broker would otherwise
+// narrowed to the last server's scopes, which the tokens of the benchmarks
+// are granted, that the Broker would otherwise
 // obtain by a refresh at the downstream server on the user's first request
 // there; the benchmarks use that server.
 func (be *benchEdge) putGrants(b testing.TB, n int) {
@@ -116,9 +123,10 @@ func (be *benchEdge) putGrants(b testing.TB, n int) {
 				Expiry:       exp,
 			},
 			Scopes: "openid offline_access tickets.read tickets.write accounts.read admin.read",
-			Narrowed: map[string]*grants.NarrowedToken{s.Name: {
+			Narrowed: []*grants.NarrowedToken{{
+				Server:   s.Name,
 				Token:    &oauth2.Token{AccessToken: "narrowed-access-" + benchUser(i), TokenType: "Bearer", Expiry: exp},
-				Scopes:   benchServerScopes,
+				Scopes:   benchNarrowedScopes,
 				IssuedAt: now,
 			}},
 		})

@@ -82,8 +82,9 @@ type Server struct {
 	Issuer   string      // public URL + /oauth/ + Name
 	Rule     scopes.Rule // what it offers and how requests are resolved
 	Gateway  *Gateway
-	// Narrowing asks for its downstream token narrowed to its own scopes;
-	// nil hands it the grant's full token.
+	// Narrowing asks for its downstream token narrowed to the scopes each
+	// request's access token was granted; nil hands it the grant's full
+	// token.
 	Narrowing *grants.Narrowing
 	// Calls, when set, gives single tools, resources and prompts scopes of
 	// their own: every request's JSON-RPC messages are read and checked

@@ -73,7 +73,7 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 			return Access{}, false
 		}
 	}
-	tok, err := g.Broker.TokenFor(r.Context(), claims.Subject, s.Narrowing)
+	tok, err := g.Broker.TokenFor(r.Context(), claims.Subject, claims.Scope, s.Narrowing)
 	switch {
 	case err == nil:
 	case errors.Is(err, grants.ErrGrantDead), errors.Is(err, grants.ErrNotFound):
@@ -104,7 +104,7 @@ func (e *Edge) refuseUnnarrowed(w http.ResponseWriter, s *Server, claims *access
 		retryAt = cannot.Until
 	}
 	writeOAuthError(w, &oauthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", RetryAfter: retrySeconds(retryAt.Sub(e.opts.Now())),
-		Description: "the identity provider does not issue tokens limited to server " + s.Name + "'s scopes, and this server refuses the user's full token; the gateway asks the provider again at " + retryAt.UTC().Format(time.RFC3339)})
+		Description: "the identity provider does not issue tokens limited to server " + s.Name + "'s scopes granted to this client, and this server refuses the user's full token; the gateway asks the provider again at " + retryAt.UTC().Format(time.RFC3339)})
 }
 
 // insufficientScope answers 403 insufficient_scope with the scopes to

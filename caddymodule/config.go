@@ -89,8 +89,9 @@ type Gateway struct {
 	LoginScopes []string `json:"login_scopes,omitzero"`
 
 	// PerServerTokens narrows the downstream token each server receives to
-	// that server's scopes. Default: on, handing out the full token (with a
-	// logged warning) where the downstream server cannot narrow.
+	// the scopes the calling client was granted for that server.
+	// Default: on, handing out the full token (with a logged warning)
+	// where the downstream server cannot narrow.
 	PerServerTokens *PerServerTokens `json:"per_server_tokens,omitempty"`
 
 	// Identity is the rule that resolves the user behind a downstream grant.
@@ -193,26 +194,37 @@ func (ca *ClientAuth) keyPEM(resolve func(string) string) string {
 	return key + "\n" + cert
 }
 
-// PerServerTokens says how each server's downstream token is narrowed to
-// the server's own scopes, so that an upstream never holds access meant for
-// another. A server whose scopes are the gateway's whole set gets the full
-// token, as there is nothing to narrow.
+// PerServerTokens says how the downstream token a server receives is
+// narrowed to the scopes the user granted the calling client for that
+// server (the scope of the client's access token), so that an upstream
+// never holds access its client was not given: neither another server's
+// scopes nor those of its own that the client was not granted, which a
+// tool without a call scope of its own would otherwise act with. The
+// narrowed token carries the granted scopes in the downstream server's
+// names (scope_map) and the login scopes. A client granted the gateway's
+// whole set gets the full token, which carries exactly that.
 type PerServerTokens struct {
 	// Mode is "refresh" (the default: a refresh-token grant that asks for
-	// the server's scopes, RFC 6749 §6), "token_exchange" (an RFC 8693
-	// token exchange of the grant's access token for one with the server's
+	// the granted scopes, RFC 6749 §6), "token_exchange" (an RFC 8693
+	// token exchange of the grant's access token for one with the granted
 	// scopes, for servers that offer it; no refresh token is rotated) or
-	// "off" (every server gets the grant's full token). A narrowed token is
-	// kept sealed per user and server, and renewed on its own.
+	// "off" (every server gets the grant's full token, whatever its
+	// clients were granted: the gateway's own checks, such as call scopes,
+	// are then all that stands between a client and the scopes it was not
+	// given). A narrowed token is kept sealed per user, server and granted
+	// scope set (up to 16 per user, the oldest dropped first), and renewed
+	// on its own; a client granted more later (a step-up) gets a token of
+	// its own, and the narrower one stays as it is.
 	Mode string `json:"mode,omitempty"`
 
 	// Fallback is what happens where the downstream server cannot narrow
 	// (it refuses or ignores the narrower scope, issues no refresh token,
 	// or does not exchange tokens): "full_token" (the default: the full
-	// token, and a warning in the log once an hour per server) or "refuse"
-	// (the request is answered 503 temporarily_unavailable with
-	// Retry-After set to when the provider is asked again, an hour later,
-	// and the log says why once an hour per server).
+	// token, and a warning in the log once an hour per server and scope
+	// set) or "refuse" (the request is answered 503
+	// temporarily_unavailable with Retry-After set to when the provider is
+	// asked again, an hour later, and the log says why once an hour per
+	// server and scope set).
 	Fallback string `json:"fallback,omitempty"`
 }
 

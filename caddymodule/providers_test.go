@@ -71,6 +71,15 @@ func (e *env) upstreamSees(t *testing.T, path, bearer string) (testenv.WhoAmI, t
 	return who, info, token
 }
 
+// defaultLogin are the login scopes when the config names none.
+var defaultLogin = []string{"openid", "offline_access"}
+
+// narrowed is the scope of a token narrowed to scopes: those and the login
+// scopes.
+func narrowed(login []string, scopes ...string) []string {
+	return append(slices.Clone(login), scopes...)
+}
+
 // sameScopes compares scope lists as sets.
 func sameScopes(got []string, want ...string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want)))
@@ -99,20 +108,20 @@ func writeKey(t *testing.T, key any) string {
 }
 
 // TestPerServerTokens: one user's grant yields, for each server, a
-// downstream token narrowed to that server's scopes, each refreshed on its
-// own.
+// downstream token narrowed to the scopes its client was granted (here all
+// the server offers) and the login scopes, each refreshed on its own.
 func TestPerServerTokens(t *testing.T) {
 	// A 4s lifetime is due for refresh after 2s.
 	e := startEnv(t, testenv.ProviderConfig{AccessTokenTTL: 4 * time.Second})
 	support, ops := loginBoth(t, e)
 
 	_, s, supportToken := e.upstreamSees(t, "/support", support.AccessToken)
-	if !sameScopes(s.Scopes, "tickets.read", "accounts.read") || !slices.Contains(s.Audience, testenv.DefaultAudience) {
-		t.Errorf("support-assistant's upstream got a token for %v at %v, want tickets.read accounts.read at %s", s.Scopes, s.Audience, testenv.DefaultAudience)
+	if !sameScopes(s.Scopes, narrowed(defaultLogin, "tickets.read", "accounts.read")...) || !slices.Contains(s.Audience, testenv.DefaultAudience) {
+		t.Errorf("support-assistant's upstream got a token for %v at %v, want tickets.read accounts.read and the login scopes at %s", s.Scopes, s.Audience, testenv.DefaultAudience)
 	}
 	_, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken)
-	if !sameScopes(o.Scopes, "tickets.write", "admin.read") {
-		t.Errorf("ops-console's upstream got a token for %v, want tickets.write admin.read", o.Scopes)
+	if !sameScopes(o.Scopes, narrowed(defaultLogin, "tickets.write", "admin.read")...) {
+		t.Errorf("ops-console's upstream got a token for %v, want tickets.write admin.read and the login scopes", o.Scopes)
 	}
 	if s.Subject != testenv.DefaultUser().Subject || o.Subject != s.Subject {
 		t.Errorf("the narrowed tokens belong to %q and %q", s.Subject, o.Subject)
@@ -120,7 +129,7 @@ func TestPerServerTokens(t *testing.T) {
 	// Each narrowing was a refresh asking for the server's scopes; the
 	// second used the refresh token the first rotated, so both came from
 	// the one grant.
-	if got := e.provider.RefreshScopes(); len(got) != 2 || !sameScopes(strings.Fields(got[0]), "accounts.read", "tickets.read") || !sameScopes(strings.Fields(got[1]), "admin.read", "tickets.write") {
+	if got := e.provider.RefreshScopes(); len(got) != 2 || !sameScopes(strings.Fields(got[0]), narrowed(defaultLogin, "accounts.read", "tickets.read")...) || !sameScopes(strings.Fields(got[1]), narrowed(defaultLogin, "admin.read", "tickets.write")...) {
 		t.Errorf("the provider saw refreshes with scopes %q, want one narrowing per server", got)
 	}
 
@@ -133,7 +142,7 @@ func TestPerServerTokens(t *testing.T) {
 	// Refreshed on its own when due, and narrowed again.
 	time.Sleep(2500 * time.Millisecond)
 	_, s2, next := e.upstreamSees(t, "/support", support.AccessToken)
-	if next == supportToken || !sameScopes(s2.Scopes, "tickets.read", "accounts.read") {
+	if next == supportToken || !sameScopes(s2.Scopes, narrowed(defaultLogin, "tickets.read", "accounts.read")...) {
 		t.Errorf("after expiry support-assistant's upstream got %v (a new token: %v)", s2.Scopes, next != supportToken)
 	}
 	if n := e.provider.RefreshCount() - before; n != 1 {
@@ -247,7 +256,7 @@ func TestProviderAuth0(t *testing.T) {
 		t.Errorf("the authorization request carried audience %v, resource %v, prompt %q", last.Audiences, last.Resources, last.Params.Get("prompt"))
 	}
 	_, s, _ := e.upstreamSees(t, "/support", support.AccessToken)
-	if !slices.Equal(s.Audience, []string{testenv.DefaultAudience}) || !sameScopes(s.Scopes, "tickets.read", "accounts.read") {
+	if !slices.Equal(s.Audience, []string{testenv.DefaultAudience}) || !sameScopes(s.Scopes, narrowed(defaultLogin, "tickets.read", "accounts.read")...) {
 		t.Errorf("the upstream got a token for %v at %v", s.Scopes, s.Audience)
 	}
 	for _, m := range e.provider.ClientAuthMethods() {
@@ -259,7 +268,7 @@ func TestProviderAuth0(t *testing.T) {
 
 // TestProviderEntra: the gateway's scope names map to the provider's, no
 // resource is sent, and each server's token carries the provider's names
-// of its scopes.
+// of its scopes, with the login scopes.
 func TestProviderEntra(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{
 		Scopes:              []string{"api://acme/tickets.read", "api://acme/tickets.write", "api://acme/accounts.read", "api://acme/admin.read"},
@@ -280,13 +289,13 @@ func TestProviderEntra(t *testing.T) {
 		t.Errorf("the authorization request asked for %v with resource %v", last.Scopes, last.Resources)
 	}
 	who, s, _ := e.upstreamSees(t, "/support", support.AccessToken)
-	if !sameScopes(s.Scopes, "api://acme/tickets.read", "api://acme/accounts.read") {
+	if !sameScopes(s.Scopes, narrowed(defaultLogin, "api://acme/tickets.read", "api://acme/accounts.read")...) {
 		t.Errorf("support-assistant's upstream got %v", s.Scopes)
 	}
 	if who.XHeaders["X-Mcp-Scopes"] != "accounts.read tickets.read" {
 		t.Errorf("the gateway's own scope names became %q", who.XHeaders["X-Mcp-Scopes"])
 	}
-	if _, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken); !sameScopes(o.Scopes, "api://acme/tickets.write", "api://acme/admin.read") {
+	if _, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken); !sameScopes(o.Scopes, narrowed(defaultLogin, "api://acme/tickets.write", "api://acme/admin.read")...) {
 		t.Errorf("ops-console's upstream got %v", o.Scopes)
 	}
 }
@@ -318,7 +327,7 @@ func TestProviderEntraCertificate(t *testing.T) {
 				certificate {file.`+certFile+`}
 			}`))
 	support, _ := loginBoth(t, e)
-	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, "tickets.read", "accounts.read") {
+	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, narrowed(defaultLogin, "tickets.read", "accounts.read")...) {
 		t.Errorf("support-assistant's upstream got %v", s.Scopes)
 	}
 	if methods := e.provider.ClientAuthMethods(); len(methods) < 3 || slices.ContainsFunc(methods, func(m string) bool { return m != "private_key_jwt" }) {
@@ -359,7 +368,7 @@ func TestProviderGoogle(t *testing.T) {
 	}
 	// The narrowed token is itself proof of the refresh token that
 	// access_type offline brought.
-	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, prefix+"tickets.readonly", prefix+"accounts.readonly") {
+	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, narrowed([]string{"openid", "email"}, prefix+"tickets.readonly", prefix+"accounts.readonly")...) {
 		t.Errorf("support-assistant's upstream got %v", s.Scopes)
 	}
 }
@@ -400,7 +409,7 @@ func TestProviderOkta(t *testing.T) {
 			resource_parameter none
 			client_auth private_key_jwt key {file.`+keyFile+`}`))
 	support, _ := loginBoth(t, e)
-	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, "tickets.read", "accounts.read") {
+	if _, s, _ := e.upstreamSees(t, "/support", support.AccessToken); !sameScopes(s.Scopes, narrowed(defaultLogin, "tickets.read", "accounts.read")...) {
 		t.Errorf("support-assistant's upstream got %v", s.Scopes)
 	}
 	methods := e.provider.ClientAuthMethods()
@@ -434,10 +443,11 @@ func TestProviderKeycloak(t *testing.T) {
 			per_server_tokens token_exchange`))
 	support, ops := loginBoth(t, e)
 	who, s, _ := e.upstreamSees(t, "/support", support.AccessToken)
-	if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Username || !sameScopes(s.Scopes, "tickets.read", "accounts.read") {
+	keycloakLogin := []string{"openid", "offline_access", "profile"}
+	if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Username || !sameScopes(s.Scopes, narrowed(keycloakLogin, "tickets.read", "accounts.read")...) {
 		t.Errorf("the user is %q and the upstream got %v", who.XHeaders["X-Mcp-User"], s.Scopes)
 	}
-	if _, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken); !sameScopes(o.Scopes, "tickets.write", "admin.read") || o.Subject != s.Subject {
+	if _, o, _ := e.upstreamSees(t, "/ops", ops.AccessToken); !sameScopes(o.Scopes, narrowed(keycloakLogin, "tickets.write", "admin.read")...) || o.Subject != s.Subject {
 		t.Errorf("ops-console's upstream got %v of %q", o.Scopes, o.Subject)
 	}
 	if ex, ref := e.provider.ExchangeScopes(), e.provider.RefreshScopes(); len(ex) != 2 || len(ref) != 0 {

@@ -184,29 +184,40 @@ func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) e
 
 // narrowing returns how server name, offering the scopes offered of the
 // gateway's full set, gets its downstream token under gw's config: nil
-// (the full token) when per_server_tokens is off or there is nothing to
-// narrow.
+// (the full token) when per_server_tokens is off. Otherwise each request's
+// token is narrowed to what its client was granted of offered, in the
+// downstream server's names with the login scopes; a client granted the
+// gateway's whole set gets the full token, which carries exactly that.
 func (st *gatewayState) narrowing(gw *Gateway, name string, offered, full scopes.Set) *grants.Narrowing {
 	p := gw.PerServerTokens
 	if p == nil {
 		p = &PerServerTokens{}
 	}
-	if p.Mode == "off" || offered.ContainsAll(full) {
+	if p.Mode == "off" {
 		return nil
 	}
 	gateway := gw.Name
 	return &grants.Narrowing{
-		Key:      name,
-		Scopes:   st.downstream.MapScopes(offered.Tokens()),
+		Key: name,
+		Scopes: func(granted string) []string {
+			// A verified token's scope parses. What the server no longer
+			// offers (a reload narrowed it) is not passed on.
+			set, _ := scopes.Parse(granted)
+			set = set.Intersect(offered)
+			if set.Equal(full) {
+				return nil
+			}
+			return st.downstream.ScopesFor(set.Tokens())
+		},
 		Exchange: p.Mode == "token_exchange",
 		Refuse:   p.Fallback == "refuse",
 		Warn: func(reason error) {
 			if p.Fallback == "refuse" {
-				st.logger.Warn("the downstream server cannot narrow tokens to this server's scopes; its requests are refused with 503 for the next hour, then it is asked again (per_server_tokens fallback refuse)",
+				st.logger.Warn("the downstream server cannot narrow tokens to the scopes granted for this server; its requests are refused with 503 for the next hour, then it is asked again (per_server_tokens fallback refuse)",
 					zap.String("gateway", gateway), zap.String("server", name), zap.Error(reason))
 				return
 			}
-			st.logger.Warn("the downstream server cannot narrow tokens to this server's scopes; the server gets the full token (set per_server_tokens fallback refuse to refuse instead)",
+			st.logger.Warn("the downstream server cannot narrow tokens to the scopes granted for this server; the server gets the full token (set per_server_tokens fallback refuse to refuse instead)",
 				zap.String("gateway", gateway), zap.String("server", name), zap.Error(reason))
 		},
 	}

@@ -39,11 +39,17 @@ func (c *Client) MapScopes(names []string) []string {
 	return out
 }
 
-// requestedScopes is the scope of every authorization: the login scopes
-// and the downstream names of the gateway's whole scope set.
-func (c *Client) requestedScopes() []string {
+// ScopesFor returns the downstream scope of a token for the gateway's
+// scope names: the login scopes and the names' downstream names
+// (MapScopes), without duplicates. Every authorization asks for the
+// gateway's whole set; a token narrowed to what one client was granted
+// keeps the login scopes too, so that it is the grant's token minus the
+// scopes not granted: an upstream may use it at the userinfo endpoint, and
+// a server that keeps issuing refresh tokens only while offline_access is
+// asked for keeps issuing them.
+func (c *Client) ScopesFor(names []string) []string {
 	all := slices.Clone(c.cfg.LoginScopes)
-	for _, s := range c.MapScopes(c.cfg.Scopes) {
+	for _, s := range c.MapScopes(names) {
 		if !slices.Contains(all, s) {
 			all = append(all, s)
 		}
@@ -74,7 +80,7 @@ func (c *Client) oauth2Config(meta *Metadata) *oauth2.Config {
 			AuthStyle: style,
 		},
 		RedirectURL: c.cfg.RedirectURL,
-		Scopes:      c.requestedScopes(),
+		Scopes:      c.ScopesFor(c.cfg.Scopes),
 	}
 }
 

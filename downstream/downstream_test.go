@@ -100,6 +100,26 @@ func TestMapScopes(t *testing.T) {
 	}
 }
 
+func TestScopesFor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		login []string
+		names []string
+		want  []string
+	}{
+		{"login scopes first", []string{"openid", "offline_access"}, []string{"a"}, []string{"openid", "offline_access", "x"}},
+		{"mapped and kept names", []string{"openid"}, []string{"b", "c"}, []string{"openid", "x", "y", "c"}},
+		{"a login scope mapped to", []string{"x"}, []string{"a", "b"}, []string{"x", "y"}},
+		{"no login scopes", nil, []string{"c"}, []string{"c"}},
+		{"no names", []string{"openid"}, nil, []string{"openid"}},
+	} {
+		c := New(Config{LoginScopes: tc.login, ScopeMap: map[string][]string{"a": {"x"}, "b": {"x", "y"}}})
+		if got := c.ScopesFor(tc.names); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: ScopesFor(%v) = %v, want %v", tc.name, tc.names, got, tc.want)
+		}
+	}
+}
+
 func pemOf(t *testing.T, typ string, der []byte) []byte {
 	t.Helper()
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})

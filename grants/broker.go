@@ -72,7 +72,7 @@ type Broker struct {
 
 	flights singleflight.Group // refreshes in progress, by user
 
-	narrow narrowState // narrowed tokens by server (narrow.go)
+	narrow narrowState // narrowed tokens by server and scope set (narrow.go)
 }
 
 // Token returns a valid downstream access token for user: the access

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -31,23 +32,66 @@ type Grant struct {
 	// the user must sign in again. DeadReason says why.
 	Dead       bool   `json:"dead,omitempty"`
 	DeadReason string `json:"dead_reason,omitempty"`
-	// Narrowed are access tokens narrowed from this grant to one MCP
-	// server's scopes, by the Narrowing's key. They are secret and sealed
-	// with Token. A new sign-in starts without them.
-	Narrowed map[string]*NarrowedToken `json:"-"`
+	// Narrowed are access tokens narrowed from this grant to the scopes
+	// granted to a client for one MCP server: one per server and scope
+	// set, at most maxNarrowed. They are secret and sealed with Token. A
+	// new sign-in starts without them.
+	Narrowed []*NarrowedToken `json:"-"`
 }
 
+// maxNarrowed bounds the narrowed tokens kept in one grant: a user's
+// clients rarely hold more than a few scope sets of a few servers, and a
+// grant record must not grow with every set ever asked for.
+const maxNarrowed = 16
+
 // NarrowedToken is an access token the downstream server issued for a
-// narrower scope than the grant's, by a refresh (RFC 6749 §6).
+// narrower scope than the grant's, by a refresh (RFC 6749 §6) or a token
+// exchange (RFC 8693).
 type NarrowedToken struct {
+	// Server is the Narrowing's key it was obtained for: the MCP server's
+	// name.
+	Server string
 	// Token is the access token, its type and expiry; never a refresh
 	// token, which stays the grant's.
 	Token *oauth2.Token
-	// Scopes are the downstream scopes asked for, space-separated: a token
-	// asked for another set does not serve.
+	// Scopes are the downstream scopes asked for, sorted and
+	// space-separated: a token asked for another set does not serve.
 	Scopes string
 	// IssuedAt is when it was obtained.
 	IssuedAt time.Time
+}
+
+// narrowedFor returns g's narrowed token for server and scopes (sorted,
+// space-separated), or nil.
+func (g *Grant) narrowedFor(server, scopes string) *NarrowedToken {
+	for _, n := range g.Narrowed {
+		if n != nil && n.Token != nil && n.Server == server && n.Scopes == scopes {
+			return n
+		}
+	}
+	return nil
+}
+
+// keepNarrowed adds nt to g's narrowed tokens in place of one for the same
+// server and scopes. Tokens expired at now are dropped, and then, beyond
+// maxNarrowed, the ones obtained first: a dropped token costs one
+// narrowing again when it is next asked for.
+func (g *Grant) keepNarrowed(nt *NarrowedToken, now time.Time) {
+	kept := make([]*NarrowedToken, 0, len(g.Narrowed)+1)
+	for _, n := range g.Narrowed {
+		switch {
+		case n == nil || n.Token == nil:
+		case n.Server == nt.Server && n.Scopes == nt.Scopes:
+		case !n.Token.Expiry.IsZero() && !now.Before(n.Token.Expiry):
+		default:
+			kept = append(kept, n)
+		}
+	}
+	if over := len(kept) + 1 - maxNarrowed; over > 0 {
+		slices.SortStableFunc(kept, func(a, b *NarrowedToken) int { return a.IssuedAt.Compare(b.IssuedAt) })
+		kept = slices.Delete(kept, 0, over)
+	}
+	g.Narrowed = append(kept, nt)
 }
 
 // grantRecord is a Grant as stored.
@@ -59,15 +103,19 @@ type grantRecord struct {
 // tokenFields is the part of an oauth2.Token the gateway keeps, and the
 // grant's narrowed tokens: everything that is sealed.
 type tokenFields struct {
-	AccessToken  string                    `json:"access_token"`
-	TokenType    string                    `json:"token_type,omitempty"`
-	RefreshToken string                    `json:"refresh_token,omitempty"`
-	Expiry       time.Time                 `json:"expiry,omitzero"`
-	Narrowed     map[string]narrowedFields `json:"narrowed,omitempty"`
+	AccessToken  string    `json:"access_token"`
+	TokenType    string    `json:"token_type,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	// Narrowed is named anew since narrowed tokens are kept per server and
+	// scope set: the former "narrowed", one per server, is ignored, and
+	// each of its tokens is obtained again when it is next needed.
+	Narrowed []narrowedFields `json:"narrowed_tokens,omitempty"`
 }
 
 // narrowedFields is a NarrowedToken as sealed.
 type narrowedFields struct {
+	Server      string    `json:"server"`
 	AccessToken string    `json:"access_token"`
 	TokenType   string    `json:"token_type,omitempty"`
 	Expiry      time.Time `json:"expiry,omitzero"`
@@ -92,20 +140,18 @@ func (l *Ledger) SaveGrant(ctx context.Context, g *Grant) error {
 		RefreshToken: g.Token.RefreshToken,
 		Expiry:       g.Token.Expiry,
 	}
-	for key, n := range g.Narrowed {
+	for _, n := range g.Narrowed {
 		if n == nil || n.Token == nil {
 			continue
 		}
-		if fields.Narrowed == nil {
-			fields.Narrowed = make(map[string]narrowedFields, len(g.Narrowed))
-		}
-		fields.Narrowed[key] = narrowedFields{
+		fields.Narrowed = append(fields.Narrowed, narrowedFields{
+			Server:      n.Server,
 			AccessToken: n.Token.AccessToken,
 			TokenType:   n.Token.TokenType,
 			Expiry:      n.Token.Expiry,
 			Scopes:      n.Scopes,
 			IssuedAt:    n.IssuedAt,
-		}
+		})
 	}
 	plain, err := json.Marshal(fields)
 	if err != nil {
@@ -146,15 +192,13 @@ func (l *Ledger) Grant(ctx context.Context, user string) (*Grant, error) {
 		RefreshToken: t.RefreshToken,
 		Expiry:       t.Expiry,
 	}
-	for key, n := range t.Narrowed {
-		if g.Narrowed == nil {
-			g.Narrowed = make(map[string]*NarrowedToken, len(t.Narrowed))
-		}
-		g.Narrowed[key] = &NarrowedToken{
+	for _, n := range t.Narrowed {
+		g.Narrowed = append(g.Narrowed, &NarrowedToken{
+			Server:   n.Server,
 			Token:    &oauth2.Token{AccessToken: n.AccessToken, TokenType: n.TokenType, Expiry: n.Expiry},
 			Scopes:   n.Scopes,
 			IssuedAt: n.IssuedAt,
-		}
+		})
 	}
 	return &g, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -64,19 +65,28 @@ type Exchanger interface {
 	ExchangeToken(ctx context.Context, subjectToken string, scopes []string) (*oauth2.Token, error)
 }
 
-// Narrowing asks the Broker for a downstream access token that carries only
-// one MCP server's scopes rather than the whole grant's: least privilege
-// toward each upstream. The Broker obtains it with a refresh-token grant
-// that names the narrower scope (or, with Exchange, by exchanging the
-// grant's access token for it), keeps it sealed beside the grant (so every
-// instance sharing the storage uses it) and in memory, and renews it on its
-// own schedule. Set its fields before first use; it must not be copied
+// Narrowing asks the Broker for the downstream access token of one MCP
+// server that carries only the scopes its client was granted rather than
+// the whole grant's: least privilege toward each upstream, and toward each
+// tool of it that has no call scope of its own. The Broker obtains one
+// token per user and granted scope set with a refresh-token grant that
+// names the narrower scope (or, with Exchange, by exchanging the grant's
+// access token for it), keeps it sealed beside the grant (so every
+// instance sharing the storage uses it) and in memory, and renews it on
+// its own schedule. Set its fields before first use; it must not be copied
 // afterwards.
 type Narrowing struct {
-	// Key names the narrowed token beside the grant: the server's name.
+	// Key names the server's narrowed tokens beside the grant: the
+	// server's name.
 	Key string
-	// Scopes are the downstream scopes to ask for.
-	Scopes []string
+	// Scopes returns the downstream scopes to ask for on behalf of a
+	// client granted granted, the scope claim of its access token (the
+	// gateway's scope names, space-separated), or nil when the grant's
+	// full token carries what was granted, so that there is nothing to
+	// narrow. It must be set. It is called once per distinct granted
+	// string (up to maxGrantedSets of them, then on each request), from
+	// any goroutine.
+	Scopes func(granted string) []string
 	// Exchange obtains the narrowed token by RFC 8693 token exchange of the
 	// grant's access token instead of a refresh: no refresh token is
 	// rotated. The Broker's Refresher must be an Exchanger.
@@ -86,31 +96,52 @@ type Narrowing struct {
 	// token.
 	Refuse bool
 	// Warn, if set, is told why the server cannot narrow, once per
-	// finding (a finding holds an hour), whether the full token is handed
-	// out instead or (Refuse) the request refused. Each Narrowing is told,
-	// so a reload that builds new ones, say with another fallback, logs
-	// what the new config does with a finding already made.
+	// finding (a finding holds an hour, per scope set), whether the full
+	// token is handed out instead or (Refuse) the request refused. Each
+	// Narrowing is told, so a reload that builds new ones, say with
+	// another fallback, logs what the new config does with a finding
+	// already made.
 	Warn func(reason error)
 
-	view   atomic.Pointer[narrowedView]
+	mu   sync.Mutex                             // serializes additions to sets
+	sets atomic.Pointer[map[string]*grantedSet] // by granted scope string; replaced whole, never modified
+}
+
+// maxGrantedSets bounds the granted scope strings a Narrowing remembers
+// the resolution of. Clients of one server are granted few distinct sets
+// (255 is every non-empty subset of eight scopes); one beyond the bound is
+// resolved again on each request, which is correct but allocates.
+const maxGrantedSets = 256
+
+// maxViews bounds the narrowed views a Broker keeps, over every server and
+// config of its gateway. A view beyond it caches nothing in memory: its
+// tokens are read from storage on each request.
+const maxViews = 1024
+
+// grantedSet is what one granted scope string resolves to under a
+// Narrowing.
+type grantedSet struct {
+	view   *narrowedView                     // nil: the full token serves
 	warned atomic.Pointer[CannotNarrowError] // the finding Warn was last told of
 }
 
 // narrowState holds the Broker's narrowed tokens in memory: one view per
-// narrowing key and scope, shared by the configs that ask for it.
+// narrowing key, downstream scope set and mode, shared by the configs that
+// ask for it.
 type narrowState struct {
 	mu    sync.Mutex
 	views map[string]*narrowedView
 }
 
-// narrowedView is one server's narrowed tokens.
+// narrowedView is one server's narrowed tokens for one downstream scope
+// set.
 type narrowedView struct {
 	key      string
-	scopes   []string
-	scope    string // scopes, space-separated
-	exchange bool   // by token exchange rather than refresh
+	scopes   []string // sorted
+	scope    string   // scopes, space-separated
+	exchange bool     // by token exchange rather than refresh
 
-	cache   *tokenCache        // made with the view, under narrowState's lock
+	cache   *tokenCache        // by user; nil beyond maxViews
 	flights singleflight.Group // narrowing refreshes in progress, by user
 
 	// cannot is set while the server is known not to narrow this view.
@@ -123,25 +154,66 @@ func (b *Broker) cannotNarrow(v *narrowedView, why error) *CannotNarrowError {
 	return &CannotNarrowError{Server: v.key, Reason: why, Until: b.now().Add(narrowRetry)}
 }
 
-// view returns the view of n, made on first use.
-func (b *Broker) view(n *Narrowing) *narrowedView {
-	if v := n.view.Load(); v != nil {
-		return v
+// grantedSet returns what granted resolves to under n, remembered from
+// its first use. A warm call is a map lookup, without allocating.
+func (b *Broker) grantedSet(n *Narrowing, granted string) *grantedSet {
+	if m := n.sets.Load(); m != nil {
+		if gs := (*m)[granted]; gs != nil {
+			return gs
+		}
 	}
-	scope := strings.Join(n.Scopes, " ")
+	gs := &grantedSet{}
+	if scopes := n.Scopes(granted); scopes != nil {
+		gs.view = b.view(n, scopes)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var known map[string]*grantedSet
+	if m := n.sets.Load(); m != nil {
+		known = *m
+	}
+	if found := known[granted]; found != nil {
+		return found
+	}
+	if len(known) >= maxGrantedSets {
+		return gs
+	}
+	// Strings resolving to one view share its entry, so that Warn is told
+	// of its finding once.
+	for _, other := range known {
+		if other.view == gs.view {
+			gs = other
+			break
+		}
+	}
+	next := make(map[string]*grantedSet, len(known)+1)
+	maps.Copy(next, known)
+	next[granted] = gs
+	n.sets.Store(&next)
+	return gs
+}
+
+// view returns the view of n's server for the downstream scopes, made on
+// first use.
+func (b *Broker) view(n *Narrowing, scopes []string) *narrowedView {
+	sorted := slices.Compact(slices.Sorted(slices.Values(scopes)))
+	scope := strings.Join(sorted, " ")
 	id := fmt.Sprintf("%s\x00%s\x00%t", n.Key, scope, n.Exchange)
 	s := &b.narrow
 	s.mu.Lock()
-	v := s.views[id]
-	if v == nil {
-		if s.views == nil {
-			s.views = make(map[string]*narrowedView)
-		}
-		v = &narrowedView{key: n.Key, scopes: slices.Clone(n.Scopes), scope: scope, exchange: n.Exchange, cache: b.newTokenCache()}
-		s.views[id] = v
+	defer s.mu.Unlock()
+	if v := s.views[id]; v != nil {
+		return v
 	}
-	s.mu.Unlock()
-	n.view.Store(v)
+	v := &narrowedView{key: n.Key, scopes: sorted, scope: scope, exchange: n.Exchange}
+	if len(s.views) >= maxViews {
+		return v // not kept, so Forget need not reach it: it caches nothing
+	}
+	v.cache = b.newTokenCache()
+	if s.views == nil {
+		s.views = make(map[string]*narrowedView)
+	}
+	s.views[id] = v
 	return v
 }
 
@@ -155,22 +227,29 @@ func (s *narrowState) forget(user string) {
 }
 
 // TokenFor returns user's downstream access token for the server that n
-// describes: narrowed to n.Scopes, or, with a nil n, the grant's full token
-// (Token). Like Token, a narrowed token in memory is returned without
-// reading storage, and one about to expire is renewed once however many
-// goroutines ask, under the grant's storage lock.
+// describes, on behalf of a client granted granted (the scope claim of its
+// access token): narrowed to n.Scopes(granted), or the grant's full token
+// (Token) when that is nil or n is. Like Token, a narrowed token in memory
+// is returned without reading storage or allocating, and one about to
+// expire is renewed once however many goroutines ask, under the grant's
+// storage lock. Each scope set has a token of its own: a client granted
+// more (a step-up) does not widen the token of one granted less.
 //
 // A downstream server that refuses the narrower scope, ignores it (its
 // answer names a scope outside n.Scopes), or issued no refresh token,
 // cannot narrow: TokenFor then returns the full token and tells n.Warn, or
 // with n.Refuse returns ErrCannotNarrow; either way the server is not asked
-// to narrow for this view again for an hour. An "invalid_grant" refusal
+// to narrow to this scope set again for an hour. An "invalid_grant" refusal
 // ends the grant (ErrGrantDead), as it does for Token.
-func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oauth2.Token, error) {
+func (b *Broker) TokenFor(ctx context.Context, user, granted string, n *Narrowing) (*oauth2.Token, error) {
 	if n == nil {
 		return b.Token(ctx, user)
 	}
-	v := b.view(n)
+	gs := b.grantedSet(n, granted)
+	v := gs.view
+	if v == nil {
+		return b.Token(ctx, user)
+	}
 	now := b.now()
 	cannot := v.cannot.Load()
 	if cannot == nil || !now.Before(cannot.Until) {
@@ -200,7 +279,7 @@ func (b *Broker) TokenFor(ctx context.Context, user string, n *Narrowing) (*oaut
 			v.cannot.CompareAndSwap(old, cannot)
 		}
 	}
-	if n.Warn != nil && n.warned.Load() != cannot && n.warned.Swap(cannot) != cannot {
+	if n.Warn != nil && gs.warned.Load() != cannot && gs.warned.Swap(cannot) != cannot {
 		n.Warn(cannot.Reason)
 	}
 	if n.Refuse {
@@ -291,10 +370,7 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 			}
 			cannot = fmt.Errorf("the downstream server ignored a refresh narrowed to %q: its token also holds %q", v.scope, extra)
 		} else {
-			if g.Narrowed == nil {
-				g.Narrowed = make(map[string]*NarrowedToken)
-			}
-			g.Narrowed[v.key] = &NarrowedToken{Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}
+			g.keepNarrowed(&NarrowedToken{Server: v.key, Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}, now)
 		}
 		// Stored before it is handed out, and not cut short by the
 		// deadline: the old refresh token may be spent already.
@@ -360,7 +436,7 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 	}
 
 	now := b.now()
-	nt := &NarrowedToken{Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}
+	nt := &NarrowedToken{Server: v.key, Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}
 	l := b.Ledger
 	err = l.locked(ctx, l.grantKey(user), func() error {
 		// Re-read: a refresh elsewhere may have changed the grant.
@@ -368,10 +444,7 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 		if err != nil {
 			return err
 		}
-		if g.Narrowed == nil {
-			g.Narrowed = make(map[string]*NarrowedToken)
-		}
-		g.Narrowed[v.key] = nt
+		g.keepNarrowed(nt, b.now())
 		return l.SaveGrant(context.WithoutCancel(ctx), g)
 	})
 	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
@@ -387,8 +460,8 @@ func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user str
 // storedNarrowed caches and returns g's narrowed token for v if it is there,
 // was asked for v's scopes, and is not due for refresh at now.
 func (b *Broker) storedNarrowed(v *narrowedView, g *Grant, now time.Time) *oauth2.Token {
-	nt := g.Narrowed[v.key]
-	if nt == nil || nt.Token == nil || nt.Scopes != v.scope {
+	nt := g.narrowedFor(v.key, v.scope)
+	if nt == nil {
 		return nil
 	}
 	return b.cacheNarrowed(v, g.User, nt, now)

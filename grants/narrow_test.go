@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,16 @@ func startDownstream(t *testing.T, scopes []string, resource string) (*testenv.P
 		LoginScopes: downstream.DefaultLoginScopes(),
 		RedirectURL: callback,
 	})
+}
+
+// sameScopes reports whether got holds the scopes of want, in any order.
+func sameScopes(got []string, want string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(strings.FieldsSeq(want)))
+}
+
+// fixed is a Narrowing's Scopes that asks for scopes whatever was granted.
+func fixed(scopes ...string) func(string) []string {
+	return func(string) []string { return scopes }
 }
 
 // signIn runs a downstream login at the provider through the downstream
@@ -86,17 +97,17 @@ func TestNarrowedTokensLiveInStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	narrow := func() *grants.Narrowing {
-		return &grants.Narrowing{Key: "support-assistant", Scopes: []string{"tickets.read", "accounts.read"}}
+		return &grants.Narrowing{Key: "support-assistant", Scopes: fixed("tickets.read", "accounts.read")}
 	}
-	tokA, err := a.TokenFor(ctx, g.User, narrow())
+	tokA, err := a.TokenFor(ctx, g.User, "", narrow())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info, _ := p.TokenInfo(tokA.AccessToken); strings.Join(info.Scopes, " ") != "tickets.read accounts.read" {
+	if info, _ := p.TokenInfo(tokA.AccessToken); !sameScopes(info.Scopes, "accounts.read tickets.read") {
 		t.Fatalf("the narrowed token has scopes %v", info.Scopes)
 	}
 	refreshes := p.RefreshCount()
-	tokB, err := b.TokenFor(ctx, g.User, narrow())
+	tokB, err := b.TokenFor(ctx, g.User, "", narrow())
 	if err != nil || tokB.AccessToken != tokA.AccessToken || p.RefreshCount() != refreshes {
 		t.Errorf("the second instance got another token (%v) or refreshed again", err)
 	}
@@ -119,7 +130,7 @@ func TestNarrowedTokensLiveInStorage(t *testing.T) {
 	if err := a.Put(ctx, signIn(t, client)); err != nil {
 		t.Fatal(err)
 	}
-	tokA2, err := a.TokenFor(ctx, g.User, narrow())
+	tokA2, err := a.TokenFor(ctx, g.User, "", narrow())
 	if err != nil || tokA2.AccessToken == tokA.AccessToken || p.RefreshCount() != refreshes+1 {
 		t.Errorf("after a new sign-in: %v, same token %v, %d refreshes", err, tokA2.AccessToken == tokA.AccessToken, p.RefreshCount()-refreshes)
 	}
@@ -140,8 +151,8 @@ func TestNarrowingRefused(t *testing.T) {
 	}
 
 	// The grant holds tickets.read only: a refresh for admin.read is refused.
-	refuse := &grants.Narrowing{Key: "ops-console", Scopes: []string{"admin.read"}, Refuse: true}
-	_, err := b.TokenFor(ctx, g.User, refuse)
+	refuse := &grants.Narrowing{Key: "ops-console", Scopes: fixed("admin.read"), Refuse: true}
+	_, err := b.TokenFor(ctx, g.User, "", refuse)
 	if !errors.Is(err, grants.ErrCannotNarrow) || !strings.Contains(err.Error(), "invalid_scope") {
 		t.Fatalf("refuse: %v, want ErrCannotNarrow naming invalid_scope", err)
 	}
@@ -151,9 +162,9 @@ func TestNarrowingRefused(t *testing.T) {
 		t.Fatalf("refuse: %#v, want a CannotNarrowError for ops-console until an hour from now", err)
 	}
 	var warnings []error
-	warn := &grants.Narrowing{Key: "reports", Scopes: []string{"admin.read"}, Warn: func(err error) { warnings = append(warnings, err) }}
+	warn := &grants.Narrowing{Key: "reports", Scopes: fixed("admin.read"), Warn: func(err error) { warnings = append(warnings, err) }}
 	for range 2 {
-		tok, err := b.TokenFor(ctx, g.User, warn)
+		tok, err := b.TokenFor(ctx, g.User, "", warn)
 		if err != nil || tok.AccessToken != g.Token.AccessToken {
 			t.Fatalf("full_token: %v; the full token: %v", err, err == nil && tok.AccessToken == g.Token.AccessToken)
 		}
@@ -169,9 +180,9 @@ func TestNarrowingRefused(t *testing.T) {
 	// A reload builds new Narrowings for the same server: the finding is
 	// reused (no new attempt), and the new one is told of it once, so that
 	// the new config's choice is logged.
-	reloaded := &grants.Narrowing{Key: "reports", Scopes: []string{"admin.read"}, Refuse: true, Warn: func(err error) { warnings = append(warnings, err) }}
+	reloaded := &grants.Narrowing{Key: "reports", Scopes: fixed("admin.read"), Refuse: true, Warn: func(err error) { warnings = append(warnings, err) }}
 	for range 2 {
-		if _, err := b.TokenFor(ctx, g.User, reloaded); !errors.Is(err, grants.ErrCannotNarrow) {
+		if _, err := b.TokenFor(ctx, g.User, "", reloaded); !errors.Is(err, grants.ErrCannotNarrow) {
 			t.Fatalf("after a reload to refuse: %v, want ErrCannotNarrow", err)
 		}
 	}
@@ -180,5 +191,90 @@ func TestNarrowingRefused(t *testing.T) {
 	}
 	if _, err := b.Token(ctx, g.User); err != nil {
 		t.Errorf("the refusal ended the grant: %v", err)
+	}
+}
+
+// TestTokenForFollowsTheGrant: each scope set granted to a client gets a
+// token of its own, narrowed at the provider to the login scopes and those
+// scopes, kept beside the grant; the whole set gets the grant's full
+// token. A step-up (more scopes, later) does not widen the earlier set's
+// token.
+func TestTokenForFollowsTheGrant(t *testing.T) {
+	p, client := startDownstream(t, testenv.DefaultScopes(), testenv.DefaultAudience)
+	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
+	sealer, _ := grants.NewSealer(key)
+	store := grants.NewMemoryStore()
+	a := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	ctx := context.Background()
+	g := signIn(t, client)
+	if err := a.Put(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	// As the gateway narrows a server offering the whole set.
+	const all = "accounts.read admin.read tickets.read tickets.write"
+	narrowing := func() *grants.Narrowing {
+		return &grants.Narrowing{Key: "support-assistant", Scopes: func(granted string) []string {
+			if granted == all {
+				return nil
+			}
+			return append([]string{"openid", "offline_access"}, strings.Fields(granted)...)
+		}}
+	}
+	n := narrowing()
+	tokens := map[string]string{} // by the scopes of the token
+	for _, tc := range []struct {
+		name, granted string
+		want          string // the token's scopes; "" for the grant's full token
+		narrows       bool   // at the provider
+	}{
+		{"part of the set", "tickets.read", "offline_access openid tickets.read", true},
+		{"again", "tickets.read", "offline_access openid tickets.read", false},
+		{"a step-up", "accounts.read tickets.read", "accounts.read offline_access openid tickets.read", true},
+		{"the step-up's set in another order", "tickets.read accounts.read", "accounts.read offline_access openid tickets.read", false},
+		{"the first set after the step-up", "tickets.read", "offline_access openid tickets.read", false},
+		{"the whole set", all, "", false},
+		{"another set", "tickets.write", "offline_access openid tickets.write", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := p.RefreshCount()
+			tok, err := a.TokenFor(ctx, g.User, tc.granted, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if narrowed := p.RefreshCount() - before; narrowed != map[bool]int{true: 1}[tc.narrows] {
+				t.Errorf("%d refreshes at the provider, want %d", narrowed, map[bool]int{true: 1}[tc.narrows])
+			}
+			if tc.want == "" {
+				if tok.AccessToken != g.Token.AccessToken {
+					t.Error("not the grant's full token")
+				}
+				return
+			}
+			info, ok := p.TokenInfo(tok.AccessToken)
+			if !ok || !sameScopes(info.Scopes, tc.want) {
+				t.Fatalf("a token for %v, want %s", info.Scopes, tc.want)
+			}
+			if first, seen := tokens[tc.want]; seen && first != tok.AccessToken {
+				t.Error("another token than the one this set got before")
+			}
+			tokens[tc.want] = tok.AccessToken
+		})
+	}
+
+	// Another instance on the storage serves each set's token as kept.
+	b := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	before := p.RefreshCount()
+	for granted, want := range map[string]string{
+		"tickets.read":               "offline_access openid tickets.read",
+		"accounts.read tickets.read": "accounts.read offline_access openid tickets.read",
+		"tickets.write":              "offline_access openid tickets.write",
+	} {
+		tok, err := b.TokenFor(ctx, g.User, granted, narrowing())
+		if err != nil || tok.AccessToken != tokens[want] {
+			t.Errorf("another instance, %s: %v; the kept token: %v", granted, err, err == nil && tok.AccessToken == tokens[want])
+		}
+	}
+	if n := p.RefreshCount() - before; n != 0 {
+		t.Errorf("another instance narrowed %d times, want none", n)
 	}
 }

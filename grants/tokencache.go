@@ -27,19 +27,30 @@ func newTokenCache(size int) *tokenCache {
 	return &tokenCache{seed: maphash.MakeSeed(), entries: expirycache.New[string, *oauth2.Token](size)}
 }
 
-// get returns the user's token if it is fresh at now.
+// get returns the user's token if it is fresh at now. A nil cache holds
+// nothing.
 func (c *tokenCache) get(user string, now time.Time) *oauth2.Token {
+	if c == nil {
+		return nil
+	}
 	t, _ := c.entries.Get(maphash.String(c.seed, user), user, now.UnixNano())
 	return t
 }
 
-// put caches the user's token until fresh.
+// put caches the user's token until fresh; a nil cache keeps nothing.
 func (c *tokenCache) put(user string, t *oauth2.Token, fresh, now time.Time) {
+	if c == nil {
+		return
+	}
 	c.entries.Put(maphash.String(c.seed, user), user, t, fresh.UnixNano(), now.UnixNano())
 }
 
 // remove drops the user's token.
-func (c *tokenCache) remove(user string) { c.entries.Remove(maphash.String(c.seed, user), user) }
+func (c *tokenCache) remove(user string) {
+	if c != nil {
+		c.entries.Remove(maphash.String(c.seed, user), user)
+	}
+}
 
 // len returns the number of entries.
 func (c *tokenCache) len() int { return c.entries.Len() }

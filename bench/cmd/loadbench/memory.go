@@ -42,8 +42,8 @@ func seedUser(i int) string { return fmt.Sprintf("seed-user-%06d", i) }
 
 // seedGrants stores n users' downstream grants, as n sign-ins would have,
 // with tokens the size a provider's JWT access token and opaque refresh
-// token have. Each also holds the token narrowed to the json server's
-// scopes, which the gateway (per_server_tokens refresh, the default) would
+// token have. Each also holds the token narrowed to the scopes the json
+// server's clients are granted, which the gateway (per_server_tokens refresh, the default) would
 // otherwise obtain by a refresh at the provider on the user's first
 // request. They expire in a day, so no request refreshes them.
 func seedGrants(ctx context.Context, ledger *grants.Ledger, n, workers int) error {
@@ -71,9 +71,13 @@ func seedGrants(ctx context.Context, ledger *grants.Ledger, n, workers int) erro
 						Expiry:       exp,
 					},
 					Scopes: "openid offline_access tickets.read tickets.write accounts.read admin.read",
-					Narrowed: map[string]*grants.NarrowedToken{"json": {
+					// The json server's clients are granted all it offers:
+					// its token's scope is those and the login scopes,
+					// sorted, as the gateway asks for it.
+					Narrowed: []*grants.NarrowedToken{{
+						Server:   "json",
 						Token:    &oauth2.Token{AccessToken: user + ".json." + strings.Repeat("n", 800), TokenType: "Bearer", Expiry: exp},
-						Scopes:   "accounts.read tickets.read",
+						Scopes:   "accounts.read offline_access openid tickets.read",
 						IssuedAt: now,
 					}},
 				})
