@@ -231,8 +231,8 @@ func (v *Verifier) RevokeFamily(familyID string, until time.Time) {
 	v.revoked.Store(&next)
 }
 
-// FamilyRevoked reports whether the refresh family familyID is revoked.
-func (v *Verifier) FamilyRevoked(familyID string) bool {
+// familyRevoked reports whether the refresh family familyID is revoked.
+func (v *Verifier) familyRevoked(familyID string) bool {
 	return v.revokedAt(familyID, v.now().UnixNano())
 }
 

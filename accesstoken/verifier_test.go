@@ -254,8 +254,8 @@ func TestRevokedFamily(t *testing.T) {
 	until := f.clock.Now().Add(2 * time.Hour)
 	f.v.RevokeFamily("fam-1", until)
 	f.v.RevokeFamily("", until) // tokens without a family are not revoked by it
-	if !f.v.FamilyRevoked("fam-1") || f.v.FamilyRevoked("fam-2") || f.v.FamilyRevoked("") {
-		t.Fatal("FamilyRevoked disagrees with RevokeFamily")
+	if !f.v.familyRevoked("fam-1") || f.v.familyRevoked("fam-2") || f.v.familyRevoked("") {
+		t.Fatal("familyRevoked disagrees with RevokeFamily")
 	}
 	for name, tok := range map[string]string{"cached": cached, "uncached": uncached} {
 		_, err := f.v.Verify(tok)
@@ -270,11 +270,11 @@ func TestRevokedFamily(t *testing.T) {
 	// An earlier until does not shorten a revocation; a lapsed one goes.
 	f.v.RevokeFamily("fam-1", f.clock.Now().Add(time.Minute))
 	f.clock.Advance(time.Hour)
-	if !f.v.FamilyRevoked("fam-1") {
+	if !f.v.familyRevoked("fam-1") {
 		t.Fatal("a shorter second revocation shortened the first")
 	}
 	f.clock.Advance(time.Hour)
-	if f.v.FamilyRevoked("fam-1") {
+	if f.v.familyRevoked("fam-1") {
 		t.Fatal("revocation outlived its until")
 	}
 	f.v.RevokeFamily("fam-3", f.clock.Now().Add(time.Hour))
@@ -282,7 +282,7 @@ func TestRevokedFamily(t *testing.T) {
 		t.Fatalf("revocation list holds %d families, want the lapsed one dropped", len(m))
 	}
 	f.v.RevokeFamily("fam-4", f.clock.Now().Add(-time.Second))
-	if f.v.FamilyRevoked("fam-4") {
+	if f.v.familyRevoked("fam-4") {
 		t.Fatal("a revocation that already lapsed took effect")
 	}
 }

@@ -89,7 +89,7 @@ func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Cl
 		"New":          req.scopes.Minus(earlier).Tokens(),
 		"Granted":      req.scopes.Intersect(earlier).Tokens(),
 		"RedirectHost": redirectHost(req.redirectURI),
-		"Unverified":   client.Source == "registered",
+		"Unverified":   client.Source == grants.SourceRegistered,
 		"Action":       s.Issuer + "/consent",
 		"Handle":       handle,
 		"CSRF":         csrf,

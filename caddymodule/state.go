@@ -70,7 +70,7 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 			GrantTypes:    []string{"authorization_code", "refresh_token"},
 			ResponseTypes: []string{"code"},
 			Servers:       c.Servers,
-			Source:        "config",
+			Source:        grants.SourceConfig,
 		}
 		client.TokenEndpointAuthMethod = "none"
 		if c.Secret != "" {

@@ -42,9 +42,9 @@ func (l *Ledger) Consent(ctx context.Context, user, clientID, server string) (*C
 	return c, nil
 }
 
-// DeleteConsent removes the user's consent for the client at the server, so
+// deleteConsent removes the user's consent for the client at the server, so
 // the next authorization asks again. Removing a missing consent is no error.
-func (l *Ledger) DeleteConsent(ctx context.Context, user, clientID, server string) error {
+func (l *Ledger) deleteConsent(ctx context.Context, user, clientID, server string) error {
 	return l.del(ctx, kindConsents, l.key(kindConsents, user, clientID, server))
 }
 

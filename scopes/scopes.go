@@ -158,8 +158,8 @@ func (s Set) Intersect(other Set) Set { return Set{filter(s.tokens, other.tokens
 // Minus returns the tokens of s that are not in other.
 func (s Set) Minus(other Set) Set { return Set{filter(s.tokens, other.tokens, false)} }
 
-// Equal reports whether s and other hold the same tokens.
-func (s Set) Equal(other Set) bool { return slices.Equal(s.tokens, other.tokens) }
+// equal reports whether s and other hold the same tokens.
+func (s Set) equal(other Set) bool { return slices.Equal(s.tokens, other.tokens) }
 
 // MarshalJSON encodes s as a JSON string in the space-delimited form of
 // [Set.String], as in OAuth metadata and token responses.

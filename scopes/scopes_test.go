@@ -148,7 +148,7 @@ func TestZeroValue(t *testing.T) {
 	if !s.IsEmpty() || s.Len() != 0 || s.String() != "" || s.Contains("") || s.Tokens() != nil {
 		t.Errorf("zero Set is not the empty set: %#v", s)
 	}
-	if !s.Equal(MustParse("")) || !s.Equal(MustParse(" ")) {
+	if !s.equal(MustParse("")) || !s.equal(MustParse(" ")) {
 		t.Error("zero Set differs from Parse of an empty string")
 	}
 }
@@ -216,10 +216,10 @@ func TestSetOperations(t *testing.T) {
 		if got := a.ContainsAll(b); got != tt.aContainsB {
 			t.Errorf("%q.ContainsAll(%q) = %v, want %v", tt.a, tt.b, got, tt.aContainsB)
 		}
-		if got := a.Equal(b); got != tt.equal {
-			t.Errorf("%q.Equal(%q) = %v, want %v", tt.a, tt.b, got, tt.equal)
+		if got := a.equal(b); got != tt.equal {
+			t.Errorf("%q.equal(%q) = %v, want %v", tt.a, tt.b, got, tt.equal)
 		}
-		if !a.Intersect(b).Equal(a.Minus(a.Minus(b))) {
+		if !a.Intersect(b).equal(a.Minus(a.Minus(b))) {
 			t.Errorf("%q ∩ %q differs from a − (a − b)", tt.a, tt.b)
 		}
 	}
@@ -284,7 +284,7 @@ func TestJSON(t *testing.T) {
 			if err := json.Unmarshal(out, &back); err != nil {
 				t.Fatalf("Unmarshal(%s) of Marshal output: %v", out, err)
 			}
-			if !back.Equal(got) {
+			if !back.equal(got) {
 				t.Errorf("round trip of %q through %s gave %q", got, out, back)
 			}
 		})
@@ -382,7 +382,7 @@ func TestResolve(t *testing.T) {
 			if e.Rejected.String() != tt.wantRejected {
 				t.Errorf("Rejected = %q, want %q", e.Rejected, tt.wantRejected)
 			}
-			if !e.Requested.Equal(requested) || !e.Offered.Equal(r.Offered) {
+			if !e.Requested.equal(requested) || !e.Offered.equal(r.Offered) {
 				t.Errorf("error reports requested %q, offered %q; want %q, %q", e.Requested, e.Offered, requested, r.Offered)
 			}
 			if e.Error() != e.Description {
