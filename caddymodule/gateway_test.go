@@ -188,6 +188,18 @@ func (e *env) waitServing() {
 	}
 }
 
+// waitUntil returns once cond holds, checking it every 50 ms, and fails t
+// when it does not hold within timeout: for what other instances or
+// background work make true, without guessing how long it takes.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", timeout, what)
+		}
+	}
+}
+
 // clientRedirect is the tests' client's redirect URI. Nothing listens
 // there: the browser stops at it and the code is read from the URL.
 const clientRedirect = "http://127.0.0.1:33418/callback"
