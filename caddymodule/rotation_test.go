@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -153,8 +154,11 @@ func TestKeyRotationAcrossInstances(t *testing.T) {
 
 	// B was not told and has seen no token of the new key: it picks the
 	// key up from storage on its poll.
-	waitUntil(t, 3*caddymodule.PollInterval, "B publishes the key A rotated in", func() bool {
-		return slices.Equal(jwksKids(t, cl.b), []string{rotated.Kid, first})
+	waitUntil(t, 3*caddymodule.PollInterval, "B publishes the key A rotated in", func() error {
+		if got := jwksKids(t, cl.b); !slices.Equal(got, []string{rotated.Kid, first}) {
+			return fmt.Errorf("B publishes %v", got)
+		}
+		return nil
 	})
 	for _, site := range []string{cl.a, cl.b} {
 		tok := issuedBy(site)
