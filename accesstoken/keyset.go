@@ -85,6 +85,7 @@ type keyState struct {
 	signer *signingKey
 	keys   map[string]keyEntry // by kid
 	jwks   []byte
+	infos  []KeyInfo // newest first, like jwks
 }
 
 type signingKey struct {
@@ -206,6 +207,23 @@ func (k *Keyset) reloadForUnknownKey(kid string) bool {
 // returns a copy the caller may keep.
 func (k *Keyset) JWKS() []byte {
 	return bytes.Clone(k.state.Load().jwks)
+}
+
+// KeyInfo describes one published key, for operators: never its private
+// half.
+type KeyInfo struct {
+	Kid     string
+	Created time.Time
+	// RetireAt is when the key stops verifying; zero for the signing key,
+	// which verifies until a newer key has replaced it for RetireAfter.
+	RetireAt time.Time
+	Signing  bool
+}
+
+// Keys describes the verifying keys, newest (the signing key) first: the
+// keys JWKS publishes.
+func (k *Keyset) Keys() []KeyInfo {
+	return slices.Clone(k.state.Load().infos)
 }
 
 // Issue signs c with the newest key and returns the compact JWT. It fills
@@ -386,8 +404,10 @@ func (k *Keyset) install(doc *storedKeyset) error {
 		}
 		st.keys[sk.Public.Kid] = e
 		set.Keys = append(set.Keys, sk.Public)
+		st.infos = append(st.infos, KeyInfo{Kid: sk.Public.Kid, Created: sk.Created, RetireAt: e.retireAt, Signing: i == len(doc.Keys)-1})
 	}
 	slices.Reverse(set.Keys) // newest first
+	slices.Reverse(st.infos)
 
 	newest := doc.Keys[len(doc.Keys)-1].Public
 	der, err := k.sealer.Open(doc.Private, k.additionalData(newest.Kid))

@@ -350,6 +350,14 @@ func TestRotate(t *testing.T) {
 		}
 	}
 
+	// Keys describes the same keys: the old one retires RetireAfter past
+	// the new one's creation.
+	infos := f.keys.Keys()
+	if len(infos) != 2 || infos[0].Kid != newKid || !infos[0].Signing || !infos[0].RetireAt.IsZero() ||
+		infos[1].Kid != oldKid || infos[1].Signing || !infos[1].RetireAt.Equal(infos[0].Created.Add(RetireAfter)) {
+		t.Fatalf("Keys() = %+v; want %q signing, then %q retiring", infos, newKid, oldKid)
+	}
+
 	// Storage keeps only the signing key's private half.
 	if doc := f.stored(t); len(doc.Keys) != 2 || doc.Keys[1].Public.Kid != newKid {
 		t.Fatalf("storage holds %+v", doc.Keys)

@@ -219,8 +219,8 @@ func (v *Verifier) RevokeFamily(ref string, until time.Time) {
 	v.revoked.revoke(ref, until.UnixNano(), v.now().UnixNano())
 }
 
-// FamilyRevoked reports whether the refresh family whose reference is ref
+// familyRevoked reports whether the refresh family whose reference is ref
 // is revoked.
-func (v *Verifier) FamilyRevoked(ref string) bool {
+func (v *Verifier) familyRevoked(ref string) bool {
 	return v.revoked.revokedAt(ref, v.now().UnixNano())
 }

@@ -306,8 +306,8 @@ func TestRevokedFamily(t *testing.T) {
 	until := f.clock.Now().Add(2 * time.Hour)
 	f.v.RevokeFamily("ref-1", until)
 	f.v.RevokeFamily("", until) // tokens without a family are not revoked by it
-	if !f.v.FamilyRevoked("ref-1") || f.v.FamilyRevoked("ref-2") || f.v.FamilyRevoked("") {
-		t.Fatal("FamilyRevoked disagrees with RevokeFamily")
+	if !f.v.familyRevoked("ref-1") || f.v.familyRevoked("ref-2") || f.v.familyRevoked("") {
+		t.Fatal("familyRevoked disagrees with RevokeFamily")
 	}
 	for name, tok := range map[string]string{"cached": cached, "uncached": uncached} {
 		_, err := f.v.Verify(tok)
@@ -323,20 +323,20 @@ func TestRevokedFamily(t *testing.T) {
 	// lengthens it.
 	f.v.RevokeFamily("ref-1", f.clock.Now().Add(time.Minute))
 	f.clock.Advance(time.Hour)
-	if !f.v.FamilyRevoked("ref-1") {
+	if !f.v.familyRevoked("ref-1") {
 		t.Fatal("a shorter second revocation shortened the first")
 	}
 	f.v.RevokeFamily("ref-1", f.clock.Now().Add(2*time.Hour))
 	f.clock.Advance(time.Hour)
-	if !f.v.FamilyRevoked("ref-1") {
+	if !f.v.familyRevoked("ref-1") {
 		t.Fatal("a longer second revocation did not lengthen the first")
 	}
 	f.clock.Advance(time.Hour)
-	if f.v.FamilyRevoked("ref-1") {
+	if f.v.familyRevoked("ref-1") {
 		t.Fatal("revocation outlived its until")
 	}
 	f.v.RevokeFamily("ref-4", f.clock.Now().Add(-time.Second))
-	if f.v.FamilyRevoked("ref-4") {
+	if f.v.familyRevoked("ref-4") {
 		t.Fatal("a revocation that already lapsed took effect")
 	}
 }

@@ -182,9 +182,6 @@ func setDefault(d *time.Duration, def time.Duration) {
 // Servers returns the servers of the edge.
 func (e *Edge) Servers() []*Server { return e.servers }
 
-// CallbackURL is the redirect URI to register at downstream servers.
-func (e *Edge) CallbackURL() string { return e.opts.PublicURL + CallbackPath }
-
 func (e *Edge) resourceMetadataURL(s *Server) string {
 	return e.opts.PublicURL + wellKnownResource + s.Path
 }

@@ -158,7 +158,7 @@ func (f *MetadataDocumentFetcher) fetch(ctx context.Context, clientID string) (*
 	if md.TokenEndpointAuthMethod != "" && md.TokenEndpointAuthMethod != "none" {
 		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata document clients; use none", md.TokenEndpointAuthMethod)
 	}
-	return md.toClient("metadata_document")
+	return md.toClient(grants.SourceMetadataDocument)
 }
 
 func isASCII(s string) bool {

@@ -64,7 +64,7 @@ func (e *Edge) serveRegister(w http.ResponseWriter, r *http.Request, s *Server) 
 	if md.TokenEndpointAuthMethod == "" {
 		md.TokenEndpointAuthMethod = "client_secret_basic" // RFC 7591 §2 default
 	}
-	client, err := md.toClient("registered")
+	client, err := md.toClient(grants.SourceRegistered)
 	if err != nil {
 		writeOAuthError(w, registrationError(err))
 		return

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 )
@@ -34,13 +35,15 @@ func init() {
 //	DELETE /mcp_gateway/gateways/<gateway>/grants?user=<user>|client_id=<client>
 //	GET    /mcp_gateway/gateways/<gateway>/clients
 //	DELETE /mcp_gateway/gateways/<gateway>/clients/<client id>
+//	GET    /mcp_gateway/gateways/<gateway>/keys
+//	POST   /mcp_gateway/gateways/<gateway>/keys/rotate
 //
 // <gateway> is a gateway's name, or <name>@<host of its public_url> when
-// several sites run a gateway of that name. A revocation takes effect at
-// once on the instance that serves it and within seconds on every other
-// instance sharing the storage, and forgets the consents it covers, so the
-// next authorization asks the user again. No answer carries a token or
-// secret.
+// several sites run a gateway of that name. A revocation or a key rotation
+// takes effect at once on the instance that serves it and within seconds on
+// every other instance sharing the storage; a revocation also forgets the
+// consents it covers, so the next authorization asks the user again. No
+// answer carries a token, a secret or a private key.
 type AdminAPI struct {
 	logger *zap.Logger
 }
@@ -96,7 +99,11 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return a.listClients(w, r, st)
 	case collection == "clients" && id != "" && r.Method == http.MethodDelete:
 		return a.deleteClient(w, r, st, id)
-	case collection == "grants" || collection == "clients":
+	case collection == "keys" && id == "" && r.Method == http.MethodGet:
+		return writeAdminJSON(w, keysView{Keys: keyViews(st.keys.Keys())})
+	case collection == "keys" && id == "rotate" && r.Method == http.MethodPost:
+		return a.rotateKeys(w, r, st)
+	case collection == "grants" || collection == "clients" || collection == "keys" && (id == "" || id == "rotate"):
 		return adminError(http.StatusMethodNotAllowed, "%s %s is not supported", r.Method, r.URL.Path)
 	}
 	return adminError(http.StatusNotFound, "unknown route %s", r.URL.Path)
@@ -279,6 +286,42 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gate
 	}
 	a.logger.Info("client deleted through the admin API", zap.String("gateway", st.cfg.name), zap.String("client_id", id), zap.Int("grants_revoked", len(ids)))
 	return writeAdminJSON(w, map[string]any{"deleted": id, "revoked": ids})
+}
+
+// keyView is a signing key as the admin API shows it: its public identity.
+type keyView struct {
+	Kid      string    `json:"kid"`
+	Created  time.Time `json:"created_at"`
+	RetireAt time.Time `json:"retires_at,omitzero"`
+	Signing  bool      `json:"signing,omitempty"`
+}
+
+type keysView struct {
+	// Kid is the key that signs from now on, after a rotation.
+	Kid  string    `json:"kid,omitempty"`
+	Keys []keyView `json:"keys"`
+}
+
+func keyViews(keys []accesstoken.KeyInfo) []keyView {
+	out := make([]keyView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, keyView{Kid: k.Kid, Created: k.Created, RetireAt: k.RetireAt, Signing: k.Signing})
+	}
+	return out
+}
+
+// rotateKeys makes a new signing key. Tokens signed with the previous keys
+// keep verifying until they retire (a day and an hour after this
+// rotation, longer than any access token lives), so nothing is refused;
+// the other instances sign with the new key and publish it within
+// seconds, and verify its tokens at once.
+func (a *AdminAPI) rotateKeys(w http.ResponseWriter, r *http.Request, st *gatewayState) error {
+	if err := st.keys.Rotate(r.Context()); err != nil {
+		return adminError(http.StatusServiceUnavailable, "rotating the signing key: %v", err)
+	}
+	keys := st.keys.Keys()
+	a.logger.Info("signing key rotated through the admin API", zap.String("gateway", st.cfg.name), zap.String("kid", keys[0].Kid), zap.Int("published", len(keys)))
+	return writeAdminJSON(w, keysView{Kid: keys[0].Kid, Keys: keyViews(keys)})
 }
 
 // gatewayInventory is what the admin API shows of a running gateway.

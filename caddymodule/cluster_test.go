@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/caddymodule"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 )
 
@@ -199,32 +200,54 @@ func startRedis(t *testing.T) (*testenv.RedisServer, string) {
 	return redis, "storage mcp_gateway_test_redis {\n\t\taddress " + redis.Addr + "\n\t}"
 }
 
-func testTwoInstances(t *testing.T, storage string) {
+// cluster is two Caddy instances of one gateway on one storage, behind
+// one public URL: A runs in this process, B in a child process.
+type cluster struct {
+	public         string // the load balancer's URL: A's
+	a, b           string // each instance's own URL
+	adminA, adminB string // each instance's admin address
+	provider       *testenv.Provider
+}
+
+// startCluster starts the downstream provider, the support-assistant MCP
+// server and both instances, all stopped when the test ends.
+func startCluster(t *testing.T, storage string, providerCfg testenv.ProviderConfig) *cluster {
+	t.Helper()
 	addrA, _ := testenv.FreeAddr()
 	addrB, _ := testenv.FreeAddr()
-	adminA, _ := testenv.FreeAddr()
-	adminB, _ := testenv.FreeAddr()
-	public := "http://" + addrA
-	// Downstream tokens live 4s, so the broker refreshes them after 2s.
-	provider, err := testenv.StartProvider(testenv.ProviderConfig{Addr: "127.0.0.1:0", RedirectURIs: []string{public + "/oauth/callback"},
-		AccessTokenTTL: 4 * time.Second})
-	if err != nil {
+	cl := &cluster{public: "http://" + addrA, a: "http://" + addrA, b: "http://" + addrB}
+	providerCfg.Addr = "127.0.0.1:0"
+	providerCfg.RedirectURIs = []string{cl.public + "/oauth/callback"}
+	var err error
+	if cl.provider, err = testenv.StartProvider(providerCfg); err != nil {
 		t.Fatal(err)
 	}
-	defer provider.Close()
+	t.Cleanup(func() { cl.provider.Close() })
 	upstream, err := testenv.StartMCPServer(testenv.MCPServerConfig{Name: "support-assistant"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer upstream.Close()
+	t.Cleanup(func() { upstream.Close() })
+	// Chosen last: a port freed by FreeAddr can be handed to the servers
+	// started since, which listen on any free port.
+	cl.adminA, _ = testenv.FreeAddr()
+	cl.adminB, _ = testenv.FreeAddr()
 	config := func(admin, addr string) string {
-		return fmt.Sprintf(clusterCaddyfile, admin, storage, addr, public, provider.Issuer(), testenv.HostOf(upstream.URL()))
+		return fmt.Sprintf(clusterCaddyfile, admin, storage, addr, cl.public, cl.provider.Issuer(), testenv.HostOf(upstream.URL()))
 	}
-	if err := testenv.RunCaddyfile([]byte(config(adminA, addrA))); err != nil {
+	if err := testenv.RunCaddyfile([]byte(config(cl.adminA, addrA))); err != nil {
 		t.Fatal(err)
 	}
-	defer testenv.StopCaddy()
-	startChildCaddy(t, config(adminB, addrB), "http://"+addrB+"/.well-known/oauth-protected-resource/support")
+	t.Cleanup(func() { _ = testenv.StopCaddy() })
+	startChildCaddy(t, config(cl.adminB, addrB), cl.b+"/.well-known/oauth-protected-resource/support")
+	return cl
+}
+
+func testTwoInstances(t *testing.T, storage string) {
+	// Downstream tokens live 4s, so the broker refreshes them after 2s.
+	cl := startCluster(t, storage, testenv.ProviderConfig{AccessTokenTTL: 4 * time.Second})
+	provider, public := cl.provider, cl.public
+	addrA, addrB := testenv.HostOf(cl.a), testenv.HostOf(cl.b)
 
 	// A client registered through B is known to A, which the browser uses.
 	e := &env{t: t, public: "http://" + addrB}
@@ -266,17 +289,12 @@ func testTwoInstances(t *testing.T, storage string) {
 	// The reuse was detected on A; B, which verified the family's access
 	// token before and holds it in its cache, refuses it once it has read
 	// A's revocation (it polls every few seconds).
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		status, _ := challengeOf(t, "http://"+addrB+"/support", next.AccessToken)
-		if status == http.StatusUnauthorized {
-			break
+	waitUntil(t, 3*caddymodule.PollInterval, "B refuses an access token of a family A revoked", func() error {
+		if status, _ := challengeOf(t, "http://"+addrB+"/support", next.AccessToken); status != http.StatusUnauthorized {
+			return fmt.Errorf("B answers %d", status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B still accepts an access token of a family A revoked: %d", status)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// Calls on both instances at once, when the user's downstream token is
 	// due, cause one downstream refresh between them: the storage lock

@@ -2,10 +2,8 @@ package caddymodule_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,16 +33,7 @@ func TestReloadMidFlow(t *testing.T) {
 
 	// The same servers with the scope subset written in another order: a
 	// new config for Caddy, the same gateway for its users.
-	resp, err := http.Post("http://"+e.admin+"/load", "text/caddyfile", strings.NewReader(e.caddyfile("accounts.read tickets.read")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitServing()
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/load: %d %s", resp.StatusCode, body)
-	}
+	e.reload("accounts.read tickets.read", "text/caddyfile")
 
 	// The three notifications after the reload, and the result.
 	if values, err := call.finish(t, ctx, 3); err != nil || len(values) != 3 {

@@ -74,7 +74,7 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 			GrantTypes:    []string{"authorization_code", "refresh_token"},
 			ResponseTypes: []string{"code"},
 			Servers:       c.Servers,
-			Source:        "config",
+			Source:        grants.SourceConfig,
 		}
 		client.TokenEndpointAuthMethod = "none"
 		if c.Secret != "" {
@@ -369,18 +369,22 @@ func (st *gatewayState) load(ctx context.Context) error {
 	st.applyRevocations(ctx, seen)
 	// Counting lists every grant: not on the first request's time.
 	go st.countGrants(sweepCtx)
-	go st.pollRevocations(sweepCtx, seen)
+	go st.poll(sweepCtx, seen)
 	return nil
 }
 
-// revocationPollInterval is how often an instance reads the revocations
-// recorded by every instance sharing its storage. An access token of a
-// family revoked elsewhere is refused here at most this long after.
-const revocationPollInterval = 5 * time.Second
+// pollInterval is how often an instance reads what every instance sharing
+// its storage may have changed: the revocations (an access token of a
+// family revoked elsewhere is refused here at most this long after) and
+// the signing keys (a rotation elsewhere is signed with and published here
+// at most this long after; a token signed with the new key verifies at
+// once, see accesstoken.Verifier).
+const pollInterval = 5 * time.Second
 
-// pollRevocations applies other instances' revocations until ctx ends.
-func (st *gatewayState) pollRevocations(ctx context.Context, seen map[string]bool) {
-	ticker := time.NewTicker(revocationPollInterval)
+// poll follows other instances' revocations and key rotations until ctx
+// ends.
+func (st *gatewayState) poll(ctx context.Context, seen map[string]bool) {
+	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
 	for {
 		select {
@@ -388,14 +392,36 @@ func (st *gatewayState) pollRevocations(ctx context.Context, seen map[string]boo
 			return
 		case <-ticker.C:
 			st.applyRevocations(ctx, seen)
+			st.reloadKeys(ctx)
 		}
 	}
+}
+
+// reloadKeys re-reads the signing keys, to sign with and publish a key
+// another instance rotated in, and to stop publishing retired ones. On
+// error the keys in memory stay in use.
+func (st *gatewayState) reloadKeys(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, pollInterval)
+	defer cancel()
+	before := signingKid(st.keys)
+	if err := st.keys.Reload(ctx); err != nil {
+		st.logger.Warn("re-reading the signing keys; signing and verifying with the keys already loaded", zap.String("gateway", st.cfg.name), zap.Error(err))
+		return
+	}
+	if after := signingKid(st.keys); after != before {
+		st.logger.Info("signing with the key another instance rotated in", zap.String("gateway", st.cfg.name), zap.String("kid", after), zap.String("previous_kid", before))
+	}
+}
+
+// signingKid returns the kid of the key that signs, the newest.
+func signingKid(keys *accesstoken.Keyset) string {
+	return keys.Keys()[0].Kid
 }
 
 // applyRevocations makes the verifier refuse the access tokens of every
 // family revoked since the last call.
 func (st *gatewayState) applyRevocations(ctx context.Context, seen map[string]bool) {
-	ctx, cancel := context.WithTimeout(ctx, revocationPollInterval)
+	ctx, cancel := context.WithTimeout(ctx, pollInterval)
 	defer cancel()
 	revocations, err := st.ledger.Revocations(ctx, seen)
 	if err != nil {

@@ -142,15 +142,12 @@ func ownCertificate(public crypto.PublicKey, blocks []*pem.Block) (*x509.Certifi
 	return nil, errors.New("no certificate given with the client key is the key's: their public keys differ; give the key's own certificate")
 }
 
-// Thumbprint returns the SHA-256 thumbprint of the key's certificate that
+// thumbprint returns the SHA-256 thumbprint of the key's certificate that
 // assertions carry in their x5t#S256 header, or "" without a certificate.
-func (k *ClientKey) Thumbprint() string { return k.x5tS256 }
+func (k *ClientKey) thumbprint() string { return k.x5tS256 }
 
-// Algorithm returns the JWS algorithm of the assertions, e.g. "RS256".
-func (k *ClientKey) Algorithm() string { return k.method.Alg() }
-
-// Public returns the public half, for registering at the downstream server.
-func (k *ClientKey) Public() crypto.PublicKey { return k.key.Public() }
+// algorithm returns the JWS algorithm of the assertions, e.g. "RS256".
+func (k *ClientKey) algorithm() string { return k.method.Alg() }
 
 // assertion signs a client assertion: issuer and subject are the client ID,
 // the audience is the one the server expects (a single string, not an

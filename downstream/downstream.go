@@ -150,12 +150,6 @@ func New(cfg Config) *Client {
 	return &Client{cfg: cfg}
 }
 
-// Issuer returns the downstream issuer URL.
-func (c *Client) Issuer() string { return c.cfg.Issuer }
-
-// ClientID returns the gateway's client ID at the downstream server.
-func (c *Client) ClientID() string { return c.cfg.ClientID }
-
 // explicit reports whether the config names the endpoints itself.
 func (c *Client) explicit() bool {
 	return c.cfg.Endpoints.AuthorizationEndpoint != "" && c.cfg.Endpoints.TokenEndpoint != ""

@@ -163,7 +163,7 @@ func TestParseClientKey(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || k.Algorithm() != tc.alg {
+		if err != nil || k.algorithm() != tc.alg {
 			t.Errorf("%s: %v, algorithm %v", tc.name, err, tc.alg)
 		}
 	}
@@ -202,7 +202,7 @@ func TestAssertionNamesCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tok.Header["x5t#S256"] != base64.RawURLEncoding.EncodeToString(sha256Sum[:]) || tok.Header["x5t"] != base64.RawURLEncoding.EncodeToString(sha1Sum[:]) ||
-		ck.Thumbprint() != tok.Header["x5t#S256"] {
+		ck.thumbprint() != tok.Header["x5t#S256"] {
 		t.Errorf("assertion header %v does not name the certificate", tok.Header)
 	}
 	if _, hasKid := tok.Header["kid"]; hasKid {
@@ -214,8 +214,8 @@ func TestAssertionNamesCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with a chain: %v", err)
 	}
-	if chained.Thumbprint() != ck.Thumbprint() {
-		t.Errorf("with a chain the thumbprint is %q, want the key's own %q", chained.Thumbprint(), ck.Thumbprint())
+	if chained.thumbprint() != ck.thumbprint() {
+		t.Errorf("with a chain the thumbprint is %q, want the key's own %q", chained.thumbprint(), ck.thumbprint())
 	}
 }
 

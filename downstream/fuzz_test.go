@@ -16,7 +16,7 @@ func FuzzParseClientKey(f *testing.F) {
 			}
 			return
 		}
-		if k.Algorithm() == "" {
+		if k.algorithm() == "" {
 			t.Fatal("a key without an algorithm")
 		}
 		if _, err := k.assertion("client", "https://as.example/token", time.Now()); err != nil {

@@ -181,7 +181,7 @@ func testConsents(t *testing.T, env *ledgerEnv) {
 		t.Fatal(err)
 	}
 	if _, err := l.Consent(ctx, "alice", "client-a", "support"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Consent after DeleteConsent: err = %v, want ErrNotFound", err)
+		t.Errorf("Consent after deleteConsent: err = %v, want ErrNotFound", err)
 	}
 	if err := l.SaveConsent(ctx, &Consent{User: "alice"}); err == nil {
 		t.Error("SaveConsent accepted a consent without client and server")

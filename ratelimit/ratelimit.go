@@ -157,8 +157,8 @@ func (l *Limiter) Refund(key string) {
 	}
 }
 
-// Len is the number of keys tracked.
-func (l *Limiter) Len() int {
+// size is the number of keys tracked.
+func (l *Limiter) size() int {
 	if l == nil {
 		return 0
 	}

@@ -106,8 +106,8 @@ func TestRefund(t *testing.T) {
 	if allowed != 2 {
 		t.Errorf("after take, refund, refund: %d of 5 takes allowed, want 2", allowed)
 	}
-	if l.Len() != 1 {
-		t.Errorf("Refund of an unknown key created it: %d keys", l.Len())
+	if l.size() != 1 {
+		t.Errorf("Refund of an unknown key created it: %d keys", l.size())
 	}
 }
 
@@ -122,8 +122,8 @@ func TestUnlimited(t *testing.T) {
 				t.Fatalf("an unlimited limiter (%+v) refused", rate)
 			}
 		}
-		if l.Len() != 0 {
-			t.Errorf("a nil limiter reports %d keys", l.Len())
+		if l.size() != 0 {
+			t.Errorf("a nil limiter reports %d keys", l.size())
 		}
 	}
 }
@@ -141,8 +141,8 @@ func TestMaxKeys(t *testing.T) {
 		t.Fatal("a second take of a within the hour was allowed")
 	}
 	for i := range 1000 {
-		if l.Take(fmt.Sprint("flood-", i)); l.Len() > 3 {
-			t.Fatalf("after %d distinct keys the limiter tracks %d, want at most 3", i+1, l.Len())
+		if l.Take(fmt.Sprint("flood-", i)); l.size() > 3 {
+			t.Fatalf("after %d distinct keys the limiter tracks %d, want at most 3", i+1, l.size())
 		}
 	}
 	// The flood pushed every earlier key out: each starts with a full bucket.

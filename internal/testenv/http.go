@@ -13,6 +13,10 @@ import (
 // client does (Content-Type and Accept of the transport), with a bearer
 // token unless token is empty and the extra header name/value pairs, and
 // returns the response with its body read (up to 1 MiB).
+//
+// A POST is not idempotent and is never sent twice: after a config load,
+// call ForgetConnections first (RunCaddyfile does) so that it goes out on
+// a new connection.
 func PostMCP(endpoint, token, body string, header ...string) (*http.Response, string, error) {
 	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(body))
 	if err != nil {
@@ -38,6 +42,12 @@ func PostMCP(endpoint, token, body string, header ...string) (*http.Response, st
 // GetJSON fetches rawURL with a bearer token (unless empty) and, when it
 // answers 200, decodes its JSON body into v. The response's body is
 // closed.
+//
+// A GET is idempotent, so one that fails in transport (a kept-alive
+// connection that a reloaded config's old server closed as the request
+// went out, or one it accepted and closed unanswered as it shut down) is
+// sent again on a new connection, up to twice: right after a config load
+// a client connecting afresh reaches the new config.
 func GetJSON(rawURL, token string, v any) (*http.Response, error) {
 	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -47,6 +57,10 @@ func GetJSON(rawURL, token string, v any) (*http.Response, error) {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
+	for retries := 2; err != nil && retries > 0; retries-- {
+		ForgetConnections()
+		resp, err = http.DefaultClient.Do(req)
+	}
 	if err != nil {
 		return nil, err
 	}
