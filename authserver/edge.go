@@ -226,11 +226,11 @@ func (e *Edge) ServeOAuth(w http.ResponseWriter, r *http.Request) bool {
 	case p == CallbackPath:
 		e.serveCallback(w, r)
 	case strings.HasPrefix(p, wellKnownResource):
-		return e.serveResourceMetadata(w, r, strings.TrimPrefix(p, wellKnownResource))
+		return e.serveResourceMetadata(w, r, strings.TrimPrefix(p, wellKnownResource)) || passMetadata(w, r)
 	case strings.HasPrefix(p, wellKnownAuthServer):
-		return e.serveAuthServerMetadata(w, r, strings.TrimPrefix(p, wellKnownAuthServer))
+		return e.serveAuthServerMetadata(w, r, strings.TrimPrefix(p, wellKnownAuthServer)) || passMetadata(w, r)
 	case strings.HasPrefix(p, wellKnownOpenID):
-		return e.serveAuthServerMetadata(w, r, strings.TrimPrefix(p, wellKnownOpenID))
+		return e.serveAuthServerMetadata(w, r, strings.TrimPrefix(p, wellKnownOpenID)) || passMetadata(w, r)
 	case strings.HasPrefix(p, OAuthPrefix):
 		name, endpoint, _ := strings.Cut(strings.TrimPrefix(p, OAuthPrefix), "/")
 		s := e.byName[name]

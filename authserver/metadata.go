@@ -117,3 +117,13 @@ func (e *Edge) serveJWKS(w http.ResponseWriter, r *http.Request, s *Server) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
 }
+
+// passMetadata prepares a discovery URL that names no server of the edge
+// (the root one of a site with several servers, say) for the next handler,
+// which may serve other metadata on the site or answer 404: browser-based
+// clients probe several such URLs in turn, and an answer without CORS
+// headers is a blocked request in their console. It answers the preflight
+// itself and reports whether it did.
+func passMetadata(w http.ResponseWriter, r *http.Request) bool {
+	return allowCORS(w, r, "GET, OPTIONS")
+}

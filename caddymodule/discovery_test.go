@@ -73,6 +73,11 @@ func TestDiscoveryDocuments(t *testing.T) {
 	if string(body) != "next handler" {
 		t.Errorf("metadata of an unknown server: %d %s", resp.StatusCode, body)
 	}
+	// ...with CORS headers, so that a browser client probing it reads the
+	// answer instead of logging a blocked request.
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Errorf("metadata of an unknown server passed on without CORS headers: %v", resp.Header)
+	}
 
 	// The 401 is readable by browser clients.
 	req, _ := http.NewRequest(http.MethodOptions, e.public+"/support", nil)
