@@ -49,16 +49,8 @@ type benchEdge struct {
 // means time.Now).
 func newGateway(tb testing.TB, store grants.Store, now func() time.Time) *authserver.Gateway {
 	tb.Helper()
-	ctx := context.Background()
-	sealer, err := grants.NewSealer(make([]byte, 32))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keys, err := accesstoken.LoadKeyset(ctx, store, "mcp_gateway/acme/signing_keys", sealer, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ledger := grants.NewLedger(store, "mcp_gateway/acme", sealer, now)
+	keys := loadKeys(tb, store, nil)
+	ledger := grants.NewLedger(store, "mcp_gateway/acme", newSealer(tb), now)
 	return &authserver.Gateway{
 		Name:     "acme",
 		Scopes:   scopes.MustParse("tickets.read tickets.write accounts.read admin.read"),
@@ -67,6 +59,28 @@ func newGateway(tb testing.TB, store grants.Store, now func() time.Time) *authse
 		Keys:     keys,
 		Verifier: accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
 	}
+}
+
+// newSealer is the gateway's sealer: a fixed key, so that every part a
+// test builds over one store opens what the others sealed.
+func newSealer(tb testing.TB) *grants.Sealer {
+	tb.Helper()
+	sealer, err := grants.NewSealer(make([]byte, 32))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sealer
+}
+
+// loadKeys loads the gateway's signing keys from store, creating them if
+// it has none, with now as the keyset's clock (nil means time.Now).
+func loadKeys(tb testing.TB, store grants.Store, now func() time.Time) *accesstoken.Keyset {
+	tb.Helper()
+	keys, err := accesstoken.LoadKeyset(context.Background(), store, "mcp_gateway/acme/signing_keys", newSealer(tb), now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys
 }
 
 // newBenchEdge builds an edge over store with the given number of servers,

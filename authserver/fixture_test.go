@@ -317,8 +317,8 @@ func readConsentPage(t *testing.T, w *httptest.ResponseRecorder) consentPage {
 	return p
 }
 
-// answer is the consent form's answer with decision, from the browser
-// holding cookie (none if nil).
+// answer posts form to server's consent endpoint from the browser holding
+// cookie (none if nil).
 func (p consentPage) answer(server string, form url.Values, cookie *http.Cookie) *http.Request {
 	r := postForm("/oauth/"+server+"/consent", form)
 	if cookie != nil {
