@@ -34,7 +34,7 @@ const (
 	// benchServerScopes, as the Broker keeps them: sorted, with the login
 	// scopes.
 	benchNarrowedScopes = "accounts.read offline_access openid tickets.read"
-	benchPublicURL      = "https://mcp.example.com"
+	benchPublicURL      = publicURL
 	benchRedirect       = "http://127.0.0.1:33418/callback"
 	benchClientID       = "bench-client"
 )
@@ -48,30 +48,53 @@ type benchEdge struct {
 	broker  *grants.Broker
 }
 
+// newGateway builds the gateway "acme" over store from the real parts the
+// Caddy module wires together, with now as the clock of its records (nil
+// means time.Now).
+func newGateway(tb testing.TB, store grants.Store, now func() time.Time) *authserver.Gateway {
+	tb.Helper()
+	keys := loadKeys(tb, store, nil)
+	ledger := grants.NewLedger(store, "mcp_gateway/acme", newSealer(tb), now)
+	return &authserver.Gateway{
+		Name:     "acme",
+		Scopes:   scopes.MustParse("tickets.read tickets.write accounts.read admin.read"),
+		Ledger:   ledger,
+		Broker:   &grants.Broker{Ledger: ledger},
+		Keys:     keys,
+		Verifier: accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
+	}
+}
+
+// newSealer is the gateway's sealer: a fixed key, so that every part a
+// test builds over one store opens what the others sealed.
+func newSealer(tb testing.TB) *grants.Sealer {
+	tb.Helper()
+	sealer, err := grants.NewSealer(make([]byte, 32))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sealer
+}
+
+// loadKeys loads the gateway's signing keys from store, creating them if
+// it has none, with now as the keyset's clock (nil means time.Now).
+func loadKeys(tb testing.TB, store grants.Store, now func() time.Time) *accesstoken.Keyset {
+	tb.Helper()
+	keys, err := accesstoken.LoadKeyset(context.Background(), store, "mcp_gateway/acme/signing_keys", newSealer(tb), now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys
+}
+
 // newBenchEdge builds an edge over store with the given number of servers,
 // all attached to one gateway. Server i is "s<i>" at "/s<i>".
 func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
 	b.Helper()
 	ctx := context.Background()
-	sealer, err := grants.NewSealer(make([]byte, 32))
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys, err := accesstoken.LoadKeyset(ctx, store, "mcp_gateway/acme/signing_keys", sealer, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ledger := grants.NewLedger(store, "mcp_gateway/acme", sealer, nil)
-	broker := &grants.Broker{Ledger: ledger}
-	gw := &authserver.Gateway{
-		Name:     "acme",
-		Scopes:   scopes.MustParse("tickets.read tickets.write accounts.read admin.read"),
-		Ledger:   ledger,
-		Broker:   broker,
-		Keys:     keys,
-		Verifier: accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
-	}
-	be := &benchEdge{gateway: gw, ledger: ledger, broker: broker}
+	gw := newGateway(b, store, nil)
+	ledger := gw.Ledger
+	be := &benchEdge{gateway: gw, ledger: ledger, broker: gw.Broker}
 	for i := range servers {
 		name := fmt.Sprintf("s%d", i)
 		be.servers = append(be.servers, &authserver.Server{
@@ -390,13 +413,8 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 	}
 }
 
-type benchTokens struct {
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-}
-
 // tokenRequest posts form to s's token endpoint as a public client.
-func tokenRequest(b *testing.B, be *benchEdge, s *authserver.Server, form url.Values) benchTokens {
+func tokenRequest(b *testing.B, be *benchEdge, s *authserver.Server, form url.Values) tokens {
 	form.Set("client_id", benchClientID)
 	r := httptest.NewRequest(http.MethodPost, benchPublicURL+"/oauth/"+s.Name+"/token", strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -404,7 +422,7 @@ func tokenRequest(b *testing.B, be *benchEdge, s *authserver.Server, form url.Va
 	if !be.edge.ServeOAuth(w, r) {
 		b.Fatal("the token endpoint was not served")
 	}
-	var tok benchTokens
+	var tok tokens
 	if w.Code != http.StatusOK {
 		b.Fatalf("token endpoint: status %d: %s", w.Code, w.Body)
 	}
