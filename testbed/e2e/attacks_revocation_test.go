@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e_test
 
 import (
 	"crypto/ecdsa"
