@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
 // TestAttacksConsent attacks the consent step: a consent remembered for

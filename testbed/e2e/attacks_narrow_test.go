@@ -3,7 +3,7 @@ package e2e_test
 import (
 	"testing"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
 // TestAttacksNarrowing: the downstream token an upstream receives carries

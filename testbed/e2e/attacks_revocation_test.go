@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/jwk"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
 // TestAttacksRevocation attacks the revocation of grants: nobody but the

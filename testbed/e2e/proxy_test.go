@@ -18,7 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
 // challengeOf posts an MCP initialize request with a bearer token and

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
 // The real authorization flow, as an MCP client and the person at its

@@ -39,7 +39,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"golang.org/x/oauth2"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/internal/testenv"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
 // config is the command line.
