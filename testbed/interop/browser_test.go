@@ -79,7 +79,7 @@ func TestRealBrowserConsent(t *testing.T) {
 				"scope": {"tickets.read accounts.read"}, "resource": {g.public + "/support"}})
 			args := []string{"browser-consent.mjs", authorize, redirect, decision, string(shows)}
 			if decision == "approve" && os.Getenv(screenshotEnv) == "1" {
-				args = append(args, filepath.Join("..", "docs", "img", "consent.png"))
+				args = append(args, filepath.Join("..", "..", "docs", "img", "consent.png"))
 			}
 			out := runNode(t, 90*time.Second, []string{"CHROMIUM=" + chromium}, args...)
 			if !strings.Contains(out, "LANDED "+redirect+"?") {

@@ -8,9 +8,9 @@
 // provider, the MCP servers of internal/testenv and Caddy in the test
 // process) and run the Node.js programs of this folder against it. The
 // Node.js packages are pinned in package.json and package-lock.json; install
-// them with
+// them, from the repository root, with
 //
-//	npm ci --prefix interop
+//	npm ci --prefix testbed/interop
 //
 // and Chromium from Debian's package chromium. .ci/run does both.
 package interop

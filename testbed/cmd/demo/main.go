@@ -2,9 +2,10 @@
 // provider as the downstream authorization server, two MCP servers
 // (support-assistant and ops-console) built with the official Go SDK, and
 // Caddy with the mcp_gateway handler configured by Caddyfile.example. Every
-// part listens on 127.0.0.1.
+// part listens on 127.0.0.1. Run it from the repository root, where
+// Caddyfile.example is:
 //
-//	go run ./cmd/demo [-listen 127.0.0.1:8080]
+//	go run ./testbed/cmd/demo [-listen 127.0.0.1:8080]
 package main
 
 import (

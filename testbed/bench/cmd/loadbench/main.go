@@ -14,7 +14,7 @@
 // endpoint's code and refresh rates and the memory of a gateway with many
 // grants in storage.
 //
-// bench/run.sh builds the binaries and runs it; docs/performance.md
+// testbed/bench/run.sh builds the binaries and runs it; docs/performance.md
 // explains the figures.
 package main
 
