@@ -373,18 +373,18 @@ func (st *gatewayState) load(ctx context.Context) error {
 	return nil
 }
 
-// pollInterval is how often an instance reads what every instance sharing
+// PollInterval is how often an instance reads what every instance sharing
 // its storage may have changed: the revocations (an access token of a
 // family revoked elsewhere is refused here at most this long after) and
 // the signing keys (a rotation elsewhere is signed with and published here
 // at most this long after; a token signed with the new key verifies at
 // once, see accesstoken.Verifier).
-const pollInterval = 5 * time.Second
+const PollInterval = 5 * time.Second
 
 // poll follows other instances' revocations and key rotations until ctx
 // ends.
 func (st *gatewayState) poll(ctx context.Context, seen map[string]bool) {
-	ticker := time.NewTicker(pollInterval)
+	ticker := time.NewTicker(PollInterval)
 	defer ticker.Stop()
 	for {
 		select {
@@ -401,7 +401,7 @@ func (st *gatewayState) poll(ctx context.Context, seen map[string]bool) {
 // another instance rotated in, and to stop publishing retired ones. On
 // error the keys in memory stay in use.
 func (st *gatewayState) reloadKeys(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, pollInterval)
+	ctx, cancel := context.WithTimeout(ctx, PollInterval)
 	defer cancel()
 	before := signingKid(st.keys)
 	if err := st.keys.Reload(ctx); err != nil {
@@ -421,7 +421,7 @@ func signingKid(keys *accesstoken.Keyset) string {
 // applyRevocations makes the verifier refuse the access tokens of every
 // family revoked since the last call.
 func (st *gatewayState) applyRevocations(ctx context.Context, seen map[string]bool) {
-	ctx, cancel := context.WithTimeout(ctx, pollInterval)
+	ctx, cancel := context.WithTimeout(ctx, PollInterval)
 	defer cancel()
 	revocations, err := st.ledger.Revocations(ctx, seen)
 	if err != nil {

@@ -1,5 +1,0 @@
-package caddymodule
-
-// PollInterval is how often an instance reads the revocations and signing
-// keys other instances wrote, for the tests that wait on it.
-const PollInterval = pollInterval
