@@ -1,15 +1,10 @@
 package caddymodule
 
 import (
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	mathrand "math/rand/v2"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,34 +85,25 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 	return r, nil
 }
 
-// resolveDownstream builds the downstream client's config.
+// resolveDownstream builds the downstream client's config with its
+// placeholders resolved, and checks it again: a placeholder may have
+// resolved to anything.
 func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) error {
-	// The gateway asks the downstream server for its whole scope set once,
-	// plus what it needs for identity and refresh; each MCP server's
-	// downstream token is then narrowed to that server's subset.
-	login := downstream.DefaultLoginScopes()
-	if gw.LoginScopes != nil {
-		login = slices.Clone(gw.LoginScopes)
+	resolve := func(s string) string { return repl.ReplaceKnown(s, "") }
+	if ca := gw.ClientAuth; ca != nil && ca.Method == downstream.AuthPrivateKeyJWT {
+		if resolve(ca.PrivateKey) == "" {
+			return fmt.Errorf("client_auth key resolved to an empty value; is the file or environment variable set?")
+		}
+		if ca.Certificate != "" && resolve(ca.Certificate) == "" {
+			return fmt.Errorf("client_auth certificate resolved to an empty value; is the file or environment variable set?")
+		}
 	}
-	dc := downstream.Config{
-		Issuer:   strings.TrimSuffix(repl.ReplaceKnown(gw.AuthorizationServer, ""), "/"),
-		ClientID: repl.ReplaceKnown(gw.ClientID, ""),
-		Endpoints: downstream.Metadata{
-			AuthorizationEndpoint: repl.ReplaceKnown(gw.AuthorizationEndpoint, ""),
-			TokenEndpoint:         repl.ReplaceKnown(gw.TokenEndpoint, ""),
-		},
-		ClientAuth:     downstream.ClientAuth{Secret: repl.ReplaceKnown(gw.ClientSecret, "")},
-		Resource:       repl.ReplaceKnown(gw.Resource, ""),
-		ResourceParam:  gw.ResourceParameter,
-		Scopes:         slices.Clone(gw.Scopes),
-		ScopeMap:       gw.ScopeMap,
-		LoginScopes:    login,
-		AuthParams:     make(map[string]string, len(gw.AuthorizationParams)),
-		IdentitySource: downstream.SourceIDToken,
-		IdentityClaim:  "sub",
+	dc, err := gw.downstreamConfig("", fmt.Sprintf("gateway %q", gw.Name), resolve)
+	if err != nil {
+		return err
 	}
-	if err := checkAbsoluteURL(dc.Issuer); err != nil || dc.Issuer == "" {
-		return fmt.Errorf("authorization_server %q (after placeholders) must be an absolute http(s) URL", dc.Issuer)
+	if dc.ClientAuth.Method == downstream.AuthPrivateKeyJWT && dc.ClientAuth.Key == nil {
+		return fmt.Errorf("client_auth key still holds a placeholder once resolved; is the file or environment variable set?")
 	}
 	if dc.ClientID == "" {
 		return fmt.Errorf("client_id %q resolved to an empty value; is the environment variable set?", gw.ClientID)
@@ -125,60 +111,20 @@ func (r *resolvedGateway) resolveDownstream(repl *caddy.Replacer, gw *Gateway) e
 	if gw.ClientSecret != "" && dc.ClientAuth.Secret == "" {
 		return fmt.Errorf("client_secret resolved to an empty value; is the environment variable or file set?")
 	}
-	if id := gw.Identity; id != nil {
-		dc.IdentitySource = cmp.Or(id.Source, dc.IdentitySource)
-		dc.IdentityClaim = cmp.Or(id.Claim, dc.IdentityClaim)
-	}
 	if (gw.AuthorizationEndpoint != "") != (dc.Endpoints.AuthorizationEndpoint != "") ||
 		(gw.TokenEndpoint != "") != (dc.Endpoints.TokenEndpoint != "") {
 		return fmt.Errorf("authorization_endpoint or token_endpoint resolved to an empty value; is the environment variable set?")
 	}
-	for k, v := range gw.AuthorizationParams {
-		dc.AuthParams[k] = repl.ReplaceKnown(v, "")
+	if id := gw.Identity; id != nil && id.Endpoint != "" && dc.UserinfoURL == "" {
+		return fmt.Errorf("the identity endpoint resolved to an empty value; is the environment variable set?")
 	}
-	if id := gw.Identity; id != nil && id.Endpoint != "" {
-		if dc.UserinfoURL = repl.ReplaceKnown(id.Endpoint, ""); dc.UserinfoURL == "" {
-			return fmt.Errorf("the identity endpoint resolved to an empty value; is the environment variable set?")
-		}
+	if dc.Issuer == "" || hasPlaceholder(dc.Issuer) {
+		return fmt.Errorf("authorization_server %q (after placeholders) must be an absolute http(s) URL", dc.Issuer)
 	}
-	keyDigest, keyID := "", ""
-	if ca := gw.ClientAuth; ca != nil {
-		dc.ClientAuth.Method = ca.Method
-		dc.ClientAuth.AssertionAudience = repl.ReplaceKnown(ca.AssertionAudience, "")
-		if ca.Method == downstream.AuthPrivateKeyJWT {
-			if repl.ReplaceKnown(ca.PrivateKey, "") == "" {
-				return fmt.Errorf("client_auth key resolved to an empty value; is the file or environment variable set?")
-			}
-			if ca.Certificate != "" && repl.ReplaceKnown(ca.Certificate, "") == "" {
-				return fmt.Errorf("client_auth certificate resolved to an empty value; is the file or environment variable set?")
-			}
-			keyID = repl.ReplaceKnown(ca.KeyID, "")
-			pemText := ca.keyPEM(func(s string) string { return repl.ReplaceKnown(s, "") })
-			key, err := downstream.ParseClientKey([]byte(pemText), keyID)
-			if err != nil {
-				return fmt.Errorf("client_auth key: %w", err)
-			}
-			dc.ClientAuth.Key = key
-			sum := sha256.Sum256([]byte(pemText))
-			keyDigest = hex.EncodeToString(sum[:])
-		}
+	if err := dc.Validate(); err != nil {
+		return fmt.Errorf("after placeholders: %w", err)
 	}
-	secretDigest := sha256.Sum256([]byte(dc.ClientAuth.Secret))
-	settings, err := json.Marshal(map[string]any{
-		"issuer":      dc.Issuer,
-		"client_id":   dc.ClientID,
-		"endpoints":   dc.Endpoints,
-		"client_auth": []string{dc.ClientAuth.Method, dc.ClientAuth.AssertionAudience, hex.EncodeToString(secretDigest[:]), keyDigest, keyID},
-		"resource":    []string{dc.Resource, dc.ResourceParam},
-		"scopes":      [][]string{dc.LoginScopes, dc.Scopes},
-		"scope_map":   dc.ScopeMap,
-		"auth_params": dc.AuthParams,
-		"identity":    []string{dc.IdentitySource, dc.IdentityClaim, dc.UserinfoURL},
-	})
-	if err != nil {
-		return err
-	}
-	r.downstream, r.settings = dc, string(settings)
+	r.downstream, r.settings = dc, dc.Fingerprint()
 	return nil
 }
 
