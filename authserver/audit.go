@@ -9,7 +9,7 @@ import "go.uber.org/zap"
 func (e *Edge) audit(event string, s *Server, clientID, user, scope string, extra ...zap.Field) {
 	fields := make([]zap.Field, 0, 5+len(extra))
 	if s != nil {
-		fields = append(fields, zap.String("gateway", s.Gateway.Name), zap.String("server", s.Name), zap.String("client_id", clientID))
+		fields = append(fields, zap.String("gateway", s.Gateway().Name), zap.String("server", s.Name), zap.String("client_id", clientID))
 	} else if clientID != "" {
 		fields = append(fields, zap.String("client_id", clientID))
 	}

@@ -65,7 +65,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		e.errorPage(w, http.StatusBadRequest, "The authorization request names no client", "The client_id parameter is missing. The MCP client that sent you here must register first.")
 		return
 	}
-	client, err := e.lookupClient(ctx, s.Gateway, clientID)
+	client, err := e.lookupClient(ctx, s.Gateway(), clientID)
 	if storageUnavailable(err) {
 		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read its registrations right now", clientLookupMessage(err))
 		return
@@ -116,7 +116,7 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		return
 	}
 	handle := randomToken()
-	if err := s.Gateway.Ledger.SavePending(ctx, handle, p); err != nil {
+	if err := s.Gateway().Ledger.SavePending(ctx, handle, p); err != nil {
 		e.log.Error("saving a pending authorization", zap.String("server", s.Name), zap.Error(err))
 		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot record your authorization right now", "Its storage is unavailable. Try again in a moment.")
 		return
@@ -217,7 +217,7 @@ func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
 		return
 	}
 	ctx := r.Context()
-	p, err := s.Gateway.Ledger.TakePendingOf(ctx, handle, hashWithLabel("browser", browser))
+	p, err := s.Gateway().Ledger.TakePendingOf(ctx, handle, hashWithLabel("browser", browser))
 	if errors.Is(err, grants.ErrOtherBrowser) {
 		e.errorPage(w, http.StatusForbidden, "This authorization belongs to another browser", "Start again from your MCP client in this browser.")
 		return
@@ -257,13 +257,13 @@ func (e *Edge) startDownstream(w http.ResponseWriter, r *http.Request, s *Server
 	ctx := r.Context()
 	state, verifier := randomToken(), randomToken()+randomToken()[:11] // 54 chars, within PKCE's 43-128
 	p.DownstreamVerifier = verifier
-	authURL, err := s.Gateway.Downstream.AuthCodeURL(ctx, state, verifier)
+	authURL, err := s.Gateway().Downstream.AuthCodeURL(ctx, state, verifier)
 	if err != nil {
-		e.log.Error("reaching the downstream authorization server", zap.String("gateway", s.Gateway.Name), zap.Error(err))
+		e.log.Error("reaching the downstream authorization server", zap.String("gateway", s.Gateway().Name), zap.Error(err))
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the downstream authorization server cannot be reached; try again later")
 		return
 	}
-	if err := s.Gateway.Ledger.SavePending(ctx, state, p); err != nil {
+	if err := s.Gateway().Ledger.SavePending(ctx, state, p); err != nil {
 		e.log.Error("saving a pending authorization", zap.String("server", s.Name), zap.Error(err))
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the gateway's storage is unavailable; try again later")
 		return
@@ -278,7 +278,7 @@ func (e *Edge) startDownstream(w http.ResponseWriter, r *http.Request, s *Server
 // otherwise the consent page marks the scopes that are new, as when a
 // client asks for more to call a tool (step-up authorization).
 func (e *Edge) earlierConsent(ctx context.Context, s *Server, browser string, p *grants.Pending) (string, scopes.Set) {
-	user, err := s.Gateway.Ledger.BrowserUser(ctx, hashWithLabel("browser", browser))
+	user, err := s.Gateway().Ledger.BrowserUser(ctx, hashWithLabel("browser", browser))
 	if err != nil {
 		return "", scopes.Set{}
 	}
@@ -288,7 +288,7 @@ func (e *Edge) earlierConsent(ctx context.Context, s *Server, browser string, p 
 // consentedScopes returns the scopes user approved for p's client and
 // redirect URI at s (empty if none).
 func (e *Edge) consentedScopes(ctx context.Context, s *Server, user string, p *grants.Pending) scopes.Set {
-	c, err := s.Gateway.Ledger.Consent(ctx, user, p.ClientID, s.Name)
+	c, err := s.Gateway().Ledger.Consent(ctx, user, p.ClientID, s.Name)
 	if err != nil || c.RedirectURI != p.RedirectURI {
 		return scopes.Set{}
 	}

@@ -101,7 +101,7 @@ func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
 			Name:    name,
 			Path:    "/" + name,
 			Rule:    scopes.Rule{Offered: scopes.MustParse(benchServerScopes)},
-			Gateway: gw,
+			Gateway: func() *authserver.Gateway { return gw },
 			// As the Caddy module configures a server (per_server_tokens
 			// refresh, the default): a downstream token narrowed to the
 			// scopes each client was granted, with the login scopes.

@@ -94,7 +94,7 @@ func (e *Edge) serveCallback(w http.ResponseWriter, r *http.Request) {
 		e.redirectError(w, r, s, p.RedirectURI, p.State, code, "the identity provider answered "+errCode)
 		return
 	}
-	g := s.Gateway
+	g := s.Gateway()
 	res, err := g.Downstream.Exchange(ctx, q.Get("code"), p.DownstreamVerifier)
 	if err != nil {
 		e.log.Warn("completing the downstream login", zap.String("gateway", g.Name), zap.Error(err))
@@ -152,7 +152,7 @@ func (e *Edge) refuseOtherBrowser(w http.ResponseWriter) {
 // Its answer (serveConsent) issues the code for user, or refuses; the
 // user's downstream grant is already kept either way, as after any sign-in.
 func (e *Edge) askConsentSignedIn(ctx context.Context, w http.ResponseWriter, s *Server, p *grants.Pending, user, browser string) {
-	client, err := e.lookupClient(ctx, s.Gateway, p.ClientID)
+	client, err := e.lookupClient(ctx, s.Gateway(), p.ClientID)
 	if storageUnavailable(err) {
 		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read its registrations right now", clientLookupMessage(err))
 		return
@@ -172,7 +172,7 @@ func (e *Edge) askConsentSignedIn(ctx context.Context, w http.ResponseWriter, s 
 	asked.RememberedFor, asked.DownstreamVerifier, asked.User = "", "", user
 	asked.ExpiresAt = e.opts.Now().Add(e.opts.AuthorizationTTL)
 	handle := randomToken()
-	if err := s.Gateway.Ledger.SavePending(ctx, handle, &asked); err != nil {
+	if err := s.Gateway().Ledger.SavePending(ctx, handle, &asked); err != nil {
 		e.log.Error("saving a pending authorization", zap.String("server", s.Name), zap.Error(err))
 		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot record your authorization right now", "Its storage is unavailable. Try again in a moment.")
 		return
@@ -187,7 +187,7 @@ func (e *Edge) askConsentSignedIn(ctx context.Context, w http.ResponseWriter, s 
 // (RFC 9207). A consent that was remembered is left as it was.
 func (e *Edge) issueCode(w http.ResponseWriter, r *http.Request, s *Server, p *grants.Pending, user string, saveConsent bool) {
 	ctx := r.Context()
-	g := s.Gateway
+	g := s.Gateway()
 	now := e.opts.Now()
 	if saveConsent {
 		consent := &grants.Consent{User: user, ClientID: p.ClientID, Server: s.Name, Scopes: p.Scopes, RedirectURI: p.RedirectURI, GrantedAt: now}
@@ -226,10 +226,10 @@ func (e *Edge) gateways() []*Gateway {
 	for _, s := range e.servers {
 		seen := false
 		for _, g := range out {
-			seen = seen || g == s.Gateway
+			seen = seen || g == s.Gateway()
 		}
 		if !seen {
-			out = append(out, s.Gateway)
+			out = append(out, s.Gateway())
 		}
 	}
 	return out

@@ -40,8 +40,10 @@ const (
 	wellKnownOpenID     = "/.well-known/openid-configuration"
 )
 
-// Gateway is the runtime of one auth boundary: its downstream client, its
-// durable state and its signing keys. One Gateway may outlive many configs.
+// Gateway is one auth boundary as the edge serves it: its downstream
+// client, its durable state and its signing keys, and the clients and
+// client hosts of its config. It is built whole once the gateway's state
+// is loaded, and not changed after.
 type Gateway struct {
 	Name       string
 	Scopes     scopes.Set // the full set its servers may request
@@ -81,7 +83,10 @@ type Server struct {
 	Resource string      // canonical resource URI: public URL + Path
 	Issuer   string      // public URL + /oauth/ + Name
 	Rule     scopes.Rule // what it offers and how requests are resolved
-	Gateway  *Gateway
+	// Gateway returns the gateway the server is attached to. The edge
+	// calls it only while serving a request, which its caller lets
+	// through once the gateway is loaded: it may return nil before.
+	Gateway func() *Gateway
 	// Narrowing asks for its downstream token narrowed to the scopes each
 	// request's access token was granted; nil hands it the grant's full
 	// token.

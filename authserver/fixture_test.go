@@ -87,10 +87,10 @@ func newTestEdge(t *testing.T) *testEdge {
 	}}
 	server := func(name, path, offered string) *authserver.Server {
 		return &authserver.Server{
-			Name:      name,
-			Path:      path,
-			Rule:      scopes.Rule{Offered: scopes.MustParse(offered)},
-			Gateway:   te.gw,
+			Name:    name,
+			Path:    path,
+			Rule:    scopes.Rule{Offered: scopes.MustParse(offered)},
+			Gateway: func() *authserver.Gateway { return te.gw },
 			// Every client of a server gets the server's narrowed token:
 			// the edge's tests are about the edge, and the grant's
 			// narrowing to each client's scopes has its own in grants.

@@ -91,7 +91,8 @@ func FuzzAuthorizeRequest(f *testing.F) {
 	f.Add("response_type=token&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge=x&code_challenge_method=plain&scope=admin.write")
 	f.Add("redirect_uri=cursor%3A%2F%2Fcb&response_type=code&code_challenge=" + challenge + "&code_challenge_method=S256&scope=%20openid%20tickets.read%20%20")
 	offered := scopes.MustParse("tickets.read accounts.read")
-	s := &Server{Name: "support", Path: "/support", Rule: scopes.Rule{Offered: offered}, Gateway: &Gateway{Name: "acme"}}
+	acme := &Gateway{Name: "acme"}
+	s := &Server{Name: "support", Path: "/support", Rule: scopes.Rule{Offered: offered}, Gateway: func() *Gateway { return acme }}
 	e := New(Options{PublicURL: "https://mcp.example.com"}, []*Server{s})
 	redirects := []string{"http://127.0.0.1:33418/cb", "https://app.example/cb", "cursor://cb"}
 	configured := &grants.Client{ID: "c1", RedirectURIs: redirects, Source: grants.SourceConfig}

@@ -111,7 +111,7 @@ func (e *Edge) serveJWKS(w http.ResponseWriter, r *http.Request, s *Server) {
 	if allowCORS(w, r, "GET, OPTIONS") || !requireMethod(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	body := s.Gateway.Keys.JWKS()
+	body := s.Gateway().Keys.JWKS()
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))

@@ -132,7 +132,7 @@ func TestAuthServerMetadata(t *testing.T) {
 // unambiguous, and they name that server.
 func TestMetadataSingleServer(t *testing.T) {
 	te := newTestEdge(t)
-	only := &authserver.Server{Name: "solo", Path: "/solo", Rule: scopes.Rule{Offered: scopes.MustParse("tickets.read")}, Gateway: te.gw}
+	only := &authserver.Server{Name: "solo", Path: "/solo", Rule: scopes.Rule{Offered: scopes.MustParse("tickets.read")}, Gateway: func() *authserver.Gateway { return te.gw }}
 	edge := authserver.New(authserver.Options{PublicURL: publicURL}, []*authserver.Server{only})
 	for path, want := range map[string]string{
 		"/.well-known/oauth-protected-resource":   `"authorization_servers":["` + publicURL + `/oauth/solo"]`,

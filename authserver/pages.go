@@ -86,7 +86,7 @@ func (e *Edge) renderConsent(w http.ResponseWriter, s *Server, client *grants.Cl
 	title := "Authorize " + name
 	host, trusted := "", false
 	if client.Source == grants.SourceMetadataDocument {
-		host, trusted = s.Gateway.clientHost(client.ID)
+		host, trusted = s.Gateway().clientHost(client.ID)
 		title += " (" + host + ")"
 	}
 	e.render(w, http.StatusOK, consentPage, map[string]any{

@@ -48,7 +48,7 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 		e.challenge(w, s, "", "")
 		return Access{}, false
 	}
-	g := s.Gateway
+	g := s.Gateway()
 	claims, err := g.Verifier.Verify(raw)
 	if err != nil {
 		e.refuseRequest(s, "", "", RequestUnauthorized, err.Error())

@@ -76,8 +76,8 @@ func (e *Edge) serveRegister(w http.ResponseWriter, r *http.Request, s *Server) 
 		secret = randomToken()
 		client.SecretHash = grants.HashSecret(secret)
 	}
-	if err := s.Gateway.Ledger.SaveClient(r.Context(), client); err != nil {
-		e.log.Error("saving a registered client", zap.String("gateway", s.Gateway.Name), zap.Error(err))
+	if err := s.Gateway().Ledger.SaveClient(r.Context(), client); err != nil {
+		e.log.Error("saving a registered client", zap.String("gateway", s.Gateway().Name), zap.Error(err))
 		writeOAuthError(w, errServer("the gateway's storage is unavailable; retry"))
 		return
 	}

@@ -77,7 +77,7 @@ func (e *Edge) exchangeCode(ctx context.Context, s *Server, client *grants.Clien
 	if !allowsGrant(client, "authorization_code") {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client did not register the authorization_code grant"}
 	}
-	g := s.Gateway
+	g := s.Gateway()
 	familyID := randomToken()[:22]
 	c, err := g.Ledger.RedeemCode(ctx, code, familyID)
 	switch {
@@ -150,7 +150,7 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 	if !allowsGrant(client, "refresh_token") {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client did not register the refresh_token grant; authorize again instead"}
 	}
-	g := s.Gateway
+	g := s.Gateway()
 	if _, ok := grants.FamilyIDOf(token); !ok {
 		return nil, errInvalidGrant("the refresh token is not one this gateway issued")
 	}
@@ -215,7 +215,7 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 // reference is familyRef.
 func (e *Edge) issue(s *Server, client *grants.Client, user, familyRef string, granted scopes.Set) (*tokenResponse, *oauthError) {
 	now := e.opts.Now()
-	at, err := s.Gateway.Keys.Issue(accesstoken.Claims{
+	at, err := s.Gateway().Keys.Issue(accesstoken.Claims{
 		Issuer:    s.Issuer,
 		Subject:   user,
 		Audience:  s.Resource,
@@ -251,7 +251,7 @@ func (e *Edge) serveRevoke(w http.ResponseWriter, r *http.Request, s *Server) {
 		writeOAuthError(w, errInvalidRequest("token is missing"))
 		return
 	}
-	g := s.Gateway
+	g := s.Gateway()
 	// Only a token this gateway issued revokes: a refresh token the
 	// family's key produced, or an access token whose signature verified.
 	// The family ID alone, which a refresh token shows, revokes nothing.
@@ -372,7 +372,7 @@ func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Reques
 	if id == "" {
 		return nil, errInvalidClient("client authentication is missing: send client_id (public clients) or client credentials")
 	}
-	client, err := e.lookupClient(ctx, s.Gateway, id)
+	client, err := e.lookupClient(ctx, s.Gateway(), id)
 	if storageUnavailable(err) {
 		return nil, errServer("the gateway's storage is unavailable; retry shortly")
 	}

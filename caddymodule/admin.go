@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 )
 
@@ -82,27 +83,27 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeAdminJSON(w, gatewayInventories())
 	}
 	name, rest, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-	st, err := liveGateway(name)
+	rt, err := liveGateway(name)
 	if err != nil {
 		return err
 	}
-	if err := st.load(r.Context()); err != nil {
+	if _, err := rt.Load(r.Context()); err != nil {
 		return adminError(http.StatusServiceUnavailable, "gateway %q cannot reach its storage: %v", name, err)
 	}
 	collection, id, _ := strings.Cut(rest, "/")
 	switch {
 	case collection == "grants" && id == "" && r.Method == http.MethodGet:
-		return a.listGrants(w, r, st)
+		return a.listGrants(w, r, rt)
 	case collection == "grants" && r.Method == http.MethodDelete:
-		return a.revokeGrants(w, r, st, id)
+		return a.revokeGrants(w, r, rt, id)
 	case collection == "clients" && id == "" && r.Method == http.MethodGet:
-		return a.listClients(w, r, st)
+		return a.listClients(w, r, rt)
 	case collection == "clients" && id != "" && r.Method == http.MethodDelete:
-		return a.deleteClient(w, r, st, id)
+		return a.deleteClient(w, r, rt, id)
 	case collection == "keys" && id == "" && r.Method == http.MethodGet:
-		return writeAdminJSON(w, keysView{Keys: keyViews(st.keys.Keys())})
+		return writeAdminJSON(w, keysView{Keys: keyViews(rt.Gateway().Keys.Keys())})
 	case collection == "keys" && id == "rotate" && r.Method == http.MethodPost:
-		return a.rotateKeys(w, r, st)
+		return a.rotateKeys(w, r, rt)
 	case collection == "grants" || collection == "clients" || collection == "keys" && (id == "" || id == "rotate"):
 		return adminError(http.StatusMethodNotAllowed, "%s %s is not supported", r.Method, r.URL.Path)
 	}
@@ -123,7 +124,7 @@ type grantView struct {
 	RevokedReason string    `json:"revoked_reason,omitempty"`
 }
 
-func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, st *gatewayState) error {
+func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime) error {
 	q := r.URL.Query()
 	limit := 100
 	if v := q.Get("limit"); v != "" {
@@ -134,7 +135,7 @@ func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, st *gatewa
 		limit = n
 	}
 	filter := grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id"), Server: q.Get("server"), Revoked: q.Get("revoked") == "true"}
-	families, next, err := st.ledger.Families(r.Context(), filter, q.Get("after"), limit)
+	families, next, err := rt.Gateway().Ledger.Families(r.Context(), filter, q.Get("after"), limit)
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "listing grants: %v", err)
 	}
@@ -153,7 +154,7 @@ func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, st *gatewa
 // a client, and forgets the consents behind them: without that, the next
 // authorization of the client would pass the consent page unasked (and,
 // with the user still signed in at the provider, with no page at all).
-func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gatewayState, id string) error {
+func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime, id string) error {
 	ctx := r.Context()
 	var ids []string
 	var filter grants.FamilyFilter
@@ -166,12 +167,12 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 			return adminError(http.StatusBadRequest, "name the grants to revoke: /grants/<id>, ?user=<user> or ?client_id=<client>")
 		}
 		var err error
-		if ids, err = matchingGrants(r, st, filter); err != nil {
+		if ids, err = matchingGrants(r, rt, filter); err != nil {
 			return err
 		}
 	}
 	for _, gid := range ids {
-		switch err := st.revokeGrant(ctx, gid, "revoked by an operator"); {
+		switch err := rt.RevokeGrant(ctx, gid, "revoked by an operator"); {
 		case errors.Is(err, grants.ErrNotFound) && id != "":
 			return adminError(http.StatusNotFound, "no grant %q", id)
 		case errors.Is(err, grants.ErrNotFound):
@@ -182,46 +183,46 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gate
 	}
 	if id != "" {
 		// A revoked family keeps its record: it names the consent.
-		switch fam, err := st.ledger.Family(ctx, id); {
+		switch fam, err := rt.Gateway().Ledger.Family(ctx, id); {
 		case err == nil:
 			filter = grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server}
 		case !errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
 			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but reading it to forget its consent failed (repeat the request): %v", err)
 		}
 	}
-	forgotten, err := forgetConsents(ctx, st, filter)
+	forgotten, err := forgetConsents(ctx, rt, filter)
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "the grants are revoked, but forgetting their consents failed (repeat the request): %v", err)
 	}
-	a.logger.Info("grants revoked through the admin API", zap.String("gateway", st.cfg.name), zap.Int("count", len(ids)), zap.Int("consents_forgotten", forgotten))
+	a.logger.Info("grants revoked through the admin API", zap.String("gateway", rt.Name()), zap.Int("count", len(ids)), zap.Int("consents_forgotten", forgotten))
 	return writeAdminJSON(w, map[string]any{"revoked": ids, "consents_forgotten": forgotten})
 }
 
 // forgetConsents deletes the consents of a revocation: the user's for the
 // client at the server when the filter names all three, else every
 // consent of the user, of the client, or of the user to the client.
-func forgetConsents(ctx context.Context, st *gatewayState, f grants.FamilyFilter) (int, error) {
+func forgetConsents(ctx context.Context, rt *gateway.Runtime, f grants.FamilyFilter) (int, error) {
 	switch {
 	case f.User == "" && f.ClientID == "":
 		return 0, nil
 	case f.Server != "":
-		switch _, err := st.ledger.Consent(ctx, f.User, f.ClientID, f.Server); {
+		switch _, err := rt.Gateway().Ledger.Consent(ctx, f.User, f.ClientID, f.Server); {
 		case errors.Is(err, grants.ErrNotFound):
 			return 0, nil
 		case err != nil:
 			return 0, err
 		}
-		return 1, st.ledger.DeleteConsent(ctx, f.User, f.ClientID, f.Server)
+		return 1, rt.Gateway().Ledger.DeleteConsent(ctx, f.User, f.ClientID, f.Server)
 	}
-	return st.ledger.DeleteConsents(ctx, f.User, f.ClientID)
+	return rt.Gateway().Ledger.DeleteConsents(ctx, f.User, f.ClientID)
 }
 
 // matchingGrants returns the IDs of every live grant matching filter.
-func matchingGrants(r *http.Request, st *gatewayState, filter grants.FamilyFilter) ([]string, error) {
+func matchingGrants(r *http.Request, rt *gateway.Runtime, filter grants.FamilyFilter) ([]string, error) {
 	ids := []string{}
 	after := ""
 	for {
-		page, next, err := st.ledger.Families(r.Context(), filter, after, adminPageLimit)
+		page, next, err := rt.Gateway().Ledger.Families(r.Context(), filter, after, adminPageLimit)
 		if err != nil {
 			return nil, adminError(http.StatusServiceUnavailable, "listing grants: %v", err)
 		}
@@ -245,8 +246,8 @@ type clientView struct {
 	CreatedAt    time.Time `json:"created_at,omitzero"`
 }
 
-func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request, st *gatewayState) error {
-	clients, err := st.ledger.Clients(r.Context())
+func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime) error {
+	clients, err := rt.Gateway().Ledger.Clients(r.Context())
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "listing clients: %v", err)
 	}
@@ -262,29 +263,29 @@ func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request, st *gatew
 
 // deleteClient removes a registered client and revokes its grants, so its
 // tokens stop working and it must register again.
-func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gatewayState, id string) error {
+func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime, id string) error {
 	ctx := r.Context()
-	if _, err := st.ledger.Client(ctx, id); errors.Is(err, grants.ErrNotFound) {
+	if _, err := rt.Gateway().Ledger.Client(ctx, id); errors.Is(err, grants.ErrNotFound) {
 		return adminError(http.StatusNotFound, "no registered client %q (clients declared in the config are removed from the config)", id)
 	} else if err != nil {
 		return adminError(http.StatusServiceUnavailable, "reading client %q: %v", id, err)
 	}
-	ids, err := matchingGrants(r, st, grants.FamilyFilter{ClientID: id})
+	ids, err := matchingGrants(r, rt, grants.FamilyFilter{ClientID: id})
 	if err != nil {
 		return err
 	}
 	for _, fam := range ids {
-		if err := st.revokeGrant(ctx, fam, "client deleted by an operator"); err != nil && !errors.Is(err, grants.ErrNotFound) {
+		if err := rt.RevokeGrant(ctx, fam, "client deleted by an operator"); err != nil && !errors.Is(err, grants.ErrNotFound) {
 			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", fam, err)
 		}
 	}
-	if _, err := st.ledger.DeleteConsents(ctx, "", id); err != nil {
+	if _, err := rt.Gateway().Ledger.DeleteConsents(ctx, "", id); err != nil {
 		return adminError(http.StatusServiceUnavailable, "forgetting the consents given to client %q: %v", id, err)
 	}
-	if err := st.ledger.DeleteClient(ctx, id); err != nil {
+	if err := rt.Gateway().Ledger.DeleteClient(ctx, id); err != nil {
 		return adminError(http.StatusServiceUnavailable, "deleting client %q: %v", id, err)
 	}
-	a.logger.Info("client deleted through the admin API", zap.String("gateway", st.cfg.name), zap.String("client_id", id), zap.Int("grants_revoked", len(ids)))
+	a.logger.Info("client deleted through the admin API", zap.String("gateway", rt.Name()), zap.String("client_id", id), zap.Int("grants_revoked", len(ids)))
 	return writeAdminJSON(w, map[string]any{"deleted": id, "revoked": ids})
 }
 
@@ -315,12 +316,12 @@ func keyViews(keys []accesstoken.KeyInfo) []keyView {
 // rotation, longer than any access token lives), so nothing is refused;
 // the other instances sign with the new key and publish it within
 // seconds, and verify its tokens at once.
-func (a *AdminAPI) rotateKeys(w http.ResponseWriter, r *http.Request, st *gatewayState) error {
-	if err := st.keys.Rotate(r.Context()); err != nil {
+func (a *AdminAPI) rotateKeys(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime) error {
+	if err := rt.Gateway().Keys.Rotate(r.Context()); err != nil {
 		return adminError(http.StatusServiceUnavailable, "rotating the signing key: %v", err)
 	}
-	keys := st.keys.Keys()
-	a.logger.Info("signing key rotated through the admin API", zap.String("gateway", st.cfg.name), zap.String("kid", keys[0].Kid), zap.Int("published", len(keys)))
+	keys := rt.Gateway().Keys.Keys()
+	a.logger.Info("signing key rotated through the admin API", zap.String("gateway", rt.Name()), zap.String("kid", keys[0].Kid), zap.Int("published", len(keys)))
 	return writeAdminJSON(w, keysView{Kid: keys[0].Kid, Keys: keyViews(keys)})
 }
 
@@ -345,44 +346,26 @@ type serverInventory struct {
 	Scopes   string `json:"scopes"`
 }
 
-// describe records what the latest config attached to the gateway, for
-// the admin API.
-func (st *gatewayState) describe(publicURL string, gw *authserver.Gateway, servers []*authserver.Server) {
-	inv := gatewayInventory{Name: gw.Name, QualifiedName: qualifiedName(gw.Name, publicURL), PublicURL: publicURL,
-		Scopes: gw.Scopes.String(), Servers: []serverInventory{}}
+// inventoryOf is what the admin API shows of a running gateway: the
+// servers the latest config attached to it.
+func inventoryOf(rt *gateway.Runtime, servers []*authserver.Server) gatewayInventory {
+	publicURL := rt.Boundary().PublicURL
+	inv := gatewayInventory{Name: rt.Name(), QualifiedName: qualifiedName(rt.Name(), publicURL), PublicURL: publicURL,
+		Storage: rt.StoragePrefix(), Scopes: rt.Scopes().String(), Servers: []serverInventory{}}
 	for _, s := range servers {
-		if s.Gateway == gw {
-			inv.Servers = append(inv.Servers, serverInventory{Name: s.Name, Path: s.Path, Resource: s.Resource, Scopes: s.Rule.Offered.String()})
-		}
+		inv.Servers = append(inv.Servers, serverInventory{Name: s.Name, Path: s.Path, Resource: s.Resource, Scopes: s.Rule.Offered.String()})
 	}
-	st.mu.Lock()
-	st.inventory = inv
-	st.mu.Unlock()
-}
-
-// revokeGrant revokes a family in storage (which tells other instances)
-// and in this instance's verifier at once, by the reference its access
-// tokens carry.
-func (st *gatewayState) revokeGrant(ctx context.Context, id, reason string) error {
-	fam, err := st.ledger.RevokeFamily(ctx, id, reason)
-	if fam != nil {
-		st.verifier.RevokeFamily(fam.Ref, time.Now().Add(grants.RevocationRetention))
-	}
-	return err
+	return inv
 }
 
 // gatewayInventories lists every gateway of the running configs.
 func gatewayInventories() []gatewayInventory {
 	out := []gatewayInventory{}
 	gatewayPool.Range(func(_, value any) bool {
-		st := value.(*gatewayState)
-		st.mu.Lock()
-		if st.inventory.Name != "" {
-			inv := st.inventory
-			inv.Storage = st.prefix
-			out = append(out, inv)
+		rt := value.(*pooledGateway).Runtime
+		if servers := rt.Servers(); servers != nil {
+			out = append(out, inventoryOf(rt, servers))
 		}
-		st.mu.Unlock()
 		return true
 	})
 	return out
@@ -395,20 +378,20 @@ func gatewayInventories() []gatewayInventory {
 // that two boundaries share (two sites) is refused rather than guessed,
 // since a revocation at the wrong one would leave the intended grants
 // alive.
-func liveGateway(ref string) (*gatewayState, error) {
+func liveGateway(ref string) (*gateway.Runtime, error) {
 	name, host, qualified := strings.Cut(ref, "@")
-	var found []*gatewayState
+	var found []*gateway.Runtime
 	gatewayPool.Range(func(_, value any) bool {
-		st := value.(*gatewayState)
-		if st.cfg.name != name || qualified && hostOf(st.boundary.PublicURL) != host {
+		rt := value.(*pooledGateway).Runtime
+		if rt.Name() != name || qualified && hostOf(rt.Boundary().PublicURL) != host {
 			return true
 		}
-		if !slices.ContainsFunc(found, func(f *gatewayState) bool { return f.boundary == st.boundary }) {
-			found = append(found, st)
+		if !slices.ContainsFunc(found, func(f *gateway.Runtime) bool { return f.Boundary() == rt.Boundary() }) {
+			found = append(found, rt)
 		}
 		return true
 	})
-	slices.SortFunc(found, func(a, b *gatewayState) int { return strings.Compare(a.boundary.id(), b.boundary.id()) })
+	slices.SortFunc(found, func(a, b *gateway.Runtime) int { return strings.Compare(a.Boundary().ID(), b.Boundary().ID()) })
 	switch {
 	case len(found) == 1:
 		return found[0], nil
@@ -416,15 +399,15 @@ func liveGateway(ref string) (*gatewayState, error) {
 		return nil, adminError(http.StatusNotFound, "no gateway %q is running in this config; GET /mcp_gateway/gateways lists them", ref)
 	case qualified:
 		var differ []string
-		for _, st := range found {
-			differ = append(differ, st.boundary.String())
+		for _, rt := range found {
+			differ = append(differ, rt.Boundary().String())
 		}
 		return nil, adminError(http.StatusConflict, "gateway %q is ambiguous: %d gateways of that name share the public URL host %s but not their downstream server, client or resource (%s); give them different names",
 			ref, len(found), host, strings.Join(differ, "; "))
 	}
 	var names []string
-	for _, st := range found {
-		names = append(names, qualifiedName(name, st.boundary.PublicURL))
+	for _, rt := range found {
+		names = append(names, qualifiedName(name, rt.Boundary().PublicURL))
 	}
 	return nil, adminError(http.StatusConflict, "gateway name %q is ambiguous: %d sites run a gateway of that name (%s); name one as <name>@<public_url host>, e.g. /mcp_gateway/gateways/%s/grants",
 		ref, len(found), strings.Join(names, ", "), names[0])

@@ -1,9 +1,14 @@
 package caddymodule
 
 import (
+	"cmp"
 	"encoding/json"
+	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 )
 
 // Gateway is one auth boundary: one downstream authorization server, one
@@ -403,4 +408,53 @@ type RateLimits struct {
 	// ClientAuthFailures bounds failed client authentications per client ID,
 	// from any address. Default: 10/1m.
 	ClientAuthFailures string `json:"client_auth_failures,omitempty"`
+}
+
+// downstreamConfig is the config of the gateway's downstream client, each
+// value passed through resolve (runtime placeholders, or none to check
+// the config as written), but for its HTTP client and redirect URL. path
+// and who locate an error in the config.
+func (gw *Gateway) downstreamConfig(path, who string, resolve func(string) string) (downstream.Config, error) {
+	// The gateway asks the downstream server for its whole scope set once,
+	// plus what it needs for identity and refresh; each MCP server's
+	// downstream token is then narrowed to that server's subset.
+	login := downstream.DefaultLoginScopes()
+	if gw.LoginScopes != nil {
+		login = slices.Clone(gw.LoginScopes)
+	}
+	dc := downstream.Config{
+		Issuer:   strings.TrimSuffix(resolve(gw.AuthorizationServer), "/"),
+		ClientID: resolve(gw.ClientID),
+		Endpoints: downstream.Metadata{
+			AuthorizationEndpoint: resolve(gw.AuthorizationEndpoint),
+			TokenEndpoint:         resolve(gw.TokenEndpoint),
+		},
+		ClientAuth:     downstream.ClientAuth{Secret: resolve(gw.ClientSecret)},
+		Resource:       resolve(gw.Resource),
+		ResourceParam:  gw.ResourceParameter,
+		Scopes:         slices.Clone(gw.Scopes),
+		ScopeMap:       gw.ScopeMap,
+		LoginScopes:    login,
+		AuthParams:     make(map[string]string, len(gw.AuthorizationParams)),
+		IdentitySource: downstream.SourceIDToken,
+		IdentityClaim:  "sub",
+	}
+	for k, v := range gw.AuthorizationParams {
+		dc.AuthParams[k] = resolve(v)
+	}
+	if id := gw.Identity; id != nil {
+		dc.IdentitySource = cmp.Or(id.Source, dc.IdentitySource)
+		dc.IdentityClaim = cmp.Or(id.Claim, dc.IdentityClaim)
+		dc.UserinfoURL = resolve(id.Endpoint)
+	}
+	if ca := gw.ClientAuth; ca != nil {
+		dc.ClientAuth.Method = ca.Method
+		dc.ClientAuth.AssertionAudience = resolve(ca.AssertionAudience)
+		key, err := checkClientKey(path, who, ca, resolve)
+		if err != nil {
+			return downstream.Config{}, err
+		}
+		dc.ClientAuth.Key = key
+	}
+	return dc, nil
 }

@@ -10,16 +10,12 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -29,6 +25,8 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
 
@@ -62,7 +60,7 @@ type Handler struct {
 
 	edge     *authserver.Edge
 	counter  outcomeCounter
-	runtimes []*gatewayRuntime
+	runtimes []*pooledGateway
 	proxies  map[string]proxy // by server name
 	acquired []string         // usage pool keys this instance took
 	logger   *zap.Logger
@@ -72,7 +70,7 @@ type Handler struct {
 // gateway whose key binds the server's session IDs.
 type proxy struct {
 	upstream caddyhttp.MiddlewareHandler
-	gateway  *gatewayRuntime
+	gateway  *gateway.Runtime
 }
 
 // CaddyModule returns the Caddy module information.
@@ -101,60 +99,49 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 
 	storage := ctx.Storage()
 	storageID := fmt.Sprintf("%T:%v", storage, storage)
-	runtimes := map[string]*gatewayRuntime{}
-	gws := map[string]*authserver.Gateway{}
+	runtimes := map[string]*pooledGateway{}
 	for i, gw := range g.Gateways {
-		resolved, err := resolveGateway(repl, gw)
+		settings, err := resolveGateway(repl, publicURL, gw, storage, g.logger)
 		if err != nil {
 			return &ConfigError{fmt.Sprintf("gateways/%d", i), err.Error()}
 		}
-		key := poolKey(storageID, publicURL, resolved)
-		val, _, err := gatewayPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-			return newGatewayState(storage, publicURL, resolved, g.logger), nil
-		})
+		rt, key, err := acquireGateway(storageID, settings)
 		if err != nil {
 			return err
 		}
 		g.acquired = append(g.acquired, key)
-		state := val.(*gatewayState)
-		rt := &gatewayRuntime{state: state, gateway: &authserver.Gateway{
-			Name:               gw.Name,
-			Scopes:             scopes.MustParse(strings.Join(gw.Scopes, " ")),
-			Downstream:         state.downstream,
-			Clients:            resolved.clients,
-			MetadataDocuments:  state.documents,
-			TrustedClientHosts: resolved.trustedClientHosts,
-		}}
 		runtimes[gw.Name] = rt
-		gws[gw.Name] = rt.gateway
 		g.runtimes = append(g.runtimes, rt)
 	}
 
 	var servers []*authserver.Server
+	attached := map[string][]*authserver.Server{} // by gateway
 	g.proxies = make(map[string]proxy, len(g.Servers))
 	for _, srv := range g.Servers {
 		gw := gatewayOf(srv, g.Gateways)
-		full := gws[gw.Name].Scopes
-		offered := full
+		rt := runtimes[gw.Name]
+		offered := rt.Scopes()
 		if len(srv.Scopes) > 0 {
 			offered = scopes.MustParse(strings.Join(srv.Scopes, " "))
 		}
-		servers = append(servers, &authserver.Server{
+		s := &authserver.Server{
 			Name:    srv.Name,
 			Path:    srv.Path,
 			Rule:    scopes.Rule{Offered: offered, Strict: srv.StrictScopes},
-			Gateway: gws[gw.Name],
+			Gateway: rt.Gateway,
 			// Its downstream token, narrowed to its own scopes.
-			Narrowing: runtimes[gw.Name].state.narrowing(gw, srv.Name, offered, full),
+			Narrowing: narrowing(rt.Runtime, gw, srv.Name, offered),
 			// Scopes of single tools, resources and prompts; nil reads no
 			// request body.
 			Calls: callPolicy(srv.CallScopes),
-		})
+		}
+		servers = append(servers, s)
+		attached[gw.Name] = append(attached[gw.Name], s)
 		mod, err := ctx.LoadModule(srv, "UpstreamRaw")
 		if err != nil {
 			return fmt.Errorf("server %q: loading its upstream handler: %w", srv.Name, err)
 		}
-		g.proxies[srv.Name] = proxy{upstream: mod.(caddyhttp.MiddlewareHandler), gateway: runtimes[gw.Name]}
+		g.proxies[srv.Name] = proxy{upstream: mod.(caddyhttp.MiddlewareHandler), gateway: rt.Runtime}
 	}
 
 	limits, err := g.RateLimits.resolve()
@@ -162,9 +149,15 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	for _, rt := range g.runtimes {
-		rt.state.metrics.register(ctx.GetMetricsRegistry(), g.logger, rt.gateway.Name)
+		rt.metrics.register(ctx.GetMetricsRegistry(), g.logger, rt.Name())
 	}
-	g.counter = newOutcomeCounter(servers, func(gw *authserver.Gateway) *gatewayMetrics { return runtimes[gw.Name].state.metrics })
+	metricsOf := map[*authserver.Server]*gatewayMetrics{}
+	for name, list := range attached {
+		for _, s := range list {
+			metricsOf[s] = runtimes[name].metrics
+		}
+	}
+	g.counter = newOutcomeCounter(servers, metricsOf)
 	g.edge = authserver.New(authserver.Options{
 		PublicURL:        publicURL,
 		AccessTokenTTL:   time.Duration(g.Lifetimes.AccessToken),
@@ -178,8 +171,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		Logger:           g.logger,
 		AuditLogger:      ctx.Logger().Named("audit"),
 	}, servers)
-	for _, rt := range g.runtimes {
-		rt.state.describe(publicURL, rt.gateway, g.edge.Servers())
+	// authserver.New completed the servers (resource URIs, issuers).
+	for name, list := range attached {
+		runtimes[name].Attach(list)
 	}
 	return nil
 }
@@ -236,7 +230,7 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	p := g.proxies[s.Name]
-	session, ok := g.openSession(w, r, s, access.Claims, p.gateway.sessions)
+	session, ok := g.openSession(w, r, s, access.Claims, p.gateway.Sessions())
 	if !ok {
 		return nil
 	}
@@ -267,7 +261,7 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	tracked := &writeTracker{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: out},
-		sessions:              p.gateway.sessions,
+		sessions:              p.gateway.Sessions(),
 		server:                s.Issuer,
 		claims:                access.Claims,
 		session:               session,
@@ -300,13 +294,13 @@ func writeError(w http.ResponseWriter, status int, code, description string) {
 }
 
 // openSession checks the session ID of a request against its token, and
-// hands the upstream its own ID (see sessionIDs). An ID that was not
+// hands the upstream its own ID (see gateway.SessionIDs). An ID that was not
 // issued to this user and client at this server never reaches the
 // upstream: it is answered as MCP answers an unknown session, 404 with a
 // JSON-RPC error, upon which clients start a new session. It reports
 // whether the request may go on, with the session it is in; when not, it
 // has answered it.
-func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authserver.Server, claims *accesstoken.Claims, ids *sessionIDs) (requestSession, bool) {
+func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authserver.Server, claims *accesstoken.Claims, ids *gateway.SessionIDs) (requestSession, bool) {
 	values := r.Header[sessionHeader]
 	switch {
 	case len(values) == 0 || len(values) == 1 && values[0] == "":
@@ -317,7 +311,7 @@ func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authser
 		writeRPCError(w, http.StatusBadRequest, rpcInvalidRequest, "Bad Request: more than one Mcp-Session-Id header")
 		return requestSession{}, false
 	}
-	upstream, ok := ids.open(s.Issuer, claims.Subject, claims.ClientID, values[0])
+	upstream, ok := ids.Open(s.Issuer, claims.Subject, claims.ClientID, values[0])
 	if !ok {
 		g.edge.Refused(s, claims.ClientID, claims.Subject, authserver.RequestUnknownSession, "a session ID not issued to this user and client at this server")
 		writeRPCError(w, http.StatusNotFound, rpcSessionNotFound, "Session not found")
@@ -327,6 +321,10 @@ func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authser
 	values[0] = upstream
 	return requestSession{client: client, upstream: upstream}, true
 }
+
+// sessionHeader carries the MCP session ID (streamable HTTP transport) in
+// requests and in the response that opens a session.
+const sessionHeader = "Mcp-Session-Id"
 
 // requestSession is the session a request is in: the ID its client holds
 // and the upstream's.
@@ -362,7 +360,7 @@ type writeTracker struct {
 	*caddyhttp.ResponseWriterWrapper
 	wrote bool
 
-	sessions *sessionIDs
+	sessions *gateway.SessionIDs
 	server   string // the server's issuer
 	claims   *accesstoken.Claims
 	session  requestSession // the request's, if any
@@ -401,7 +399,7 @@ func (t *writeTracker) sealSession() {
 			// the client's is already sealed.
 			ids[i] = t.session.client
 		default:
-			ids[i] = t.sessions.seal(t.server, t.claims.Subject, t.claims.ClientID, id)
+			ids[i] = t.sessions.Seal(t.server, t.claims.Subject, t.claims.ClientID, id)
 			t.sealed = ids[i]
 		}
 	}
@@ -474,47 +472,26 @@ func stripPrefix(r *http.Request, prefix string) {
 // first use; it is retried until it succeeds.
 func (g *Handler) ready(ctx context.Context) error {
 	for _, rt := range g.runtimes {
-		if err := rt.ready(ctx); err != nil {
+		if _, err := rt.Load(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// gatewayRuntime is one config's view of a gateway: its per-config settings
-// plus the shared state, attached on first use.
-type gatewayRuntime struct {
-	state   *gatewayState
-	gateway *authserver.Gateway
-	// sessions binds the session IDs of the gateway's servers; set once
-	// the state is loaded.
-	sessions *sessionIDs
-
-	mu sync.Mutex
-	// done is set, under mu, once the gateway's fields are attached; every
-	// request checks it, so once set it costs an atomic load, not the lock.
-	done atomic.Bool
-}
-
-func (rt *gatewayRuntime) ready(ctx context.Context) error {
-	if rt.done.Load() {
+// narrowing returns how server name of gateway gw, offering the scopes
+// offered, gets its downstream token: nil (the full token) when
+// per_server_tokens is off, else narrowed to what each client was granted
+// (gateway.Runtime.Narrowing).
+func narrowing(rt *gateway.Runtime, gw *Gateway, name string, offered scopes.Set) *grants.Narrowing {
+	p := gw.PerServerTokens
+	if p == nil {
+		p = &PerServerTokens{}
+	}
+	if p.Mode == "off" {
 		return nil
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.done.Load() {
-		return nil
-	}
-	if err := rt.state.load(ctx); err != nil {
-		return err
-	}
-	rt.gateway.Ledger = rt.state.ledger
-	rt.gateway.Broker = rt.state.broker
-	rt.gateway.Keys = rt.state.keys
-	rt.gateway.Verifier = rt.state.verifier
-	rt.sessions = rt.state.sessions
-	rt.done.Store(true)
-	return nil
+	return rt.Narrowing(name, offered, p.Mode == "token_exchange", p.Fallback == "refuse")
 }
 
 // clientIP is the address Caddy resolved for the request, honouring the
@@ -522,21 +499,6 @@ func (rt *gatewayRuntime) ready(ctx context.Context) error {
 func clientIP(r *http.Request) string {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	return ip
-}
-
-// poolKey names a gateway's shared state in this process. It covers the
-// storage, the gateway's whole boundary (the public URL, and in settings
-// the downstream server, client and audience) and its keys, so two
-// gateways of one name on two sites never share caches, and a config that
-// changes any of them starts from its own state.
-func poolKey(storageID, publicURL string, r *resolvedGateway) string {
-	h := sha256.New()
-	for _, part := range []string{storageID, publicURL, r.name, r.encryptionKey,
-		strings.Join(r.previousKeys, "\x00"), fmt.Sprint(r.allowPrivateDocuments), r.settings} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	return "mcp_gateway:" + r.name + ":" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Interface guards.

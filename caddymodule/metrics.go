@@ -13,7 +13,7 @@ import (
 )
 
 // gatewayMetrics are a gateway's Prometheus collectors. They live with the
-// gateway's state, so counts survive config reloads; each new config
+// gateway's runtime in the usage pool, so counts survive config reloads; each new config
 // registers them in its own registry, which Caddy serves with its metrics.
 // Labels are the gateway, the server and the result: never a user or a
 // client, whose numbers have no bound.
@@ -123,10 +123,10 @@ var outcomeLabels = [authserver.NumOutcomes]struct {
 // path is a map lookup and an atomic add.
 type outcomeCounter map[*authserver.Server]*[authserver.NumOutcomes]prometheus.Counter
 
-func newOutcomeCounter(servers []*authserver.Server, metricsOf func(*authserver.Gateway) *gatewayMetrics) outcomeCounter {
+func newOutcomeCounter(servers []*authserver.Server, metricsOf map[*authserver.Server]*gatewayMetrics) outcomeCounter {
 	oc := make(outcomeCounter, len(servers))
 	for _, s := range servers {
-		m := metricsOf(s.Gateway)
+		m := metricsOf[s]
 		var bound [authserver.NumOutcomes]prometheus.Counter
 		for o, l := range outcomeLabels {
 			values := append([]string{s.Name}, l.values...)

@@ -1,13 +1,13 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
-	"maps"
+
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -151,9 +151,6 @@ func checkGateway(path string, gw *Gateway) error {
 	if gw.AuthorizationServer == "" {
 		return &ConfigError{path + "/authorization_server", who + " needs authorization_server: the issuer URL of the downstream OAuth/OpenID server"}
 	}
-	if err := checkAbsoluteURL(gw.AuthorizationServer); err != nil {
-		return &ConfigError{path + "/authorization_server", who + ": authorization_server " + err.Error()}
-	}
 	if gw.ClientID == "" {
 		return &ConfigError{path + "/client_id", who + " needs client_id: the gateway's client ID at " + gw.AuthorizationServer}
 	}
@@ -162,11 +159,6 @@ func checkGateway(path string, gw *Gateway) error {
 	}
 	if _, err := scopes.New(gw.Scopes...); err != nil {
 		return &ConfigError{path + "/scopes", who + ": " + err.Error()}
-	}
-	if id := gw.Identity; id != nil {
-		if id.Source != "" && id.Source != "id_token" && id.Source != "userinfo" {
-			return &ConfigError{path + "/identity/source", fmt.Sprintf("%s: identity source %q must be id_token or userinfo", who, id.Source)}
-		}
 	}
 	if err := checkDownstream(path, who, gw); err != nil {
 		return err
@@ -199,98 +191,16 @@ func checkGateway(path string, gw *Gateway) error {
 }
 
 // checkDownstream checks how the gateway talks to its downstream server:
-// endpoints, audience, parameters, scope names, identity and client
-// authentication.
+// the settings of its downstream client (downstream.Config.Validate, on
+// the values as written: those holding placeholders are checked again
+// once resolved, at provision) and how its servers' tokens are narrowed.
 func checkDownstream(path, who string, gw *Gateway) error {
-	explicit := gw.AuthorizationEndpoint != "" || gw.TokenEndpoint != ""
-	if explicit && (gw.AuthorizationEndpoint == "" || gw.TokenEndpoint == "") {
-		field := "authorization_endpoint"
-		if gw.TokenEndpoint == "" {
-			field = "token_endpoint"
-		}
-		return &ConfigError{path + "/" + field, who + ": authorization_endpoint and token_endpoint go together: give both for a server without a discovery document, or neither to discover them from authorization_server"}
-	}
-	for _, e := range []struct{ field, url string }{
-		{"authorization_endpoint", gw.AuthorizationEndpoint},
-		{"token_endpoint", gw.TokenEndpoint},
-	} {
-		if e.url == "" {
-			continue
-		}
-		if err := checkAbsoluteURL(e.url); err != nil {
-			return &ConfigError{path + "/" + e.field, who + ": " + e.field + " " + err.Error()}
-		}
-	}
-
-	switch gw.ResourceParameter {
-	case "", downstream.ParamResource, downstream.ParamNone:
-	case downstream.ParamAudience:
-		if gw.Resource == "" {
-			return &ConfigError{path + "/resource_parameter", who + ": resource_parameter audience needs the audience to send: audience <value>"}
-		}
-	default:
-		return &ConfigError{path + "/resource_parameter", fmt.Sprintf("%s: resource_parameter %q must be resource (RFC 8707), audience (Auth0) or none", who, gw.ResourceParameter)}
-	}
-
-	for _, name := range slices.Sorted(maps.Keys(gw.AuthorizationParams)) {
-		value := gw.AuthorizationParams[name]
-		p := path + "/authorization_params/" + name
-		if name == "" || value == "" {
-			return &ConfigError{p, fmt.Sprintf("%s: authorization parameter %q needs a name and a value", who, name)}
-		}
-		if slices.Contains(downstream.ReservedAuthParams, name) {
-			return &ConfigError{p, fmt.Sprintf("%s: authorization parameter %q is set by the gateway itself and cannot be configured; use resource/audience, scopes and login_scopes for those", who, name)}
-		}
-	}
-
-	for _, name := range slices.Sorted(maps.Keys(gw.ScopeMap)) {
-		mapped := gw.ScopeMap[name]
-		p := path + "/scope_map/" + name
-		if !slices.Contains(gw.Scopes, name) {
-			return &ConfigError{p, fmt.Sprintf("%s: scope_map maps %q, which is not one of the gateway's scopes (%s)", who, name, strings.Join(gw.Scopes, " "))}
-		}
-		if len(mapped) == 0 {
-			return &ConfigError{p, fmt.Sprintf("%s: scope_map gives %q no downstream scope", who, name)}
-		}
-		if _, err := scopes.New(mapped...); err != nil {
-			return &ConfigError{p, fmt.Sprintf("%s: scope_map %s: %v", who, name, err)}
-		}
-	}
-	if len(gw.LoginScopes) > 0 {
-		if _, err := scopes.New(gw.LoginScopes...); err != nil {
-			return &ConfigError{path + "/login_scopes", who + ": login_scopes: " + err.Error()}
-		}
-	}
-
-	source, endpoint := "id_token", ""
-	if id := gw.Identity; id != nil {
-		if id.Source != "" {
-			source = id.Source
-		}
-		endpoint = id.Endpoint
-	}
-	switch {
-	case endpoint != "" && source != "userinfo":
-		return &ConfigError{path + "/identity/endpoint", who + ": an identity endpoint goes with source userinfo: identity userinfo <url> claim <name>"}
-	case endpoint != "":
-		if err := checkAbsoluteURL(endpoint); err != nil {
-			return &ConfigError{path + "/identity/endpoint", who + ": identity endpoint " + err.Error()}
-		}
-	case explicit && source == "userinfo":
-		return &ConfigError{path + "/identity", who + ": without discovery there is no userinfo endpoint to find: name it, e.g. identity userinfo https://api.github.com/user claim id"}
-	case explicit:
-		at := path + "/identity"
-		if gw.Identity == nil {
-			at = path + "/authorization_endpoint"
-		}
-		return &ConfigError{at, who + ": without discovery there are no keys to verify ID tokens with: resolve the user at a user endpoint instead, e.g. identity userinfo https://api.github.com/user claim id"}
-	}
-	if source == "id_token" && gw.LoginScopes != nil && !slices.Contains(gw.LoginScopes, "openid") {
-		return &ConfigError{path + "/login_scopes", who + ": identity id_token needs an ID token, which only the openid scope brings: add openid to login_scopes, or use identity userinfo"}
-	}
-
-	if err := checkClientAuth(path+"/client_auth", who, gw); err != nil {
+	dc, err := gw.downstreamConfig(path, who, func(s string) string { return s })
+	if err != nil {
 		return err
+	}
+	if err := dc.Validate(); err != nil {
+		return downstreamError(path, who, gw, err)
 	}
 
 	if p := gw.PerServerTokens; p != nil {
@@ -311,61 +221,47 @@ func checkDownstream(path, who string, gw *Gateway) error {
 	return nil
 }
 
-func checkClientAuth(path, who string, gw *Gateway) error {
-	ca := gw.ClientAuth
-	if ca == nil {
-		return nil
+// downstreamError locates an error of downstream.Config.Validate in the
+// gateway's config at path.
+func downstreamError(path, who string, gw *Gateway, err error) error {
+	var fe *downstream.FieldError
+	if !errors.As(err, &fe) {
+		return &ConfigError{path, who + ": " + err.Error()}
 	}
-	switch ca.Method {
-	case downstream.AuthSecretBasic, downstream.AuthSecretPost:
-		if gw.ClientSecret == "" {
-			return &ConfigError{path + "/method", fmt.Sprintf("%s: client_auth %s needs client_secret", who, ca.Method)}
-		}
-	case downstream.AuthPrivateKeyJWT:
-		if ca.PrivateKey == "" {
-			return &ConfigError{path + "/private_key", who + ": client_auth private_key_jwt needs the private key: client_auth private_key_jwt key {file./path/to/key.pem}"}
-		}
-		if gw.ClientSecret != "" {
-			return &ConfigError{path + "/method", who + ": client_auth private_key_jwt signs assertions instead of sending a secret: remove client_secret"}
-		}
-		if !hasPlaceholder(ca.PrivateKey) && !hasPlaceholder(ca.Certificate) {
-			if _, err := downstream.ParseClientKey([]byte(ca.keyPEM(func(s string) string { return s })), ca.KeyID); err != nil {
-				return &ConfigError{path + "/private_key", who + ": " + err.Error()}
-			}
-		}
-		switch a := ca.AssertionAudience; a {
-		case "", downstream.AudienceTokenEndpoint, downstream.AudienceIssuer:
-		default:
-			if err := checkAbsoluteURL(a); err != nil {
-				return &ConfigError{path + "/assertion_audience", fmt.Sprintf("%s: assertion_audience must be token_endpoint, issuer or an absolute URL: %v", who, err)}
-			}
-		}
-		return nil
-	case downstream.AuthNone:
-		if gw.ClientSecret != "" {
-			return &ConfigError{path + "/method", who + ": client_auth none is for a public client: remove client_secret, or choose client_secret_basic or client_secret_post"}
-		}
-	default:
-		return &ConfigError{path + "/method", fmt.Sprintf("%s: client_auth method %q must be client_secret_basic, client_secret_post, private_key_jwt or none", who, ca.Method)}
+	field := fe.Field
+	if field == "identity" && gw.Identity == nil {
+		// The default identity rule is wrong only because of the endpoints.
+		field = "authorization_endpoint"
 	}
-	if ca.PrivateKey != "" || ca.Certificate != "" || ca.KeyID != "" || ca.AssertionAudience != "" {
-		return &ConfigError{path + "/method", fmt.Sprintf("%s: key, certificate, key_id and assertion_audience go with client_auth private_key_jwt, not %s", who, ca.Method)}
-	}
-	return nil
+	return &ConfigError{path + "/" + field, who + ": " + fe.Msg}
 }
 
-func checkAbsoluteURL(raw string) error {
-	if hasPlaceholder(raw) {
-		return nil
+// checkClientKey checks the client_auth settings that only the config
+// has: the key's text, certificate and key ID, which the downstream
+// config holds parsed. The key parses unless it is yet to be resolved.
+func checkClientKey(path, who string, ca *ClientAuth, resolve func(string) string) (*downstream.ClientKey, error) {
+	path += "/client_auth"
+	if ca == nil {
+		return nil, nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
+	if ca.Method != downstream.AuthPrivateKeyJWT {
+		if ca.PrivateKey != "" || ca.Certificate != "" || ca.KeyID != "" {
+			return nil, &ConfigError{path + "/method", fmt.Sprintf("%s: key, certificate, key_id and assertion_audience go with client_auth private_key_jwt, not %s", who, ca.Method)}
+		}
+		return nil, nil
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("%q uses http on a public host; use https", raw)
+	if ca.PrivateKey == "" {
+		return nil, &ConfigError{path + "/private_key", who + ": client_auth private_key_jwt needs the private key: client_auth private_key_jwt key {file./path/to/key.pem}"}
 	}
-	return nil
+	pemText := ca.keyPEM(resolve)
+	if hasPlaceholder(pemText) {
+		return nil, nil // checked once resolved
+	}
+	key, err := downstream.ParseClientKey([]byte(pemText), resolve(ca.KeyID))
+	if err != nil {
+		return nil, &ConfigError{path + "/private_key", who + ": " + err.Error()}
+	}
+	return key, nil
 }
 
 func checkServer(path string, srv *Server, list []*Gateway) error {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/caddymodule"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
@@ -289,7 +289,7 @@ func testTwoInstances(t *testing.T, storage string) {
 	// The reuse was detected on A; B, which verified the family's access
 	// token before and holds it in its cache, refuses it once it has read
 	// A's revocation (it polls every few seconds).
-	waitUntil(t, 3*caddymodule.PollInterval, "B refuses an access token of a family A revoked", func() error {
+	waitUntil(t, 3*gateway.PollInterval, "B refuses an access token of a family A revoked", func() error {
 		if status, _ := challengeOf(t, "http://"+addrB+"/support", next.AccessToken); status != http.StatusUnauthorized {
 			return fmt.Errorf("B answers %d", status)
 		}

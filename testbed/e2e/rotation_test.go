@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/caddymodule"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
@@ -154,7 +154,7 @@ func TestKeyRotationAcrossInstances(t *testing.T) {
 
 	// B was not told and has seen no token of the new key: it picks the
 	// key up from storage on its poll.
-	waitUntil(t, 3*caddymodule.PollInterval, "B publishes the key A rotated in", func() error {
+	waitUntil(t, 3*gateway.PollInterval, "B publishes the key A rotated in", func() error {
 		if got := jwksKids(t, cl.b); !slices.Equal(got, []string{rotated.Kid, first}) {
 			return fmt.Errorf("B publishes %v", got)
 		}

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // storageRoot is the storage directory of every gateway's state.
 const storageRoot = "mcp_gateway"
 
-// boundary is what makes a gateway's state its own: the public URL its
+// Boundary is what makes a gateway's state its own: the public URL its
 // issuers and resources hang from, and the downstream authorization
 // server, client and audience its users' grants come from. A gateway's
 // name is only a label: two gateways of one name on one storage (two
@@ -29,15 +29,15 @@ const storageRoot = "mcp_gateway"
 // only when their boundaries are equal. A user is the same person only at
 // the same issuer, and a consent or a client holds only for the servers of
 // the public URL it was given at.
-type boundary struct {
+type Boundary struct {
 	PublicURL           string `json:"public_url"`
 	AuthorizationServer string `json:"authorization_server"`
 	ClientID            string `json:"client_id"`
 	Resource            string `json:"resource,omitempty"`
 }
 
-// id is a short digest of b, for its storage directory and the usage pool.
-func (b boundary) id() string {
+// ID is a short digest of b, for its storage directory and the usage pool.
+func (b Boundary) ID() string {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	for _, part := range []string{b.PublicURL, b.AuthorizationServer, b.ClientID, b.Resource} {
@@ -48,14 +48,14 @@ func (b boundary) id() string {
 }
 
 // String names b for logs and errors.
-func (b boundary) String() string {
+func (b Boundary) String() string {
 	return fmt.Sprintf("public_url %s, authorization_server %s, client_id %s, resource %q", b.PublicURL, b.AuthorizationServer, b.ClientID, b.Resource)
 }
 
 // boundaryRecord is the boundary stored in a gateway's directory, under
 // boundaryKey.
 type boundaryRecord struct {
-	boundary
+	Boundary
 	RecordedAt time.Time `json:"recorded_at"`
 }
 
@@ -68,14 +68,14 @@ const boundaryKey = "boundary"
 //     holds state of a version that recorded no boundary, which is then
 //     claimed for b: an unchanged config keeps its keys, clients and grants
 //     across the upgrade;
-//   - mcp_gateway/<name>-<b.id()> otherwise: another boundary (another
+//   - mcp_gateway/<name>-<b.ID()> otherwise: another boundary (another
 //     site's gateway of the same name, or this gateway before its
 //     public_url, authorization_server, client_id or resource changed)
 //     keeps mcp_gateway/<name>, and this one starts afresh beside it.
 //
 // The claim is made under a storage lock, so instances starting together
 // agree. Storage errors are returned: guessing would fork the state.
-func storagePrefix(ctx context.Context, store grants.Store, name string, b boundary, logger *zap.Logger) (string, error) {
+func storagePrefix(ctx context.Context, store grants.Store, name string, b Boundary, logger *zap.Logger) (string, error) {
 	plain := storageRoot + "/" + name
 	switch recorded, err := loadBoundary(ctx, store, plain); {
 	case err == nil && recorded == b:
@@ -96,7 +96,7 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b bound
 		}
 	}
 
-	own := plain + "-" + b.id()
+	own := plain + "-" + b.ID()
 	switch mine, err := loadBoundary(ctx, store, own); {
 	case err == nil && mine == b:
 		return own, nil
@@ -136,47 +136,47 @@ func otherBoundaries(ctx context.Context, store grants.Store, name, own string) 
 
 // claimUnrecorded records b in dir if dir holds state but no boundary
 // record (state kept before boundaries were recorded), and returns the
-// boundary dir belongs to: b when claimed now, another's when another
+// Boundary dir belongs to: b when claimed now, another's when another
 // instance claimed it first, none when dir holds no state (which is not
 // claimed: new gateways live in their boundary's own directory).
-func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b boundary) (boundary, error) {
+func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b Boundary) (Boundary, error) {
 	// Every gateway that served a request made its signing keys.
 	if _, err := store.Load(ctx, dir+"/signing_keys"); errors.Is(err, fs.ErrNotExist) {
-		return boundary{}, nil
+		return Boundary{}, nil
 	} else if err != nil {
-		return boundary{}, fmt.Errorf("reading %s: %w", dir, err)
+		return Boundary{}, fmt.Errorf("reading %s: %w", dir, err)
 	}
 	lock := dir + "/" + boundaryKey
 	if err := store.Lock(ctx, lock); err != nil {
-		return boundary{}, fmt.Errorf("taking the storage lock %s: %w", lock, err)
+		return Boundary{}, fmt.Errorf("taking the storage lock %s: %w", lock, err)
 	}
 	defer func() { _ = store.Unlock(context.WithoutCancel(ctx), lock) }()
 	switch owner, err := loadBoundary(ctx, store, dir); {
 	case err == nil:
 		return owner, nil // claimed while this instance waited
 	case !errors.Is(err, fs.ErrNotExist):
-		return boundary{}, err
+		return Boundary{}, err
 	}
 	return b, storeBoundary(ctx, store, dir, b)
 }
 
-func loadBoundary(ctx context.Context, store grants.Store, dir string) (boundary, error) {
+func loadBoundary(ctx context.Context, store grants.Store, dir string) (Boundary, error) {
 	raw, err := store.Load(ctx, dir+"/"+boundaryKey)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return boundary{}, err
+			return Boundary{}, err
 		}
-		return boundary{}, fmt.Errorf("reading %s/%s: %w", dir, boundaryKey, err)
+		return Boundary{}, fmt.Errorf("reading %s/%s: %w", dir, boundaryKey, err)
 	}
 	var rec boundaryRecord
-	if len(raw) > 16<<10 || json.Unmarshal(raw, &rec) != nil || rec.boundary == (boundary{}) {
-		return boundary{}, fmt.Errorf("%s/%s is not a boundary record; the storage is corrupted", dir, boundaryKey)
+	if len(raw) > 16<<10 || json.Unmarshal(raw, &rec) != nil || rec.Boundary == (Boundary{}) {
+		return Boundary{}, fmt.Errorf("%s/%s is not a Boundary record; the storage is corrupted", dir, boundaryKey)
 	}
-	return rec.boundary, nil
+	return rec.Boundary, nil
 }
 
-func storeBoundary(ctx context.Context, store grants.Store, dir string, b boundary) error {
-	raw, err := json.Marshal(boundaryRecord{boundary: b, RecordedAt: time.Now().UTC()})
+func storeBoundary(ctx context.Context, store grants.Store, dir string, b Boundary) error {
+	raw, err := json.Marshal(boundaryRecord{Boundary: b, RecordedAt: time.Now().UTC()})
 	if err != nil {
 		return err
 	}

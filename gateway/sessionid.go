@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"crypto/hkdf"
@@ -12,10 +12,6 @@ import (
 	"sync"
 )
 
-// sessionHeader carries the MCP session ID (streamable HTTP transport) in
-// requests and in the response that opens a session.
-const sessionHeader = "Mcp-Session-Id"
-
 // macChars is the length of a session ID's MAC: HMAC-SHA256, base64url
 // without padding.
 var macChars = base64.RawURLEncoding.EncodedLen(sha256.Size)
@@ -24,7 +20,7 @@ var macChars = base64.RawURLEncoding.EncodedLen(sha256.Size)
 // out IDs of a few dozen characters.
 const maxSessionID = 1024
 
-// sessionIDs binds the MCP session IDs that upstreams hand out to the user,
+// SessionIDs binds the MCP session IDs that upstreams hand out to the user,
 // client and server they were handed to. A session ID is not
 // authentication: an upstream behind the gateway sees only the downstream
 // token, and cannot tell one of the gateway's clients from another. So
@@ -37,7 +33,7 @@ const maxSessionID = 1024
 //
 // The result stays within the visible ASCII that MCP allows in session
 // IDs when the upstream's does.
-type sessionIDs struct {
+type SessionIDs struct {
 	// macs holds keyed HMAC states with their buffers, so that a request
 	// costs one HMAC and no allocation.
 	macs sync.Pool
@@ -64,9 +60,11 @@ func sessionKey(sealingKey []byte, dir string) ([]byte, error) {
 	return hkdf.Key(sha256.New, sealingKey, nil, sessionKeyInfo+dir, sha256.Size)
 }
 
-func newSessionIDs(key []byte) *sessionIDs {
+// NewSessionIDs binds session IDs under key, which a Runtime derives from
+// its gateway's sealing key (sessionKey).
+func NewSessionIDs(key []byte) *SessionIDs {
 	key = append([]byte(nil), key...)
-	s := &sessionIDs{}
+	s := &SessionIDs{}
 	s.macs.New = func() any {
 		return &macState{h: hmac.New(sha256.New, key), ours: make([]byte, macChars), theirs: make([]byte, macChars)}
 	}
@@ -88,19 +86,19 @@ func (st *macState) compute(server, user, client, upstream string) {
 	base64.RawURLEncoding.Encode(st.ours, st.h.Sum(st.sum[:0]))
 }
 
-// seal returns the session ID a client gets for the upstream's ID
+// Seal returns the session ID a client gets for the upstream's ID
 // upstream, bound to server, user and client.
-func (s *sessionIDs) seal(server, user, client, upstream string) string {
+func (s *SessionIDs) Seal(server, user, client, upstream string) string {
 	st := s.macs.Get().(*macState)
 	defer s.macs.Put(st)
 	st.compute(server, user, client, upstream)
 	return upstream + "." + string(st.ours)
 }
 
-// open returns the upstream's ID in a client's session ID, and whether
+// Open returns the upstream's ID in a client's session ID, and whether
 // the ID was sealed for server, user and client. A foreign, altered,
 // truncated or unsealed ID is not.
-func (s *sessionIDs) open(server, user, client, id string) (string, bool) {
+func (s *SessionIDs) Open(server, user, client, id string) (string, bool) {
 	dot := strings.LastIndexByte(id, '.')
 	if len(id) > maxSessionID || dot <= 0 || len(id)-dot-1 != macChars {
 		return "", false

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"context"
@@ -29,7 +29,7 @@ func (failingLoads) Load(context.Context, string) ([]byte, error) {
 // already holds under its name.
 func TestStoragePrefix(t *testing.T) {
 	ctx := context.Background()
-	a := boundary{PublicURL: "https://mcp.example.com", AuthorizationServer: "https://idp.example.com", ClientID: "gw", Resource: "https://api.example.com"}
+	a := Boundary{PublicURL: "https://mcp.example.com", AuthorizationServer: "https://idp.example.com", ClientID: "gw", Resource: "https://api.example.com"}
 	b := a
 	b.AuthorizationServer = "https://other-idp.example.com"
 	legacy := func(t *testing.T, store grants.Store) {
@@ -37,7 +37,7 @@ func TestStoragePrefix(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recorded := func(dir string, rec boundary) func(*testing.T, grants.Store) {
+	recorded := func(dir string, rec Boundary) func(*testing.T, grants.Store) {
 		return func(t *testing.T, store grants.Store) {
 			if err := storeBoundary(ctx, store, dir, rec); err != nil {
 				t.Fatal(err)
@@ -50,16 +50,16 @@ func TestStoragePrefix(t *testing.T) {
 		want    string // "" for an error
 		wantErr string
 	}{
-		{name: "a new gateway gets its boundary's directory", want: "mcp_gateway/acme-" + a.id()},
+		{name: "a new gateway gets its boundary's directory", want: "mcp_gateway/acme-" + a.ID()},
 		{name: "state kept before boundaries were recorded is claimed", setup: []func(*testing.T, grants.Store){legacy}, want: "mcp_gateway/acme"},
 		{name: "its own recorded boundary", setup: []func(*testing.T, grants.Store){legacy, recorded("mcp_gateway/acme", a)}, want: "mcp_gateway/acme"},
-		{name: "another boundary's state under the name", setup: []func(*testing.T, grants.Store){legacy, recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.id()},
-		{name: "an empty name directory with another's record", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.id()},
-		{name: "its own directory, recorded", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme-"+a.id(), a)}, want: "mcp_gateway/acme-" + a.id()},
-		{name: "its own directory naming another boundary", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme-"+a.id(), b)}, wantErr: "records another auth boundary"},
+		{name: "another boundary's state under the name", setup: []func(*testing.T, grants.Store){legacy, recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.ID()},
+		{name: "an empty name directory with another's record", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.ID()},
+		{name: "its own directory, recorded", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme-"+a.ID(), a)}, want: "mcp_gateway/acme-" + a.ID()},
+		{name: "its own directory naming another boundary", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme-"+a.ID(), b)}, wantErr: "records another auth boundary"},
 		{name: "a corrupted record", setup: []func(*testing.T, grants.Store){func(t *testing.T, s grants.Store) {
 			_ = s.Store(ctx, "mcp_gateway/acme/boundary", []byte("not json"))
-		}}, wantErr: "not a boundary record"},
+		}}, wantErr: "not a Boundary record"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := grants.NewMemoryStore()
@@ -92,9 +92,9 @@ func TestStoragePrefix(t *testing.T) {
 		if got, err := storagePrefix(ctx, failingLoads{store}, "acme", a, zap.NewNop()); err == nil {
 			t.Fatalf("storagePrefix = %q with its storage unreachable", got)
 		}
-		for _, dir := range []string{"mcp_gateway/acme", "mcp_gateway/acme-" + a.id()} {
+		for _, dir := range []string{"mcp_gateway/acme", "mcp_gateway/acme-" + a.ID()} {
 			if _, err := loadBoundary(ctx, store, dir); err == nil {
-				t.Errorf("a boundary recorded in %s while the storage was unreadable", dir)
+				t.Errorf("a Boundary recorded in %s while the storage was unreadable", dir)
 			}
 		}
 	})
@@ -104,7 +104,7 @@ func TestStoragePrefix(t *testing.T) {
 		legacy(t, store)
 		var wg sync.WaitGroup
 		got := make([]string, 2)
-		for i, bd := range []boundary{a, b} {
+		for i, bd := range []Boundary{a, b} {
 			wg.Go(func() {
 				p, err := storagePrefix(ctx, store, "acme", bd, zap.NewNop())
 				if err != nil {
@@ -120,9 +120,9 @@ func TestStoragePrefix(t *testing.T) {
 		}
 	})
 
-	t.Run("a new boundary beside another's state is logged", func(t *testing.T) {
+	t.Run("a new Boundary beside another's state is logged", func(t *testing.T) {
 		store := grants.NewMemoryStore()
-		for i, bd := range []boundary{a, b} {
+		for i, bd := range []Boundary{a, b} {
 			core, logs := observer.New(zap.WarnLevel)
 			own, err := storagePrefix(ctx, store, "acme", bd, zap.New(core))
 			if err != nil {
@@ -130,17 +130,17 @@ func TestStoragePrefix(t *testing.T) {
 			}
 			// The first starts on an empty storage; the second's fresh
 			// start beside the first's state is worth a warning naming it.
-			if own != "mcp_gateway/acme-"+bd.id() {
+			if own != "mcp_gateway/acme-"+bd.ID() {
 				t.Fatalf("gateway %d stored in %s", i, own)
 			}
 			warned := logs.FilterMessageSnippet("starts with new state").All()
-			if i == 0 && len(warned) != 0 || i == 1 && (len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0].ContextMap()["other_storage"]), "mcp_gateway/acme-"+a.id())) {
+			if i == 0 && len(warned) != 0 || i == 1 && (len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0].ContextMap()["other_storage"]), "mcp_gateway/acme-"+a.ID())) {
 				t.Errorf("gateway %d: warnings %v", i, warned)
 			}
 		}
 	})
 
-	if a.id() == b.id() || len(a.id()) != 16 {
-		t.Errorf("boundary ids %q and %q", a.id(), b.id())
+	if a.ID() == b.ID() || len(a.ID()) != 16 {
+		t.Errorf("Boundary ids %q and %q", a.ID(), b.ID())
 	}
 }

@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+// Settings are what a Runtime is made of, with every placeholder resolved
+// and validated by the caller.
+type Settings struct {
+	// Name labels the gateway in its storage directory, logs and metrics.
+	Name string
+
+	// PublicURL is the origin MCP clients reach the site at, without a
+	// trailing slash. The downstream redirect URI is
+	// <PublicURL>/oauth/callback.
+	PublicURL string
+
+	// Storage holds the gateway's durable state, shared by every instance
+	// of the same boundary. Fingerprint leaves it out: the caller, which
+	// knows what tells two stores apart, keys it itself.
+	Storage grants.Store
+
+	// Downstream is the gateway's client at the downstream server, but
+	// for its HTTP client and redirect URL, which the Runtime sets.
+	Downstream downstream.Config
+
+	// EncryptionKey is the secret the sealing key is derived from; empty:
+	// a random key kept in Storage. PreviousEncryptionKeys still open
+	// what earlier keys sealed.
+	EncryptionKey          string
+	PreviousEncryptionKeys []string
+
+	// Clients are the clients registered in the config, by client ID.
+	Clients map[string]*grants.Client
+
+	// TrustedClientHosts are the lower-case hosts whose client ID
+	// metadata documents the operator vouches for.
+	TrustedClientHosts []string
+
+	// AllowPrivateMetadataDocuments lets client ID metadata documents be
+	// fetched from private addresses and over http.
+	AllowPrivateMetadataDocuments bool
+
+	// Logger receives the gateway's logs; nil logs nothing.
+	Logger *zap.Logger
+
+	// OnRefresh, when set, is told of every downstream refresh (for the
+	// metrics).
+	OnRefresh func(took time.Duration, err error)
+}
+
+// Fingerprint identifies the settings: configs whose gateways have the
+// same fingerprint (on the same storage) share one Runtime across reloads.
+// Every setting counts but Storage (see there), Logger and OnRefresh;
+// secrets enter only as digests.
+func (s *Settings) Fingerprint() string {
+	h := sha256.New()
+	write := func(values ...string) {
+		var n [binary.MaxVarintLen64]byte
+		for _, v := range values {
+			h.Write(n[:binary.PutUvarint(n[:], uint64(len(v)))])
+			h.Write([]byte(v))
+		}
+	}
+	write(s.Name, s.PublicURL, s.Downstream.Fingerprint(), digest(s.EncryptionKey))
+	write(strconv.Itoa(len(s.PreviousEncryptionKeys)))
+	for _, k := range s.PreviousEncryptionKeys {
+		write(digest(k))
+	}
+	write(strconv.Itoa(len(s.Clients)))
+	for _, id := range slices.Sorted(maps.Keys(s.Clients)) {
+		// A client's secret is kept as its hash already.
+		raw, _ := json.Marshal(s.Clients[id])
+		write(id, string(raw))
+	}
+	write(strconv.Itoa(len(s.TrustedClientHosts)))
+	write(s.TrustedClientHosts...)
+	write(strconv.FormatBool(s.AllowPrivateMetadataDocuments))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// digest is the hex SHA-256 of a secret, "" for none.
+func digest(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}

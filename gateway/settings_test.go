@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+)
+
+// TestSettingsFingerprintCoversEveryField sets each field of Settings in
+// turn and expects the fingerprint to change, so a setting added without
+// a place in Fingerprint fails here.
+func TestSettingsFingerprintCoversEveryField(t *testing.T) {
+	// Not settings of the gateway: the caller keys the storage itself, and
+	// where logs and refresh counts go makes no other gateway.
+	skip := map[string]bool{"Storage": true, "Logger": true, "OnRefresh": true}
+	base := (&Settings{}).Fingerprint()
+	typ := reflect.TypeFor[Settings]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if skip[f.Name] {
+			continue
+		}
+		var s Settings
+		v := reflect.ValueOf(&s).Elem().Field(i)
+		switch v.Interface().(type) {
+		case string:
+			v.SetString("x")
+		case []string:
+			v.Set(reflect.ValueOf([]string{"x"}))
+		case bool:
+			v.SetBool(true)
+		case downstream.Config:
+			v.Set(reflect.ValueOf(downstream.Config{Issuer: "https://idp.example.com"}))
+		case map[string]*grants.Client:
+			v.Set(reflect.ValueOf(map[string]*grants.Client{"desk": {ID: "desk"}}))
+		default:
+			t.Errorf("%s (%s): the test cannot set it; teach it, and Fingerprint, about it", f.Name, f.Type)
+			continue
+		}
+		if s.Fingerprint() == base {
+			t.Errorf("setting %s leaves the fingerprint unchanged: add it to Settings.Fingerprint (a secret by its digest)", f.Name)
+		}
+	}
+}
