@@ -573,7 +573,7 @@ func rotateKeys(ctx context.Context, op *operator) error {
 func (op *operator) keys(keys []keyView) error {
 	t := op.table("KID", "CREATED", "RETIRES", "SIGNING")
 	for _, k := range keys {
-		signing := ""
+		signing := "-"
 		if k.Signing {
 			signing = "yes"
 		}
