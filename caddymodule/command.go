@@ -207,10 +207,13 @@ func newAdminClient(address, configFile, adapter string) (*adminClient, error) {
 		dial, _, _ = strings.Cut(parsed.Host, "|")
 		origin = "http://127.0.0.1"
 	}
+	// No deadline on the answer: revoking a client's thousands of grants
+	// takes what it takes; only an endpoint that never answers the
+	// connection is given up on.
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	return &adminClient{addr: address, origin: origin, socket: parsed.IsUnixNetwork(), http: &http.Client{
-		Timeout: time.Minute,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return new(net.Dialer).DialContext(ctx, network, dial)
+			return dialer.DialContext(ctx, network, dial)
 		}},
 	}}, nil
 }
@@ -359,9 +362,10 @@ func listGateways(ctx context.Context, op *operator) error {
 		_, err := fmt.Fprintln(op.out, "No MCP gateway is running.")
 		return err
 	}
+	refs := gatewayRefs(list)
 	t := op.table("GATEWAY", "PUBLIC URL", "SERVER", "PATH", "SCOPES")
 	for i, g := range list {
-		ref := gatewayRefs(list)[i]
+		ref := refs[i]
 		if len(g.Servers) == 0 {
 			t.row(ref, g.PublicURL, "-", "-", g.Scopes)
 		}
@@ -461,11 +465,11 @@ func listGrants(ctx context.Context, op *operator) error {
 
 func revokeGrants(ctx context.Context, op *operator) error {
 	user, client := op.fl.String("user"), op.fl.String("client")
-	var path string
+	var id string
 	query := url.Values{}
 	switch {
 	case len(op.args) == 1 && user == "" && client == "":
-		path = op.args[0]
+		id = op.args[0]
 	case len(op.args) == 0 && (user != "" || client != ""):
 		if user != "" {
 			query.Set("user", user)
@@ -481,8 +485,8 @@ func revokeGrants(ctx context.Context, op *operator) error {
 		return err
 	}
 	p := gatewayPath(gw, "grants")
-	if path != "" {
-		p = gatewayPath(gw, "grants", path)
+	if id != "" {
+		p = gatewayPath(gw, "grants", id)
 	}
 	body, err := op.admin.do(ctx, http.MethodDelete, p, query)
 	if err != nil || op.json {

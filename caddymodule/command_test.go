@@ -56,11 +56,14 @@ type commandCaddy struct {
 	sites                     []string // host:port of each site
 }
 
-// startCommandCaddy runs a config with the admin endpoint on a free port
-// and one site per entry of sites (each a free port if empty).
-func startCommandCaddy(t *testing.T, sites int) *commandCaddy {
+// startCommandCaddy runs a config with the admin endpoint at admin (a
+// free port if empty) and sites sites, each on a free port.
+func startCommandCaddy(t *testing.T, sites int, admin string) *commandCaddy {
 	t.Helper()
-	c := &commandCaddy{admin: freeAddr(t), storage: t.TempDir()}
+	if admin == "" {
+		admin = freeAddr(t)
+	}
+	c := &commandCaddy{admin: admin, storage: t.TempDir()}
 	config := fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tstorage file_system %s\n}\n", c.admin, c.storage)
 	for range sites {
 		site := freeAddr(t)
@@ -199,7 +202,7 @@ type grantListing struct {
 // page and revoked, clients listed and deleted, and the errors of an
 // unknown gateway, grant or client.
 func TestCommand(t *testing.T) {
-	c := startCommandCaddy(t, 1)
+	c := startCommandCaddy(t, 1, "")
 	public := "http://" + c.sites[0]
 	ctx := context.Background()
 
@@ -415,7 +418,7 @@ func TestCommandUnreachable(t *testing.T) {
 // commands ask for --gateway, refuse the plain name with the qualified
 // names to choose from, and accept a qualified one.
 func TestCommandAmbiguousGateway(t *testing.T) {
-	c := startCommandCaddy(t, 2)
+	c := startCommandCaddy(t, 2, "")
 	one, two := "acme@"+c.sites[0], "acme@"+c.sites[1]
 	out := c.mustRun(t, "gateways")
 	if !strings.Contains(out, one) || !strings.Contains(out, two) {
@@ -431,5 +434,17 @@ func TestCommandAmbiguousGateway(t *testing.T) {
 	}
 	if out := c.mustRun(t, "grants", "list", "--gateway", two); out != "No grants.\n" {
 		t.Fatalf("grants list --gateway %s: %q", two, out)
+	}
+}
+
+// TestCommandUnixSocket reaches an admin endpoint on a Unix socket, named
+// as in the admin option.
+func TestCommandUnixSocket(t *testing.T) {
+	c := startCommandCaddy(t, 1, "unix/"+filepath.Join(t.TempDir(), "admin.sock"))
+	wantTable(t, c.mustRun(t, "keys", "list", "acme"), []string{"KID", "CREATED", "RETIRES", "SIGNING"}, []string{"-", "yes"})
+	// And found in the config file.
+	out, err := mcpGateway(t, "gateways", "--config", c.caddyfile)
+	if err != nil || !strings.Contains(out, "support-assistant") {
+		t.Fatalf("gateways --config %s: %v\n%s", c.caddyfile, err, out)
 	}
 }
