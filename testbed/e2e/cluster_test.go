@@ -27,6 +27,15 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childCaddyfileEnv); path != "" {
 		os.Exit(runChildCaddy(path))
 	}
+	// Every request of the tests opens a connection of its own. After a
+	// config load the old server closes its kept-alive connections, and a
+	// request sent on one at that moment fails; Go resends only idempotent
+	// ones, and MCP calls are POSTs. Closing idle connections after a load
+	// is not enough: a connection still busy then (a session's DELETE, a
+	// stream's end) goes back to the pool afterwards.
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		t.DisableKeepAlives = true
+	}
 	os.Exit(m.Run())
 }
 
