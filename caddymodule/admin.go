@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,84 +154,43 @@ func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, st *gatewa
 // with the user still signed in at the provider, with no page at all).
 func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, st *gatewayState, id string) error {
 	ctx := r.Context()
-	var ids []string
-	var filter grants.FamilyFilter
-	if id != "" {
-		ids = []string{id}
-	} else {
+	const reason = "revoked by an operator"
+	var (
+		ids       []string
+		forgotten int
+	)
+	if id == "" {
 		q := r.URL.Query()
-		filter = grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
+		filter := grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
 		if filter.User == "" && filter.ClientID == "" {
 			return adminError(http.StatusBadRequest, "name the grants to revoke: /grants/<id>, ?user=<user> or ?client_id=<client>")
 		}
 		var err error
-		if ids, err = matchingGrants(r, st, filter); err != nil {
-			return err
+		if ids, forgotten, err = authserver.RevokeGrants(ctx, st.ledger, st.verifier, filter, reason, time.Now()); err != nil {
+			return adminError(http.StatusServiceUnavailable, "revoking grants (%d revoked so far; repeat the request): %v", len(ids), err)
 		}
-	}
-	for _, gid := range ids {
-		switch err := st.revokeGrant(ctx, gid, "revoked by an operator"); {
-		case errors.Is(err, grants.ErrNotFound) && id != "":
-			return adminError(http.StatusNotFound, "no grant %q", id)
+	} else {
+		switch _, err := authserver.RevokeFamily(ctx, st.ledger, st.verifier, id, reason, time.Now()); {
 		case errors.Is(err, grants.ErrNotFound):
-			// Pruned since it was listed: nothing left to revoke.
+			return adminError(http.StatusNotFound, "no grant %q", id)
 		case err != nil:
-			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", gid, err)
+			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", id, err)
 		}
-	}
-	if id != "" {
+		ids = []string{id}
 		// A revoked family keeps its record: it names the consent.
-		switch fam, err := st.ledger.Family(ctx, id); {
+		fam, err := st.ledger.Family(ctx, id)
+		switch {
 		case err == nil:
-			filter = grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server}
-		case !errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
-			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but reading it to forget its consent failed (repeat the request): %v", err)
+			forgotten, err = authserver.ForgetConsents(ctx, st.ledger, grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server})
+		case errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
+			err = nil
 		}
-	}
-	forgotten, err := forgetConsents(ctx, st, filter)
-	if err != nil {
-		return adminError(http.StatusServiceUnavailable, "the grants are revoked, but forgetting their consents failed (repeat the request): %v", err)
+		if err != nil {
+			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but forgetting its consent failed (repeat the request): %v", err)
+		}
 	}
 	a.logger.Info("grants revoked through the admin API", zap.String("gateway", st.cfg.name), zap.Int("count", len(ids)), zap.Int("consents_forgotten", forgotten))
 	return writeAdminJSON(w, map[string]any{"revoked": ids, "consents_forgotten": forgotten})
-}
-
-// forgetConsents deletes the consents of a revocation: the user's for the
-// client at the server when the filter names all three, else every
-// consent of the user, of the client, or of the user to the client.
-func forgetConsents(ctx context.Context, st *gatewayState, f grants.FamilyFilter) (int, error) {
-	switch {
-	case f.User == "" && f.ClientID == "":
-		return 0, nil
-	case f.Server != "":
-		switch _, err := st.ledger.Consent(ctx, f.User, f.ClientID, f.Server); {
-		case errors.Is(err, grants.ErrNotFound):
-			return 0, nil
-		case err != nil:
-			return 0, err
-		}
-		return 1, st.ledger.DeleteConsent(ctx, f.User, f.ClientID, f.Server)
-	}
-	return st.ledger.DeleteConsents(ctx, f.User, f.ClientID)
-}
-
-// matchingGrants returns the IDs of every live grant matching filter.
-func matchingGrants(r *http.Request, st *gatewayState, filter grants.FamilyFilter) ([]string, error) {
-	ids := []string{}
-	after := ""
-	for {
-		page, next, err := st.ledger.Families(r.Context(), filter, after, adminPageLimit)
-		if err != nil {
-			return nil, adminError(http.StatusServiceUnavailable, "listing grants: %v", err)
-		}
-		for _, f := range page {
-			ids = append(ids, f.ID)
-		}
-		if next == "" {
-			return ids, nil
-		}
-		after = next
-	}
 }
 
 // clientView is a registered client as the admin API shows it.
@@ -269,17 +227,9 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, st *gate
 	} else if err != nil {
 		return adminError(http.StatusServiceUnavailable, "reading client %q: %v", id, err)
 	}
-	ids, err := matchingGrants(r, st, grants.FamilyFilter{ClientID: id})
+	ids, _, err := authserver.RevokeGrants(ctx, st.ledger, st.verifier, grants.FamilyFilter{ClientID: id}, "client deleted by an operator", time.Now())
 	if err != nil {
-		return err
-	}
-	for _, fam := range ids {
-		if err := st.revokeGrant(ctx, fam, "client deleted by an operator"); err != nil && !errors.Is(err, grants.ErrNotFound) {
-			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", fam, err)
-		}
-	}
-	if _, err := st.ledger.DeleteConsents(ctx, "", id); err != nil {
-		return adminError(http.StatusServiceUnavailable, "forgetting the consents given to client %q: %v", id, err)
+		return adminError(http.StatusServiceUnavailable, "revoking the grants of client %q and forgetting its consents (repeat the request): %v", id, err)
 	}
 	if err := st.ledger.DeleteClient(ctx, id); err != nil {
 		return adminError(http.StatusServiceUnavailable, "deleting client %q: %v", id, err)
@@ -358,17 +308,6 @@ func (st *gatewayState) describe(publicURL string, gw *authserver.Gateway, serve
 	st.mu.Lock()
 	st.inventory = inv
 	st.mu.Unlock()
-}
-
-// revokeGrant revokes a family in storage (which tells other instances)
-// and in this instance's verifier at once, by the reference its access
-// tokens carry.
-func (st *gatewayState) revokeGrant(ctx context.Context, id, reason string) error {
-	fam, err := st.ledger.RevokeFamily(ctx, id, reason)
-	if fam != nil {
-		st.verifier.RevokeFamily(fam.Ref, time.Now().Add(grants.RevocationRetention))
-	}
-	return err
 }
 
 // gatewayInventories lists every gateway of the running configs.
