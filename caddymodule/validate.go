@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -62,6 +65,9 @@ func (g *Handler) check() error {
 	if err := checkPublicURL(g.PublicURL); err != nil {
 		return err
 	}
+	if err := checkPageText(g.ProductName, 100); err != nil {
+		return &ConfigError{"product_name", "product_name " + err.Error()}
+	}
 	if err := g.Lifetimes.check(); err != nil {
 		return err
 	}
@@ -110,6 +116,17 @@ func (g *Handler) check() error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// checkPageText checks a text of the config that the gateway's pages show.
+func checkPageText(text string, max int) error {
+	if utf8.RuneCountInString(text) > max {
+		return fmt.Errorf("is longer than %d characters; shorten it", max)
+	}
+	if !utf8.ValidString(text) || strings.IndexFunc(text, unicode.IsControl) >= 0 {
+		return errors.New("holds a control character or invalid UTF-8")
 	}
 	return nil
 }
@@ -254,6 +271,19 @@ func checkDownstream(path, who string, gw *Gateway) error {
 		}
 		if _, err := scopes.New(mapped...); err != nil {
 			return &ConfigError{p, fmt.Sprintf("%s: scope_map %s: %v", who, name, err)}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(gw.ScopeDescriptions)) {
+		p := path + "/scope_descriptions/" + name
+		if !slices.Contains(gw.Scopes, name) {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_description describes %q, which is not one of the gateway's scopes (%s)", who, name, strings.Join(gw.Scopes, " "))}
+		}
+		text := gw.ScopeDescriptions[name]
+		if text == "" {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_description of %q is empty", who, name)}
+		}
+		if err := checkPageText(text, 200); err != nil {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_description of %q %v", who, name, err)}
 		}
 	}
 	if len(gw.LoginScopes) > 0 {
