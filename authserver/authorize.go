@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -254,21 +255,39 @@ func (e *Edge) serveConsent(w http.ResponseWriter, r *http.Request, s *Server) {
 // startDownstream stores the consented authorization under a fresh
 // downstream state and sends the browser to the downstream server's login.
 func (e *Edge) startDownstream(w http.ResponseWriter, r *http.Request, s *Server, p *grants.Pending) {
-	ctx := r.Context()
-	state, verifier := randomToken(), randomToken()+randomToken()[:11] // 54 chars, within PKCE's 43-128
-	p.DownstreamVerifier = verifier
-	authURL, err := s.Gateway().Downstream.AuthCodeURL(ctx, state, verifier)
-	if err != nil {
-		e.log.Error("reaching the downstream authorization server", zap.String("gateway", s.Gateway().Name), zap.Error(err))
-		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the downstream authorization server cannot be reached; try again later")
-		return
-	}
-	if err := s.Gateway().Ledger.SavePending(ctx, state, p); err != nil {
+	g := s.Gateway()
+	authURL, err := e.downstreamSignIn(r.Context(), g, p)
+	switch {
+	case errors.Is(err, errPendingNotSaved):
 		e.log.Error("saving a pending authorization", zap.String("server", s.Name), zap.Error(err))
 		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the gateway's storage is unavailable; try again later")
-		return
+	case err != nil:
+		e.log.Error("reaching the downstream authorization server", zap.String("gateway", g.Name), zap.Error(err))
+		e.redirectError(w, r, s, p.RedirectURI, p.State, "temporarily_unavailable", "the downstream authorization server cannot be reached; try again later")
+	default:
+		http.Redirect(w, r, authURL, http.StatusFound)
 	}
-	http.Redirect(w, r, authURL, http.StatusFound)
+}
+
+// errPendingNotSaved marks a sign-in that could not be recorded.
+var errPendingNotSaved = errors.New("saving the pending sign-in")
+
+// downstreamSignIn stores p under a fresh downstream state (single use),
+// with the gateway's own PKCE verifier, and returns the downstream
+// server's authorization URL, where the browser signs in; serveCallback
+// takes it from there. Authorizations and sign-ins to the connected-apps
+// page (p.Account) start alike.
+func (e *Edge) downstreamSignIn(ctx context.Context, g *Gateway, p *grants.Pending) (string, error) {
+	state, verifier := randomToken(), randomToken()+randomToken()[:11] // 54 chars, within PKCE's 43-128
+	p.DownstreamVerifier = verifier
+	authURL, err := g.Downstream.AuthCodeURL(ctx, state, verifier)
+	if err != nil {
+		return "", err
+	}
+	if err := g.Ledger.SavePending(ctx, state, p); err != nil {
+		return "", fmt.Errorf("%w: %w", errPendingNotSaved, err)
+	}
+	return authURL, nil
 }
 
 // earlierConsent returns the user this browser last signed in as and the

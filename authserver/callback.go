@@ -16,7 +16,8 @@ import (
 // authorization named by the downstream state (single use, expiring, bound to
 // this browser), exchanges the downstream code, resolves the user, keeps the
 // downstream token set, and returns the browser to the MCP client with a
-// single-use gateway code.
+// single-use gateway code. A sign-in to the connected-apps page ends
+// instead in finishAccountSignIn.
 //
 // Everything that needs no storage is checked first (the rate limit, the
 // form of the state and of the browser cookie), and the record is locked
@@ -65,6 +66,10 @@ func (e *Edge) serveCallback(w http.ResponseWriter, r *http.Request) {
 				e.audit("callback refused", s, found.ClientID, "", found.Scopes, zap.String("reason", "different browser"))
 			}
 			e.refuseOtherBrowser(w)
+			return
+		}
+		if err == nil && found.Account {
+			e.finishAccountSignIn(w, r, g, found)
 			return
 		}
 		if err == nil {

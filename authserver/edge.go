@@ -63,6 +63,11 @@ type Gateway struct {
 	// metadata documents the operator vouches for: their consent page
 	// lacks the warning that the application is not verified.
 	TrustedClientHosts []string
+
+	// ScopeDescriptions say in words what each scope allows, for the
+	// consent and connected-apps pages; a scope without one is shown by
+	// its name alone.
+	ScopeDescriptions map[string]string
 }
 
 // clientHost returns the host of a metadata-document client ID, as the
@@ -110,6 +115,10 @@ type Options struct {
 	RefreshGrace     time.Duration // default 30s
 	CodeTTL          time.Duration // default 1m
 	AuthorizationTTL time.Duration // default 10m
+
+	// ProductName, when set, names the site in the titles of its pages
+	// (consent, connected apps, errors).
+	ProductName string
 
 	// Limits are the rate limits; the zero value limits nothing.
 	Limits Limits
@@ -230,6 +239,8 @@ func (e *Edge) ServeOAuth(w http.ResponseWriter, r *http.Request) bool {
 	switch {
 	case p == CallbackPath:
 		e.serveCallback(w, r)
+	case p == AccountPath:
+		e.serveAccount(w, r)
 	case strings.HasPrefix(p, wellKnownResource):
 		return e.serveResourceMetadata(w, r, strings.TrimPrefix(p, wellKnownResource)) || passMetadata(w, r)
 	case strings.HasPrefix(p, wellKnownAuthServer):

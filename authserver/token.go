@@ -314,10 +314,7 @@ func (e *Edge) revokeFamily(ctx context.Context, g *Gateway, familyID, reason st
 	if familyID == "" {
 		return
 	}
-	fam, err := g.Ledger.RevokeFamily(ctx, familyID, reason)
-	if fam != nil {
-		e.refuseAccessTokens(g, fam.Ref)
-	}
+	_, err := RevokeFamily(ctx, g.Ledger, g.Verifier, familyID, reason, e.opts.Now())
 	if err != nil && !isNotFound(err) {
 		e.log.Error("revoking a refresh token family", zap.String("gateway", g.Name), zap.Error(err))
 	}

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,84 +155,44 @@ func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, rt *gatewa
 // with the user still signed in at the provider, with no page at all).
 func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime, id string) error {
 	ctx := r.Context()
-	var ids []string
-	var filter grants.FamilyFilter
-	if id != "" {
-		ids = []string{id}
-	} else {
+	gw := rt.Gateway()
+	const reason = "revoked by an operator"
+	var (
+		ids       []string
+		forgotten int
+	)
+	if id == "" {
 		q := r.URL.Query()
-		filter = grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
+		filter := grants.FamilyFilter{User: q.Get("user"), ClientID: q.Get("client_id")}
 		if filter.User == "" && filter.ClientID == "" {
 			return adminError(http.StatusBadRequest, "name the grants to revoke: /grants/<id>, ?user=<user> or ?client_id=<client>")
 		}
 		var err error
-		if ids, err = matchingGrants(r, rt, filter); err != nil {
-			return err
+		if ids, forgotten, err = authserver.RevokeGrants(ctx, gw.Ledger, gw.Verifier, filter, reason, time.Now()); err != nil {
+			return adminError(http.StatusServiceUnavailable, "revoking grants (%d revoked so far; repeat the request): %v", len(ids), err)
 		}
-	}
-	for _, gid := range ids {
-		switch err := rt.RevokeGrant(ctx, gid, "revoked by an operator"); {
-		case errors.Is(err, grants.ErrNotFound) && id != "":
-			return adminError(http.StatusNotFound, "no grant %q", id)
+	} else {
+		switch _, err := authserver.RevokeFamily(ctx, gw.Ledger, gw.Verifier, id, reason, time.Now()); {
 		case errors.Is(err, grants.ErrNotFound):
-			// Pruned since it was listed: nothing left to revoke.
+			return adminError(http.StatusNotFound, "no grant %q", id)
 		case err != nil:
-			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", gid, err)
+			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", id, err)
 		}
-	}
-	if id != "" {
+		ids = []string{id}
 		// A revoked family keeps its record: it names the consent.
-		switch fam, err := rt.Gateway().Ledger.Family(ctx, id); {
+		fam, err := gw.Ledger.Family(ctx, id)
+		switch {
 		case err == nil:
-			filter = grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server}
-		case !errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
-			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but reading it to forget its consent failed (repeat the request): %v", err)
+			forgotten, err = authserver.ForgetConsents(ctx, gw.Ledger, grants.FamilyFilter{User: fam.User, ClientID: fam.ClientID, Server: fam.Server})
+		case errors.Is(err, grants.ErrNotFound): // pruned since: nothing to forget
+			err = nil
 		}
-	}
-	forgotten, err := forgetConsents(ctx, rt, filter)
-	if err != nil {
-		return adminError(http.StatusServiceUnavailable, "the grants are revoked, but forgetting their consents failed (repeat the request): %v", err)
+		if err != nil {
+			return adminError(http.StatusServiceUnavailable, "the grant is revoked, but forgetting its consent failed (repeat the request): %v", err)
+		}
 	}
 	a.logger.Info("grants revoked through the admin API", zap.String("gateway", rt.Name()), zap.Int("count", len(ids)), zap.Int("consents_forgotten", forgotten))
 	return writeAdminJSON(w, map[string]any{"revoked": ids, "consents_forgotten": forgotten})
-}
-
-// forgetConsents deletes the consents of a revocation: the user's for the
-// client at the server when the filter names all three, else every
-// consent of the user, of the client, or of the user to the client.
-func forgetConsents(ctx context.Context, rt *gateway.Runtime, f grants.FamilyFilter) (int, error) {
-	switch {
-	case f.User == "" && f.ClientID == "":
-		return 0, nil
-	case f.Server != "":
-		switch _, err := rt.Gateway().Ledger.Consent(ctx, f.User, f.ClientID, f.Server); {
-		case errors.Is(err, grants.ErrNotFound):
-			return 0, nil
-		case err != nil:
-			return 0, err
-		}
-		return 1, rt.Gateway().Ledger.DeleteConsent(ctx, f.User, f.ClientID, f.Server)
-	}
-	return rt.Gateway().Ledger.DeleteConsents(ctx, f.User, f.ClientID)
-}
-
-// matchingGrants returns the IDs of every live grant matching filter.
-func matchingGrants(r *http.Request, rt *gateway.Runtime, filter grants.FamilyFilter) ([]string, error) {
-	ids := []string{}
-	after := ""
-	for {
-		page, next, err := rt.Gateway().Ledger.Families(r.Context(), filter, after, adminPageLimit)
-		if err != nil {
-			return nil, adminError(http.StatusServiceUnavailable, "listing grants: %v", err)
-		}
-		for _, f := range page {
-			ids = append(ids, f.ID)
-		}
-		if next == "" {
-			return ids, nil
-		}
-		after = next
-	}
 }
 
 // clientView is a registered client as the admin API shows it.
@@ -265,24 +224,17 @@ func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request, rt *gatew
 // tokens stop working and it must register again.
 func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, rt *gateway.Runtime, id string) error {
 	ctx := r.Context()
-	if _, err := rt.Gateway().Ledger.Client(ctx, id); errors.Is(err, grants.ErrNotFound) {
+	gw := rt.Gateway()
+	if _, err := gw.Ledger.Client(ctx, id); errors.Is(err, grants.ErrNotFound) {
 		return adminError(http.StatusNotFound, "no registered client %q (clients declared in the config are removed from the config)", id)
 	} else if err != nil {
 		return adminError(http.StatusServiceUnavailable, "reading client %q: %v", id, err)
 	}
-	ids, err := matchingGrants(r, rt, grants.FamilyFilter{ClientID: id})
+	ids, _, err := authserver.RevokeGrants(ctx, gw.Ledger, gw.Verifier, grants.FamilyFilter{ClientID: id}, "client deleted by an operator", time.Now())
 	if err != nil {
-		return err
+		return adminError(http.StatusServiceUnavailable, "revoking the grants of client %q and forgetting its consents (repeat the request): %v", id, err)
 	}
-	for _, fam := range ids {
-		if err := rt.RevokeGrant(ctx, fam, "client deleted by an operator"); err != nil && !errors.Is(err, grants.ErrNotFound) {
-			return adminError(http.StatusServiceUnavailable, "revoking grant %q: %v", fam, err)
-		}
-	}
-	if _, err := rt.Gateway().Ledger.DeleteConsents(ctx, "", id); err != nil {
-		return adminError(http.StatusServiceUnavailable, "forgetting the consents given to client %q: %v", id, err)
-	}
-	if err := rt.Gateway().Ledger.DeleteClient(ctx, id); err != nil {
+	if err := gw.Ledger.DeleteClient(ctx, id); err != nil {
 		return adminError(http.StatusServiceUnavailable, "deleting client %q: %v", id, err)
 	}
 	a.logger.Info("client deleted through the admin API", zap.String("gateway", rt.Name()), zap.String("client_id", id), zap.Int("grants_revoked", len(ids)))

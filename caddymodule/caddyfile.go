@@ -25,6 +25,7 @@ func init() {
 //
 //	mcp_gateway {
 //		public_url <url>
+//		product_name <name>
 //		access_token_lifetime <duration>
 //		refresh_token_lifetime <duration>
 //		refresh_grace <duration>
@@ -62,6 +63,7 @@ func init() {
 //			encryption_key <secret> [<previous secret>...]
 //			allow_private_metadata_documents
 //			trusted_client_hosts <host...>
+//			scope_description <scope> <text>
 //			client <id> {
 //				secret <secret>
 //				name <display name>
@@ -160,6 +162,11 @@ func (g *Handler) unmarshal(h httpcaddyfile.Helper) error {
 			if err := oneArg(d, &g.PublicURL); err != nil {
 				return err
 			}
+		case "product_name":
+			at["product_name"] = position(d)
+			if err := oneArg(d, &g.ProductName); err != nil {
+				return err
+			}
 		case "access_token_lifetime", "refresh_token_lifetime", "refresh_grace", "authorization_code_lifetime", "authorization_lifetime":
 			at["lifetimes/"+strings.TrimSuffix(d.Val(), "_lifetime")] = position(d)
 			if err := g.unmarshalLifetime(d); err != nil {
@@ -183,7 +190,7 @@ func (g *Handler) unmarshal(h httpcaddyfile.Helper) error {
 			}
 			g.Servers = append(g.Servers, srv)
 		default:
-			return d.Errf("unrecognized mcp_gateway option %q (expected public_url, gateway, server, rate_limit or a lifetime)", d.Val())
+			return d.Errf("unrecognized mcp_gateway option %q (expected public_url, product_name, gateway, server, rate_limit or a lifetime)", d.Val())
 		}
 	}
 	// The rules that span several blocks (a server's scopes against its
@@ -368,6 +375,8 @@ func unmarshalGateway(d *caddyfile.Dispenser, record func(string, *caddyfile.Dis
 				record(fmt.Sprintf("trusted_client_hosts/%d", len(gw.TrustedClientHosts)), d)
 				gw.TrustedClientHosts = append(gw.TrustedClientHosts, host)
 			}
+		case "scope_description":
+			err = unmarshalScopeDescription(d, gw, record)
 		case "client":
 			var c *ClientConfig
 			c, err = unmarshalClient(d)
@@ -484,6 +493,23 @@ func unmarshalParams(d *caddyfile.Dispenser, gw *Gateway) error {
 		}
 		gw.AuthorizationParams[args[i]] = args[i+1]
 	}
+	return nil
+}
+
+// unmarshalScopeDescription parses: scope_description <scope> <text>.
+func unmarshalScopeDescription(d *caddyfile.Dispenser, gw *Gateway, record func(string, *caddyfile.Dispenser)) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.Errf("scope_description needs a scope and its text in quotes, e.g. scope_description tickets.read \"Read your support tickets\"")
+	}
+	if _, dup := gw.ScopeDescriptions[args[0]]; dup {
+		return d.Errf("scope_description: scope %q is described twice", args[0])
+	}
+	if gw.ScopeDescriptions == nil {
+		gw.ScopeDescriptions = map[string]string{}
+	}
+	record("scope_descriptions/"+args[0], d)
+	gw.ScopeDescriptions[args[0]] = args[1]
 	return nil
 }
 

@@ -137,6 +137,14 @@ type Gateway struct {
 	// register dynamically are always shown as not verified; clients of the
 	// config never are.
 	TrustedClientHosts []string `json:"trusted_client_hosts,omitempty"`
+
+	// ScopeDescriptions say in a few words what each scope lets an
+	// application do, such as "Read your support tickets" for
+	// tickets.read. The consent page and the connected-apps page show them,
+	// with the scope's name in small print; a scope without one is shown
+	// by its name. Keys must be scopes of the gateway; each text is 1 to
+	// 200 characters without control characters.
+	ScopeDescriptions map[string]string `json:"scope_descriptions,omitempty"`
 }
 
 // IdentityRule says how the gateway resolves the user's identity after the

@@ -43,6 +43,11 @@ type Handler struct {
 	// redirect URI (<public_url>/oauth/callback) are built from it.
 	PublicURL string `json:"public_url"`
 
+	// ProductName names the site in the titles of the gateway's pages
+	// (consent, connected apps, errors), such as "Acme Support". At most
+	// 100 characters, without control characters.
+	ProductName string `json:"product_name,omitempty"`
+
 	// Gateways are the auth boundaries. Each holds the full scope set its
 	// servers may request.
 	Gateways []*Gateway `json:"gateways"`
@@ -160,6 +165,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	g.counter = newOutcomeCounter(servers, metricsOf)
 	g.edge = authserver.New(authserver.Options{
 		PublicURL:        publicURL,
+		ProductName:      g.ProductName,
 		AccessTokenTTL:   time.Duration(g.Lifetimes.AccessToken),
 		RefreshTokenTTL:  time.Duration(g.Lifetimes.RefreshToken),
 		RefreshGrace:     time.Duration(g.Lifetimes.RefreshGrace),

@@ -61,6 +61,7 @@ func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage
 		EncryptionKey:                 resolve(gw.EncryptionKey),
 		AllowPrivateMetadataDocuments: gw.AllowPrivateMetadataDocuments,
 		Clients:                       map[string]*grants.Client{},
+		ScopeDescriptions:             gw.ScopeDescriptions,
 		Logger:                        logger,
 	}
 	for _, h := range gw.TrustedClientHosts {

@@ -3,13 +3,16 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -61,6 +64,9 @@ func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
 func (g *Handler) check() error {
 	if err := checkPublicURL(g.PublicURL); err != nil {
 		return err
+	}
+	if err := checkPageText(g.ProductName, 100); err != nil {
+		return &ConfigError{"product_name", "product_name " + err.Error()}
 	}
 	if err := g.Lifetimes.check(); err != nil {
 		return err
@@ -114,6 +120,17 @@ func (g *Handler) check() error {
 	return nil
 }
 
+// checkPageText checks a text of the config that the gateway's pages show.
+func checkPageText(text string, max int) error {
+	if utf8.RuneCountInString(text) > max {
+		return fmt.Errorf("is longer than %d characters; shorten it", max)
+	}
+	if !utf8.ValidString(text) || strings.IndexFunc(text, unicode.IsControl) >= 0 {
+		return errors.New("holds a control character or invalid UTF-8")
+	}
+	return nil
+}
+
 func checkPublicURL(raw string) error {
 	const path = "public_url"
 	if raw == "" {
@@ -163,6 +180,9 @@ func checkGateway(path string, gw *Gateway) error {
 	if err := checkDownstream(path, who, gw); err != nil {
 		return err
 	}
+	if err := checkScopeDescriptions(path, who, gw); err != nil {
+		return err
+	}
 	for j, h := range gw.TrustedClientHosts {
 		if !isHostName(h) {
 			return &ConfigError{fmt.Sprintf("%s/trusted_client_hosts/%d", path, j), fmt.Sprintf("%s: trusted_client_hosts: %q is not a host name; give the host alone, such as claude.ai (no scheme, port, path or wildcard; an internationalized name in its xn-- form)", who, h)}
@@ -185,6 +205,26 @@ func checkGateway(path string, gw *Gateway) error {
 			if err := authserver.ValidateRedirectURI(u); err != nil {
 				return &ConfigError{fmt.Sprintf("%s/redirect_uris/%d", cpath, k), fmt.Sprintf("%s: client %q: %v", who, c.ID, err)}
 			}
+		}
+	}
+	return nil
+}
+
+// checkScopeDescriptions checks the words the gateway's pages show for its
+// scopes: each describes one of the gateway's scopes, in a short text fit
+// for a page.
+func checkScopeDescriptions(path, who string, gw *Gateway) error {
+	for _, name := range slices.Sorted(maps.Keys(gw.ScopeDescriptions)) {
+		p := path + "/scope_descriptions/" + name
+		if !slices.Contains(gw.Scopes, name) {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_description describes %q, which is not one of the gateway's scopes (%s)", who, name, strings.Join(gw.Scopes, " "))}
+		}
+		text := gw.ScopeDescriptions[name]
+		if text == "" {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_description of %q is empty", who, name)}
+		}
+		if err := checkPageText(text, 200); err != nil {
+			return &ConfigError{p, fmt.Sprintf("%s: scope_description of %q %v", who, name, err)}
 		}
 	}
 	return nil

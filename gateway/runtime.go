@@ -226,6 +226,7 @@ func (r *Runtime) load(ctx context.Context) (*state, error) {
 			Clients:            r.settings.Clients,
 			MetadataDocuments:  r.documents,
 			TrustedClientHosts: r.settings.TrustedClientHosts,
+			ScopeDescriptions:  r.settings.ScopeDescriptions,
 		},
 		sessions: NewSessionIDs(sessionsKey),
 	}, nil
@@ -362,21 +363,6 @@ func (r *Runtime) applyRevocations(ctx context.Context, gw *authserver.Gateway, 
 	for _, rev := range revocations {
 		gw.Verifier.RevokeFamily(rev.Ref, rev.ExpiresAt)
 	}
-}
-
-// RevokeGrant revokes a family in storage (which tells other instances)
-// and in this instance's verifier at once, by the reference its access
-// tokens carry. The gateway must be loaded.
-func (r *Runtime) RevokeGrant(ctx context.Context, id, reason string) error {
-	gw := r.Gateway()
-	if gw == nil {
-		return fmt.Errorf("gateway %q is not loaded", r.settings.Name)
-	}
-	fam, err := gw.Ledger.RevokeFamily(ctx, id, reason)
-	if fam != nil {
-		gw.Verifier.RevokeFamily(fam.Ref, time.Now().Add(grants.RevocationRetention))
-	}
-	return err
 }
 
 // Narrowing returns how server, offering the scopes offered of the

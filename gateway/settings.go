@@ -49,6 +49,10 @@ type Settings struct {
 	// metadata documents the operator vouches for.
 	TrustedClientHosts []string
 
+	// ScopeDescriptions say in words what each scope allows, for the
+	// consent and connected-apps pages.
+	ScopeDescriptions map[string]string
+
 	// AllowPrivateMetadataDocuments lets client ID metadata documents be
 	// fetched from private addresses and over http.
 	AllowPrivateMetadataDocuments bool
@@ -87,6 +91,10 @@ func (s *Settings) Fingerprint() string {
 	}
 	write(strconv.Itoa(len(s.TrustedClientHosts)))
 	write(s.TrustedClientHosts...)
+	write(strconv.Itoa(len(s.ScopeDescriptions)))
+	for _, scope := range slices.Sorted(maps.Keys(s.ScopeDescriptions)) {
+		write(scope, s.ScopeDescriptions[scope])
+	}
 	write(strconv.FormatBool(s.AllowPrivateMetadataDocuments))
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -33,6 +33,8 @@ func TestSettingsFingerprintCoversEveryField(t *testing.T) {
 			v.SetBool(true)
 		case downstream.Config:
 			v.Set(reflect.ValueOf(downstream.Config{Issuer: "https://idp.example.com"}))
+		case map[string]string:
+			v.Set(reflect.ValueOf(map[string]string{"tickets.read": "Read your tickets"}))
 		case map[string]*grants.Client:
 			v.Set(reflect.ValueOf(map[string]*grants.Client{"desk": {ID: "desk"}}))
 		default:

@@ -249,7 +249,8 @@ func (l *Ledger) list(ctx context.Context, kind string) ([]string, error) {
 }
 
 // Prune deletes the records that can no longer be used: pending
-// authorizations and remembered browsers past their expiry, authorization
+// authorizations, remembered browsers and account sessions past their
+// expiry, authorization
 // codes CodeRetention past theirs, and refresh-token families and
 // revocation records past theirs.
 // It returns how many it deleted. Clients, consents and downstream grants
@@ -261,7 +262,7 @@ func (l *Ledger) list(ctx context.Context, kind string) ([]string, error) {
 func (l *Ledger) Prune(ctx context.Context) (int, error) {
 	now := l.now()
 	pruned := 0
-	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers, kindRevocations} {
+	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers, kindAccounts, kindRevocations} {
 		keys, err := l.list(ctx, kind)
 		if err != nil {
 			return pruned, err

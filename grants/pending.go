@@ -34,6 +34,10 @@ type Pending struct {
 	// the consent page is shown after the sign-in: approving it issues
 	// the code for this user, without another login.
 	User string `json:"user,omitempty"`
+	// Account marks a sign-in to the connected-apps page rather than an
+	// authorization: it has no server, client or redirect URI, and its
+	// callback opens a session of that page instead of issuing a code.
+	Account bool `json:"account,omitempty"`
 	// DownstreamVerifier is the PKCE verifier toward the downstream server.
 	// It is secret: stored sealed, never in the clear (hence no JSON name).
 	DownstreamVerifier string `json:"-"`

@@ -14,8 +14,9 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
-// screenshotEnv, when set to 1, makes TestRealBrowserConsent save the
-// consent page to docs/img/consent.png. CI leaves it unset.
+// screenshotEnv, when set to 1, makes TestRealBrowserConsent and
+// TestAccountPage save their pages to docs/img/consent.png and
+// docs/img/account.png. CI leaves it unset.
 const screenshotEnv = "MCP_GATEWAY_SCREENSHOT"
 
 // chromiumBinary returns Debian's Chromium, or the one CHROMIUM names.
@@ -59,18 +60,21 @@ func redirectTarget(t *testing.T) (string, <-chan url.Values) {
 
 // TestRealBrowserConsent opens the authorization URL in headless Chromium:
 // the consent page names the client, the redirect host, the server and the
-// scopes; a click on Approve, then on the provider's Sign in, lands on the
-// client's redirect URI with a code that redeems; a click on Deny lands
-// there with error=access_denied.
+// scopes (in words, with their names); a click on Approve, then on the
+// provider's Sign in, lands on the client's redirect URI with a code that
+// redeems; a click on Deny lands there with error=access_denied.
 func TestRealBrowserConsent(t *testing.T) {
 	requireModule(t, "playwright-core")
 	chromium := chromiumBinary(t)
-	g := startGateway(t, gatewayOptions{})
+	g := startGateway(t, gatewayOptions{
+		handler: `product_name "Acme Support"`,
+		acme:    `scope_description tickets.read "Read your support tickets"` + "\n" + `scope_description accounts.read "See your account details"`,
+	})
 	redirect, landed := redirectTarget(t)
 	c := g.register(t, "support-assistant", map[string]any{"client_name": "Acme Desktop", "redirect_uris": []string{redirect},
 		"token_endpoint_auth_method": "none"})
 	redirectHost := testenv.HostOf(redirect)
-	shows, _ := json.Marshal([]string{"Acme Desktop", "support-assistant", "tickets.read", "accounts.read", redirectHost})
+	shows, _ := json.Marshal([]string{"Acme Desktop", "support-assistant", "Read your support tickets", "tickets.read", "See your account details", "accounts.read", redirectHost})
 
 	for _, decision := range []string{"approve", "deny"} {
 		t.Run(decision, func(t *testing.T) {

@@ -2,7 +2,7 @@
 // gateway: the official TypeScript SDK with its own OAuth client, the MCP
 // conformance suite (its authorization-server and server scenarios), scripted
 // clients with the quirks real clients have, and headless Chromium on the
-// consent page.
+// consent and connected-apps pages.
 //
 // The Go tests start the gateway the way the demo does (a real OpenID
 // provider, the MCP servers of internal/testenv and Caddy in the test
