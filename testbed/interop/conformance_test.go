@@ -103,16 +103,26 @@ func TestConformanceAuthorizationServer(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			// The suite prints the URL to open on the line after this one.
+			// The suite prints the URL to open on the line after this one,
+			// and then starts the server of its redirect URI: the login is
+			// followed once both happened, or its last redirect could find
+			// nothing listening yet.
 			loginURL := make(chan string, 1)
-			var next bool
+			var next, listening bool
+			var pending string
 			run := startNode(t, ctx, nil, func(line string) {
 				switch {
 				case strings.HasPrefix(line, "Access the following URL"):
 					next = true
 				case next:
 					next = false
-					loginURL <- strings.TrimSpace(line)
+					pending = strings.TrimSpace(line)
+				case strings.HasPrefix(line, "Callback server started"):
+					listening = true
+				}
+				if pending != "" && listening {
+					loginURL <- pending
+					pending = ""
 				}
 			}, args...)
 
