@@ -122,6 +122,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 			Scopes:             scopes.MustParse(strings.Join(gw.Scopes, " ")),
 			Downstream:         state.downstream,
 			Clients:            resolved.clients,
+			Machines:           resolved.machineClients(state),
 			MetadataDocuments:  state.documents,
 			TrustedClientHosts: resolved.trustedClientHosts,
 		}}

@@ -38,6 +38,7 @@ type resolvedGateway struct {
 	allowPrivateDocuments bool
 	trustedClientHosts    []string // lower case
 	clients               map[string]*grants.Client
+	machines              []*resolvedMachine // clients with client_credentials
 
 	// downstream is the downstream client's config but for its HTTP
 	// client and redirect URL.
@@ -84,6 +85,13 @@ func resolveGateway(repl *caddy.Replacer, gw *Gateway) (*resolvedGateway, error)
 			}
 			client.SecretHash = grants.HashSecret(secret)
 			client.TokenEndpointAuthMethod = "client_secret_basic"
+		}
+		if c.ClientCredentials != nil {
+			m, err := resolveMachine(repl, c, client)
+			if err != nil {
+				return nil, err
+			}
+			r.machines = append(r.machines, m)
 		}
 		r.clients[c.ID] = client
 	}

@@ -1,0 +1,182 @@
+package caddymodule
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// checkMachineClient checks the client credentials settings of client c of
+// gateway gw, whose config path is cpath.
+func checkMachineClient(cpath, who string, gw *Gateway, c *ClientConfig) error {
+	cc := c.ClientCredentials
+	if cc == nil {
+		if c.PublicKey != "" || c.JWKSURI != "" {
+			return &ConfigError{cpath + "/client_credentials", fmt.Sprintf("%s: client %q: public_key and jwks_uri (private_key_jwt) are for clients with client_credentials", who, c.ID)}
+		}
+		return nil
+	}
+	methods := 0
+	for _, v := range []string{c.Secret, c.PublicKey, c.JWKSURI} {
+		if v != "" {
+			methods++
+		}
+	}
+	if methods != 1 {
+		return &ConfigError{cpath + "/client_credentials", fmt.Sprintf("%s: client %q: a client with client_credentials authenticates with exactly one of secret, public_key or jwks_uri (private_key_jwt)", who, c.ID)}
+	}
+	if c.JWKSURI != "" {
+		if err := checkAbsoluteURL(c.JWKSURI); err != nil {
+			return &ConfigError{cpath + "/jwks_uri", fmt.Sprintf("%s: client %q: jwks_uri %v", who, c.ID, err)}
+		}
+	}
+	full := scopes.MustParse(strings.Join(gw.Scopes, " "))
+	for k, sc := range cc.Scopes {
+		if !full.Contains(sc) {
+			return &ConfigError{fmt.Sprintf("%s/client_credentials/scopes/%d", cpath, k), fmt.Sprintf("%s: client %q: client_credentials scope %q is not one of the gateway's scopes", who, c.ID, sc)}
+		}
+	}
+	if cc.AsUser != "" && (cc.DownstreamClientID != "" || cc.DownstreamClientSecret != "") {
+		return &ConfigError{cpath + "/client_credentials/as_user", fmt.Sprintf("%s: client %q: as_user acts with the user's downstream grant; it takes no downstream_client", who, c.ID)}
+	}
+	if (cc.DownstreamClientID == "") != (cc.DownstreamClientSecret == "") {
+		return &ConfigError{cpath + "/client_credentials/downstream_client_id", fmt.Sprintf("%s: client %q: downstream_client needs a client ID and a secret", who, c.ID)}
+	}
+	return nil
+}
+
+// resolvedMachine is a machine client's settings with runtime
+// placeholders resolved.
+type resolvedMachine struct {
+	id      string
+	scopes  scopes.Set
+	key     crypto.PublicKey
+	jwksURI string
+	asUser  string
+	// downstreamID and downstreamAuth replace the gateway's downstream
+	// credentials for this client's tokens when downstreamID is set.
+	downstreamID   string
+	downstreamAuth downstream.ClientAuth
+	// tokenKey names the client's downstream tokens in the Broker; it
+	// changes with its downstream credentials, so a token of the former
+	// ones is never handed out after a change.
+	tokenKey string
+}
+
+// resolveMachine resolves the client credentials settings of c, and
+// completes its record: the grant type, and how it authenticates.
+func resolveMachine(repl *caddy.Replacer, c *ClientConfig, client *grants.Client) (*resolvedMachine, error) {
+	cc := c.ClientCredentials
+	m := &resolvedMachine{
+		id:      c.ID,
+		scopes:  scopes.MustParse(strings.Join(cc.Scopes, " ")),
+		jwksURI: repl.ReplaceKnown(c.JWKSURI, ""),
+		asUser:  repl.ReplaceKnown(cc.AsUser, ""),
+	}
+	if cc.AsUser != "" && m.asUser == "" {
+		return nil, fmt.Errorf("client %q: as_user resolved to an empty value", c.ID)
+	}
+	if c.PublicKey != "" {
+		key, err := parsePublicKey(repl.ReplaceKnown(c.PublicKey, ""))
+		if err != nil {
+			return nil, fmt.Errorf("client %q: public_key: %w", c.ID, err)
+		}
+		m.key = key
+	}
+	if c.JWKSURI != "" {
+		if err := checkAbsoluteURL(m.jwksURI); err != nil || m.jwksURI == "" {
+			return nil, fmt.Errorf("client %q: jwks_uri %q (after placeholders) must be an absolute https URL", c.ID, m.jwksURI)
+		}
+	}
+	tag := sha256.New()
+	if cc.DownstreamClientID != "" {
+		m.downstreamID = repl.ReplaceKnown(cc.DownstreamClientID, "")
+		m.downstreamAuth = downstream.ClientAuth{Secret: repl.ReplaceKnown(cc.DownstreamClientSecret, "")}
+		if m.downstreamID == "" || m.downstreamAuth.Secret == "" {
+			return nil, fmt.Errorf("client %q: downstream_client resolved to an empty client ID or secret; is the environment variable set?", c.ID)
+		}
+		tag.Write([]byte(m.downstreamID + "\x00" + m.downstreamAuth.Secret))
+	}
+	m.tokenKey = c.ID + "\x00" + hex.EncodeToString(tag.Sum(nil)[:12])
+
+	client.GrantTypes = []string{authserver.GrantClientCredentials}
+	if len(c.RedirectURIs) > 0 {
+		client.GrantTypes = append([]string{"authorization_code", "refresh_token"}, client.GrantTypes...)
+	}
+	if m.key != nil || m.jwksURI != "" {
+		client.TokenEndpointAuthMethod = authserver.AuthPrivateKeyJWT
+	}
+	return m, nil
+}
+
+// machineClients builds the gateway's machine clients for the edge, over
+// the gateway's shared state.
+func (r *resolvedGateway) machineClients(st *gatewayState) map[string]*authserver.MachineClient {
+	out := make(map[string]*authserver.MachineClient, len(r.machines))
+	for _, m := range r.machines {
+		mc := &authserver.MachineClient{Scopes: m.scopes, AsUser: m.asUser, TokenKey: m.tokenKey, Downstream: st.downstream}
+		if m.downstreamID != "" {
+			mc.Downstream = st.downstream.WithCredentials(m.downstreamID, m.downstreamAuth)
+		}
+		if m.key != nil || m.jwksURI != "" {
+			mc.Keys = &authserver.ClientKeys{Key: m.key, JWKSURL: m.jwksURI, HTTPClient: st.httpClient}
+		}
+		out[m.id] = mc
+	}
+	return out
+}
+
+// parsePublicKey reads a PEM public key: PKIX ("PUBLIC KEY"), PKCS #1
+// ("RSA PUBLIC KEY"), or the key of a certificate. RSA keys must have at
+// least 2048 bits.
+func parsePublicKey(text string) (crypto.PublicKey, error) {
+	block, _ := pem.Decode([]byte(strings.TrimSpace(text)))
+	if block == nil {
+		return nil, errors.New("not PEM text; give the key as -----BEGIN PUBLIC KEY----- ... (for instance with {file./path/key.pub})")
+	}
+	var (
+		key any
+		err error
+	)
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			key = cert.PublicKey
+		}
+	default:
+		return nil, fmt.Errorf("a PEM block of type %q holds no public key; give PUBLIC KEY (never the private key)", block.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("the RSA key has %d bits; use at least 2048", k.N.BitLen())
+		}
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return nil, fmt.Errorf("a %T cannot verify assertions; use an RSA, ECDSA or Ed25519 key", key)
+	}
+	return key, nil
+}
