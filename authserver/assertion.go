@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -195,7 +196,7 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 		return nil, fmt.Errorf("the client assertion is larger than %d bytes", maxAssertionBytes)
 	}
 	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return rule.Key(kid)
 	},
@@ -205,7 +206,13 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 		jwt.WithLeeway(assertionLeeway),
 		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
 	)
+	alg := ""
+	if tok != nil {
+		alg, _ = tok.Header["alg"].(string)
+	}
 	switch {
+	case err != nil && alg != "" && !slices.Contains(AssertionAlgorithms, alg):
+		return nil, fmt.Errorf("the client assertion's alg %q is not accepted; sign with one of %s", alg[:min(len(alg), 16)], strings.Join(AssertionAlgorithms, ", "))
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, errors.New("the client assertion has expired")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
