@@ -19,6 +19,11 @@ type Claims struct {
 	// ref: the refresh family's opaque reference (never its ID, which its
 	// refresh tokens show), so that revoking the family refuses the token
 	FamilyRef string
+	// gty: the grant the token was issued by, set for grants without a
+	// user ("client_credentials", whose Subject is the client ID, as RFC
+	// 9068 §2.2 has it), so that no user's token can pass for one of
+	// them; empty for the user's grants
+	GrantType string
 
 	IssuedAt  time.Time // iat; Issue uses the current time when zero
 	NotBefore time.Time // nbf; Issue uses IssuedAt when zero
@@ -35,6 +40,7 @@ type wireClaims struct {
 	ClientID  string           `json:"client_id"`
 	ID        string           `json:"jti"`
 	FamilyRef string           `json:"ref,omitempty"`
+	GrantType string           `json:"gty,omitempty"`
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	NotBefore *jwt.NumericDate `json:"nbf"`
 	ExpiresAt *jwt.NumericDate `json:"exp"`
@@ -49,6 +55,7 @@ func toWire(c *Claims) *wireClaims {
 		ClientID:  c.ClientID,
 		ID:        c.ID,
 		FamilyRef: c.FamilyRef,
+		GrantType: c.GrantType,
 		IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
 		NotBefore: jwt.NewNumericDate(c.NotBefore),
 		ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
@@ -66,6 +73,7 @@ func (w *wireClaims) claims() Claims {
 		ClientID:  w.ClientID,
 		ID:        w.ID,
 		FamilyRef: w.FamilyRef,
+		GrantType: w.GrantType,
 		IssuedAt:  w.IssuedAt.UTC(),
 		NotBefore: w.NotBefore.UTC(),
 		ExpiresAt: w.ExpiresAt.UTC(),

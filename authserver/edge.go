@@ -55,6 +55,9 @@ type Gateway struct {
 
 	// Clients registered in the config, by client ID.
 	Clients map[string]*grants.Client
+	// Machines are the clients of Clients that may use the client
+	// credentials grant, by client ID.
+	Machines map[string]*MachineClient
 
 	// MetadataDocuments fetches client ID metadata documents.
 	MetadataDocuments *MetadataDocumentFetcher

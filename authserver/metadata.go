@@ -28,6 +28,7 @@ type authServerMetadata struct {
 	ResponseModesSupported                 []string `json:"response_modes_supported"`
 	GrantTypesSupported                    []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgsSupported  []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
 	ClientIDMetadataDocumentSupported      bool     `json:"client_id_metadata_document_supported"`
@@ -35,8 +36,16 @@ type authServerMetadata struct {
 	ResourceIndicatorsSupported            bool     `json:"resource_indicators_supported"`
 }
 
+// AuthPrivateKeyJWT is the client authentication by a signed assertion
+// (RFC 7523 §2.2), open to clients of the config with a key.
+const AuthPrivateKeyJWT = "private_key_jwt"
+
 var (
+	// clientAuthMethods are the methods a client may register with.
 	clientAuthMethods = []string{"none", "client_secret_basic", "client_secret_post"}
+	// machineAuthMethods are those the token endpoint accepts where the
+	// config has machine clients: private_key_jwt as well.
+	machineAuthMethods = []string{"none", "client_secret_basic", "client_secret_post", AuthPrivateKeyJWT}
 )
 
 // serveResourceMetadata serves /.well-known/oauth-protected-resource<path>.
@@ -87,7 +96,7 @@ func (e *Edge) serveAuthServerMetadata(w http.ResponseWriter, r *http.Request, i
 
 func (e *Edge) authServerMetadata(s *Server) *authServerMetadata {
 	base := s.Issuer + "/"
-	return &authServerMetadata{
+	md := &authServerMetadata{
 		Issuer:                                 s.Issuer,
 		AuthorizationEndpoint:                  base + "authorize",
 		TokenEndpoint:                          base + "token",
@@ -105,6 +114,15 @@ func (e *Edge) authServerMetadata(s *Server) *authServerMetadata {
 		AuthorizationResponseISSSupported:      true,
 		ResourceIndicatorsSupported:            true,
 	}
+	if len(s.Gateway().Machines) > 0 {
+		// The client credentials extension: advertised where the config
+		// has clients that may use it.
+		md.GrantTypesSupported = append(md.GrantTypesSupported, GrantClientCredentials)
+		md.TokenEndpointAuthMethodsSupported = machineAuthMethods
+		md.RevocationEndpointAuthMethodsSupported = machineAuthMethods
+		md.TokenEndpointAuthSigningAlgsSupported = AssertionAlgorithms
+	}
+	return md
 }
 
 func (e *Edge) serveJWKS(w http.ResponseWriter, r *http.Request, s *Server) {

@@ -16,7 +16,11 @@ const (
 	TokenIssuedRefresh  // a refresh token was exchanged
 	TokenRefusedCode    // a code exchange was refused
 	TokenRefusedRefresh // a refresh was refused (including reuse)
-	TokenRefusedOther   // a token request without a usable grant type or client
+	// TokenIssuedClientCredentials is a machine client's token issued by
+	// the client credentials grant.
+	TokenIssuedClientCredentials
+	TokenRefusedClientCredentials // a client credentials request was refused
+	TokenRefusedOther             // a token request without a usable grant type or client
 
 	RequestAllowed       // a proxied MCP request went on to the upstream
 	RequestUnauthorized  // 401: no token, or an invalid one, or an ended grant

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
@@ -73,9 +74,18 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 			return Access{}, false
 		}
 	}
-	tok, err := g.Broker.TokenFor(r.Context(), claims.Subject, claims.Scope, s.Narrowing)
+	var tok *oauth2.Token
+	if claims.GrantType == "" {
+		tok, err = g.Broker.TokenFor(r.Context(), claims.Subject, claims.Scope, s.Narrowing)
+	} else {
+		tok, err = e.machineToken(r.Context(), s, claims)
+	}
 	switch {
 	case err == nil:
+	case errors.Is(err, errNotMachine):
+		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnauthorized, err.Error())
+		e.challenge(w, s, "invalid_token", "the client may no longer use the client credentials grant at this gateway")
+		return Access{}, false
 	case errors.Is(err, grants.ErrGrantDead), errors.Is(err, grants.ErrNotFound):
 		e.refuseRequest(s, claims.ClientID, claims.Subject, RequestUnauthorized, "downstream grant ended")
 		e.challenge(w, s, "invalid_token", "the user's sign-in at the identity provider has ended; authorize again")

@@ -23,8 +23,9 @@ type tokenResponse struct {
 	Scope        string `json:"scope"`
 }
 
-// serveToken handles the token endpoint: authorization_code and
-// refresh_token grants.
+// serveToken handles the token endpoint: authorization_code,
+// refresh_token and (for machine clients of the config)
+// client_credentials grants.
 func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 	form, client, ok := e.clientRequest(w, r, s, func() { e.count(s, TokenRefusedOther) })
 	if !ok {
@@ -40,6 +41,8 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 		resp, oerr = e.exchangeCode(ctx, s, client, form)
 	case "refresh_token":
 		resp, oerr = e.refresh(ctx, s, client, form)
+	case GrantClientCredentials:
+		resp, oerr = e.clientCredentials(ctx, s, client, form)
 	case "":
 		oerr = errInvalidRequest("grant_type is missing")
 	default:
@@ -65,6 +68,10 @@ func tokenOutcome(gt string, issued bool) Outcome {
 		return TokenIssuedRefresh
 	case gt == "refresh_token":
 		return TokenRefusedRefresh
+	case gt == GrantClientCredentials && issued:
+		return TokenIssuedClientCredentials
+	case gt == GrantClientCredentials:
+		return TokenRefusedClientCredentials
 	}
 	return TokenRefusedOther
 }
@@ -214,18 +221,22 @@ func (e *Edge) refresh(ctx context.Context, s *Server, client *grants.Client, fo
 // issue signs an access token for the server, of the refresh family whose
 // reference is familyRef.
 func (e *Edge) issue(s *Server, client *grants.Client, user, familyRef string, granted scopes.Set) (*tokenResponse, *oauthError) {
-	now := e.opts.Now()
-	at, err := s.Gateway().Keys.Issue(accesstoken.Claims{
+	return e.sign(s, accesstoken.Claims{
 		Issuer:    s.Issuer,
 		Subject:   user,
 		Audience:  s.Resource,
 		Scope:     granted.String(),
 		ClientID:  client.ID,
 		FamilyRef: familyRef,
-		IssuedAt:  now,
-		NotBefore: now,
-		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
 	})
+}
+
+// sign signs an access token of claims, valid from now for the access
+// token lifetime, and answers it without a refresh token.
+func (e *Edge) sign(s *Server, claims accesstoken.Claims) (*tokenResponse, *oauthError) {
+	now := e.opts.Now()
+	claims.IssuedAt, claims.NotBefore, claims.ExpiresAt = now, now, now.Add(e.opts.AccessTokenTTL)
+	at, err := s.Gateway().Keys.Issue(claims)
 	if err != nil {
 		e.log.Error("signing an access token", zap.String("server", s.Name), zap.Error(err))
 		return nil, errServer("the gateway cannot sign tokens right now; retry")
@@ -234,7 +245,7 @@ func (e *Edge) issue(s *Server, client *grants.Client, user, familyRef string, g
 		AccessToken: at,
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(e.opts.AccessTokenTTL.Seconds()),
-		Scope:       granted.String(),
+		Scope:       claims.Scope,
 	}, nil
 }
 
@@ -346,9 +357,13 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) 
 }
 
 // authenticateClient identifies the client at the token and revocation
-// endpoints: client_secret_basic, client_secret_post, or a public client's
-// client_id. Secrets are compared in constant time.
+// endpoints: client_secret_basic, client_secret_post, private_key_jwt (a
+// client of the config with a key), or a public client's client_id.
+// Secrets are compared in constant time.
 func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Request, form url.Values) (*grants.Client, *oauthError) {
+	if form.Has("client_assertion") || form.Has("client_assertion_type") {
+		return e.authenticateAssertion(ctx, s, r, form)
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		var err1, err2 error
@@ -375,6 +390,10 @@ func (e *Edge) authenticateClient(ctx context.Context, s *Server, r *http.Reques
 	}
 	if err != nil {
 		return nil, errInvalidClient("unknown client; register again")
+	}
+	if client.TokenEndpointAuthMethod == AuthPrivateKeyJWT {
+		// No secret, and not public either: only its assertion proves it.
+		return nil, errInvalidClient("this client authenticates with private_key_jwt: send a client_assertion")
 	}
 	if len(client.SecretHash) > 0 {
 		// Every attempt is charged and a success refunded, so that

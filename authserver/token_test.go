@@ -92,9 +92,9 @@ func TestTokenRefusals(t *testing.T) {
 		{"grant_type password", func(te *testEdge, code, verifier string) tokenReq {
 			return tokenReq{form: url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"x"}, "client_id": {publicClient}}}
 		}, http.StatusBadRequest, "unsupported_grant_type"},
-		{"grant_type client_credentials", func(te *testEdge, code, verifier string) tokenReq {
+		{"grant_type client_credentials by a client not configured for it", func(te *testEdge, code, verifier string) tokenReq {
 			return tokenReq{form: url.Values{"grant_type": {"client_credentials"}}, basic: basicAuth(configClient, configSecret)}
-		}, http.StatusBadRequest, "unsupported_grant_type"},
+		}, http.StatusBadRequest, "unauthorized_client"},
 		{"no code", func(te *testEdge, code, verifier string) tokenReq {
 			return tokenReq{form: url.Values{"grant_type": {"authorization_code"}, "code_verifier": {verifier}, "client_id": {publicClient}}}
 		}, http.StatusBadRequest, "invalid_request"},

@@ -66,9 +66,16 @@ func init() {
 //			scope_description <scope> <text>
 //			client <id> {
 //				secret <secret>
+//				public_key <pem>
+//				jwks_uri <url>
 //				name <display name>
 //				redirect_uris <uri...>
 //				servers <server name...>
+//				client_credentials [{
+//					scopes <scope...>
+//					as_user <user>
+//					downstream_client <client id> <secret>
+//				}]
 //			}
 //		}
 //
@@ -588,6 +595,12 @@ func unmarshalClient(d *caddyfile.Dispenser) (*ClientConfig, error) {
 			c.RedirectURIs, err = someArgs(d)
 		case "servers":
 			c.Servers, err = someArgs(d)
+		case "public_key":
+			err = oneArg(d, &c.PublicKey)
+		case "jwks_uri":
+			err = oneArg(d, &c.JWKSURI)
+		case "client_credentials":
+			c.ClientCredentials, err = unmarshalClientCredentials(d, c.ID)
 		default:
 			return nil, d.Errf("client %q: unrecognized option %q", c.ID, d.Val())
 		}
@@ -596,6 +609,36 @@ func unmarshalClient(d *caddyfile.Dispenser) (*ClientConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// unmarshalClientCredentials parses: client_credentials [{ scopes
+// <scope...> as_user <user> downstream_client <client id> <secret> }]
+func unmarshalClientCredentials(d *caddyfile.Dispenser, id string) (*ClientCredentials, error) {
+	cc := new(ClientCredentials)
+	if d.NextArg() {
+		return nil, d.Errf("client %q: client_credentials takes no arguments; its settings go in its block", id)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "scopes":
+			cc.Scopes, err = someArgs(d)
+		case "as_user":
+			err = oneArg(d, &cc.AsUser)
+		case "downstream_client":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("client %q: downstream_client needs a client ID and a secret: downstream_client <client id> <secret>", id)
+			}
+			cc.DownstreamClientID, cc.DownstreamClientSecret = args[0], args[1]
+		default:
+			return nil, d.Errf("client %q: client_credentials: unrecognized option %q (expected scopes, as_user or downstream_client)", id, d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return cc, nil
 }
 
 func unmarshalServer(h httpcaddyfile.Helper, record func(string, *caddyfile.Dispenser)) (*Server, error) {

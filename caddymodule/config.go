@@ -254,12 +254,66 @@ type ClientConfig struct {
 	Name string `json:"name,omitempty"`
 
 	// RedirectURIs are matched exactly, except that loopback redirect URIs
-	// match on any port (RFC 8252 §7.3).
-	RedirectURIs []string `json:"redirect_uris"`
+	// match on any port (RFC 8252 §7.3). A client with ClientCredentials
+	// needs none unless it also authorizes users in a browser.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
 
 	// Servers limits the client to these servers. Empty: all servers of the
 	// gateway.
 	Servers []string `json:"servers,omitempty"`
+
+	// PublicKey is the PEM public key (RSA, ECDSA or Ed25519; or a
+	// certificate holding one) that verifies the client's private_key_jwt
+	// assertions (RFC 7523): the client then has no secret. Give it as a
+	// runtime placeholder such as {file./etc/caddy/ci-bot.pub}. Only for
+	// a client with ClientCredentials.
+	PublicKey string `json:"public_key,omitempty"`
+
+	// JWKSURI is where the client publishes its public keys as a JWKS,
+	// for private_key_jwt instead of PublicKey: fetched on first use,
+	// again every 5 minutes, and at once (at most every 30 seconds) for
+	// an assertion naming a kid it lacks. Only for a client with
+	// ClientCredentials.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// ClientCredentials lets the client use the client credentials grant
+	// (the MCP authorization extension
+	// io.modelcontextprotocol/oauth-client-credentials): a background
+	// service, CI pipeline or agent with no person present obtains a
+	// server's access token with its Secret or a private_key_jwt
+	// assertion (PublicKey, JWKSURI), without a browser. Its tokens have
+	// no refresh token, and the admin API revokes them by client.
+	ClientCredentials *ClientCredentials `json:"client_credentials,omitempty"`
+}
+
+// ClientCredentials is what a client of the config that uses the client
+// credentials grant may be granted, and which downstream token its
+// requests carry to the upstream.
+type ClientCredentials struct {
+	// Scopes are the gateway scopes the client may be granted, at each
+	// server within that server's scopes; a request that asks for none
+	// is granted all of those. Default: every scope of the server.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// AsUser makes the client act with the downstream grant of this user
+	// (as the identity rule names them), who authorized the gateway once
+	// in a browser, narrowed to the scopes granted to the client: for a
+	// service account that a person set up. The client's tokens are
+	// refused (invalid_grant) while that user has no live grant. Default:
+	// the gateway obtains a downstream token of its own with the client
+	// credentials grant at the downstream server, for the granted scopes
+	// (in their downstream names, scope_map) and the gateway's resource,
+	// kept sealed in storage and renewed before it expires, once across
+	// instances.
+	AsUser string `json:"as_user,omitempty"`
+
+	// DownstreamClientID and DownstreamClientSecret are the credentials
+	// of the client credentials grant at the downstream server for this
+	// client, when it must not share the gateway's own downstream client
+	// (client_id, client_secret, client_auth). Give the secret as a
+	// runtime placeholder. Not with AsUser.
+	DownstreamClientID     string `json:"downstream_client_id,omitempty"`
+	DownstreamClientSecret string `json:"downstream_client_secret,omitempty"`
 }
 
 // Server is one MCP server behind the gateway: a path prefix on this site,

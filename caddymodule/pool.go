@@ -62,6 +62,7 @@ func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage
 		AllowPrivateMetadataDocuments: gw.AllowPrivateMetadataDocuments,
 		Clients:                       map[string]*grants.Client{},
 		ScopeDescriptions:             gw.ScopeDescriptions,
+		Machines:                      map[string]*gateway.Machine{},
 		Logger:                        logger,
 	}
 	for _, h := range gw.TrustedClientHosts {
@@ -96,6 +97,13 @@ func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage
 			}
 			client.SecretHash = grants.HashSecret(secret)
 			client.TokenEndpointAuthMethod = "client_secret_basic"
+		}
+		if c.ClientCredentials != nil {
+			m, err := resolveMachine(resolve, c, client)
+			if err != nil {
+				return s, err
+			}
+			s.Machines[c.ID] = m
 		}
 		s.Clients[c.ID] = client
 	}

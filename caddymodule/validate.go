@@ -198,8 +198,11 @@ func checkGateway(path string, gw *Gateway) error {
 			return &ConfigError{cpath + "/id", fmt.Sprintf("%s: client %q is declared twice", who, c.ID)}
 		}
 		seen[c.ID] = true
-		if len(c.RedirectURIs) == 0 {
-			return &ConfigError{cpath + "/redirect_uris", fmt.Sprintf("%s: client %q needs redirect_uris", who, c.ID)}
+		if err := checkMachineClient(cpath, who, gw, c); err != nil {
+			return err
+		}
+		if len(c.RedirectURIs) == 0 && c.ClientCredentials == nil {
+			return &ConfigError{cpath + "/redirect_uris", fmt.Sprintf("%s: client %q needs redirect_uris (or client_credentials, for a client with no person present)", who, c.ID)}
 		}
 		for k, u := range c.RedirectURIs {
 			if err := authserver.ValidateRedirectURI(u); err != nil {

@@ -11,6 +11,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
@@ -224,12 +226,42 @@ func (r *Runtime) load(ctx context.Context) (*state, error) {
 			Keys:               keys,
 			Verifier:           accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
 			Clients:            r.settings.Clients,
+			Machines:           r.machines(),
 			MetadataDocuments:  r.documents,
 			TrustedClientHosts: r.settings.TrustedClientHosts,
 			ScopeDescriptions:  r.settings.ScopeDescriptions,
 		},
 		sessions: NewSessionIDs(sessionsKey),
 	}, nil
+}
+
+// machines builds the edge's machine clients of the settings: their keys
+// fetched with the gateway's HTTP client, their downstream tokens obtained
+// with the gateway's downstream client or with the downstream credentials
+// configured for them.
+func (r *Runtime) machines() map[string]*authserver.MachineClient {
+	out := make(map[string]*authserver.MachineClient, len(r.settings.Machines))
+	for id, m := range r.settings.Machines {
+		mc := &authserver.MachineClient{
+			Scopes:     scopes.MustParse(strings.Join(m.Scopes, " ")),
+			AsUser:     m.AsUser,
+			Downstream: r.downstream,
+		}
+		// The client's downstream tokens are kept under a key that changes
+		// with its downstream credentials, so that a token of the former
+		// ones is never handed out after a change.
+		tag := sha256.New()
+		if m.DownstreamClientID != "" {
+			mc.Downstream = r.downstream.WithCredentials(m.DownstreamClientID, downstream.ClientAuth{Secret: m.DownstreamClientSecret})
+			tag.Write([]byte(m.DownstreamClientID + "\x00" + m.DownstreamClientSecret))
+		}
+		mc.TokenKey = id + "\x00" + hex.EncodeToString(tag.Sum(nil)[:12])
+		if m.PublicKey != nil || m.JWKSURI != "" {
+			mc.Keys = &authserver.ClientKeys{Key: m.PublicKey, JWKSURL: m.JWKSURI, HTTPClient: r.httpClient}
+		}
+		out[id] = mc
+	}
+	return out
 }
 
 // sealer returns the gateway's sealer and its primary key, from which the

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -44,6 +46,10 @@ type Settings struct {
 
 	// Clients are the clients registered in the config, by client ID.
 	Clients map[string]*grants.Client
+
+	// Machines are the clients of Clients that may use the client
+	// credentials grant, by client ID.
+	Machines map[string]*Machine
 
 	// TrustedClientHosts are the lower-case hosts whose client ID
 	// metadata documents the operator vouches for.
@@ -89,6 +95,11 @@ func (s *Settings) Fingerprint() string {
 		raw, _ := json.Marshal(s.Clients[id])
 		write(id, string(raw))
 	}
+	write(strconv.Itoa(len(s.Machines)))
+	for _, id := range slices.Sorted(maps.Keys(s.Machines)) {
+		write(id)
+		s.Machines[id].fingerprint(write)
+	}
 	write(strconv.Itoa(len(s.TrustedClientHosts)))
 	write(s.TrustedClientHosts...)
 	write(strconv.Itoa(len(s.ScopeDescriptions)))
@@ -97,6 +108,49 @@ func (s *Settings) Fingerprint() string {
 	}
 	write(strconv.FormatBool(s.AllowPrivateMetadataDocuments))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Machine is what a client of the config that uses the client credentials
+// grant may be granted, how it proves itself with a private_key_jwt
+// assertion (when it has no secret), and where the downstream token its
+// requests carry comes from.
+type Machine struct {
+	// Scopes bound what the client may be granted at any server, besides
+	// each server's own scopes; empty allows every scope of the server.
+	Scopes []string
+
+	// PublicKey verifies the client's assertions (*rsa.PublicKey,
+	// *ecdsa.PublicKey or ed25519.PublicKey); JWKSURI is where the client
+	// publishes its keys instead. Both empty: it authenticates with its
+	// secret.
+	PublicKey crypto.PublicKey
+	JWKSURI   string
+
+	// AsUser makes the client act with the downstream grant of this user;
+	// empty: the gateway obtains a downstream token of its own with the
+	// client credentials grant at the downstream server.
+	AsUser string
+
+	// DownstreamClientID and DownstreamClientSecret replace the gateway's
+	// downstream client credentials for this client's downstream tokens,
+	// when set.
+	DownstreamClientID     string
+	DownstreamClientSecret string
+}
+
+// fingerprint writes every setting of m to a fingerprint: the key as its
+// DER encoding, the secret as its digest.
+func (m *Machine) fingerprint(write func(...string)) {
+	write(strconv.Itoa(len(m.Scopes)))
+	write(m.Scopes...)
+	der := []byte(nil)
+	if m.PublicKey != nil {
+		// A key that does not marshal cannot verify either; it fingerprints
+		// as a key nonetheless.
+		der, _ = x509.MarshalPKIXPublicKey(m.PublicKey)
+		der = append([]byte{1}, der...)
+	}
+	write(string(der), m.JWKSURI, m.AsUser, m.DownstreamClientID, digest(m.DownstreamClientSecret))
 }
 
 // digest is the hex SHA-256 of a secret, "" for none.

@@ -73,6 +73,8 @@ type Broker struct {
 	flights singleflight.Group // refreshes in progress, by user
 
 	narrow narrowState // narrowed tokens by server and scope set (narrow.go)
+
+	machine machineState // machine clients' tokens (machine.go)
 }
 
 // Token returns a valid downstream access token for user: the access

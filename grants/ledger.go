@@ -31,6 +31,8 @@ const (
 	kindBrowsers = "browsers"
 
 	kindRevocations = "revocations"
+	kindAssertions  = "assertions"
+	kindMachine     = "machine_tokens"
 )
 
 // Ledger is the durable state of one gateway, kept in a Store under a key
@@ -250,9 +252,9 @@ func (l *Ledger) list(ctx context.Context, kind string) ([]string, error) {
 
 // Prune deletes the records that can no longer be used: pending
 // authorizations, remembered browsers and account sessions past their
-// expiry, authorization
-// codes CodeRetention past theirs, and refresh-token families and
-// revocation records past theirs.
+// expiry, authorization codes CodeRetention past theirs, and refresh-token
+// families, revocation records, used client assertions and machine
+// clients' downstream tokens past theirs.
 // It returns how many it deleted. Clients, consents and downstream grants
 // are kept.
 //
@@ -262,7 +264,7 @@ func (l *Ledger) list(ctx context.Context, kind string) ([]string, error) {
 func (l *Ledger) Prune(ctx context.Context) (int, error) {
 	now := l.now()
 	pruned := 0
-	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers, kindAccounts, kindRevocations} {
+	for _, kind := range []string{kindPending, kindCodes, kindFamilies, kindBrowsers, kindAccounts, kindRevocations, kindAssertions, kindMachine} {
 		keys, err := l.list(ctx, kind)
 		if err != nil {
 			return pruned, err

@@ -37,6 +37,9 @@ type gateway struct {
 type gatewayOptions struct {
 	handler, acme, servers string
 	anyHost                bool
+	// clientCredentials has the provider offer the client credentials
+	// grant to the gateway's downstream client.
+	clientCredentials bool
 }
 
 // The Caddyfile of Caddyfile.example with the demo's values, plus what the
@@ -87,7 +90,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		t.Fatal(err)
 	}
 	g := &gateway{public: "http://" + addr}
-	if g.provider, err = testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{g.public + "/oauth/callback"}}); err != nil {
+	if g.provider, err = testenv.StartProvider(testenv.ProviderConfig{RedirectURIs: []string{g.public + "/oauth/callback"}, ClientCredentials: opts.clientCredentials}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.provider.Close() })

@@ -18,14 +18,6 @@ type exchangeStorage struct{ *storage }
 
 var _ op.TokenExchangeStorage = exchangeStorage{}
 
-// opStorage returns the storage op is given: with token exchange or not.
-func opStorage(s *storage, tokenExchange bool) op.Storage {
-	if tokenExchange {
-		return exchangeStorage{s}
-	}
-	return s
-}
-
 // ValidateTokenExchangeRequest implements op.TokenExchangeStorage: the
 // subject token must be an access token this provider issued to the same
 // client, still valid; the new token is an access token with the scopes

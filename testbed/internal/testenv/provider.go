@@ -140,6 +140,11 @@ type ProviderConfig struct {
 	// of its access tokens for another of the same user with a subset of
 	// its scopes (and, unless the request names one, its audience).
 	TokenExchange bool
+	// ClientCredentials offers the client credentials grant: the client
+	// obtains an access token of its own (its client ID the subject) for
+	// the API scopes it asks for that the provider offers, bound to the
+	// audience it names as the authorization endpoint would.
+	ClientCredentials bool
 }
 
 func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
@@ -256,6 +261,7 @@ type Provider struct {
 	authMethods   []string             // client authentication methods seen
 	refreshScopes []string             // the scope of each refresh request
 	exchanges     []string             // the scope of each token exchange request
+	clientGrants  []string             // the scope of each client credentials request
 	assertionIDs  map[string]time.Time // jti of accepted assertions, until their expiry
 }
 
@@ -288,7 +294,7 @@ func StartProvider(cfg ProviderConfig) (*Provider, error) {
 		SupportedScopes: append([]string{
 			oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopeOfflineAccess,
 		}, cfg.Scopes...),
-	}, opStorage(store, cfg.TokenExchange), op.StaticIssuer(p.issuer), op.WithAllowInsecure())
+	}, opStorage(store, cfg.TokenExchange, cfg.ClientCredentials), op.StaticIssuer(p.issuer), op.WithAllowInsecure())
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("testenv: create provider: %w", err)

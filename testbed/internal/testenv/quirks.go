@@ -100,6 +100,9 @@ func (p *Provider) tokenQuirks(r *http.Request) (int, error) {
 	if form.Get("grant_type") == tokenExchangeGrant {
 		p.record(&p.exchanges, form.Get("scope"))
 	}
+	if form.Get("grant_type") == "client_credentials" {
+		p.record(&p.clientGrants, form.Get("scope"))
+	}
 	if form.Get("grant_type") == "refresh_token" {
 		p.record(&p.refreshScopes, form.Get("scope"))
 		if c.IgnoreRefreshScope {
@@ -198,6 +201,14 @@ func (p *Provider) ExchangeScopes() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.exchanges)
+}
+
+// ClientCredentialsScopes returns the scope of each client credentials
+// request, in order: one entry per token the client obtained that way.
+func (p *Provider) ClientCredentialsScopes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.clientGrants)
 }
 
 // writeOAuthError answers a token request with an RFC 6749 §5.2 error;

@@ -440,6 +440,8 @@ func clientOf(req op.TokenRequest) (string, error) {
 		return r.clientID, nil
 	case op.TokenExchangeRequest:
 		return r.GetClientID(), nil
+	case *clientCredentialsRequest:
+		return r.clientID, nil
 	}
 	return "", oidc.ErrUnsupportedGrantType()
 }
@@ -742,7 +744,8 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 }
 
 func (c *client) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeTokenExchange}
+	// client_credentials is served only where ProviderConfig says so.
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeTokenExchange, oidc.GrantTypeClientCredentials}
 }
 
 func (c *client) LoginURL(id string) string {
