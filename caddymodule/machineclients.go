@@ -9,11 +9,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/url"
+
 	"slices"
 	"strings"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
@@ -39,7 +40,7 @@ func checkMachineClient(cpath, who string, gw *Gateway, c *ClientConfig) error {
 		return &ConfigError{cpath + "/client_credentials", fmt.Sprintf("%s: client %q: a client with client_credentials authenticates with exactly one of secret, public_key or jwks_uri (private_key_jwt)", who, c.ID)}
 	}
 	if c.JWKSURI != "" {
-		if err := checkAbsoluteURL(c.JWKSURI); err != nil {
+		if err := downstream.CheckEndpointURL(c.JWKSURI); err != nil {
 			return &ConfigError{cpath + "/jwks_uri", fmt.Sprintf("%s: client %q: jwks_uri %v", who, c.ID, err)}
 		}
 	}
@@ -79,7 +80,7 @@ func resolveMachine(resolve func(string) string, c *ClientConfig, client *grants
 		m.PublicKey = key
 	}
 	if c.JWKSURI != "" {
-		if err := checkAbsoluteURL(m.JWKSURI); err != nil || m.JWKSURI == "" || hasPlaceholder(m.JWKSURI) {
+		if err := downstream.CheckEndpointURL(m.JWKSURI); err != nil || m.JWKSURI == "" || hasPlaceholder(m.JWKSURI) {
 			return nil, fmt.Errorf("client %q: jwks_uri %q (after placeholders) must be an absolute https URL", c.ID, m.JWKSURI)
 		}
 	}
@@ -99,23 +100,6 @@ func resolveMachine(resolve func(string) string, c *ClientConfig, client *grants
 		client.TokenEndpointAuthMethod = authserver.AuthPrivateKeyJWT
 	}
 	return m, nil
-}
-
-// checkAbsoluteURL checks that raw is an absolute http(s) URL, https
-// unless on a loopback host. A value holding a placeholder is left for
-// later.
-func checkAbsoluteURL(raw string) error {
-	if hasPlaceholder(raw) {
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("%q uses http on a public host; use https", raw)
-	}
-	return nil
 }
 
 // parsePublicKey reads a PEM public key: PKIX ("PUBLIC KEY"), PKCS #1

@@ -34,7 +34,7 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // ClientID, Scopes) are given at all is the caller's to say, in the terms
 // of its config.
 func (c *Config) Validate() error {
-	if err := checkURL(c.Issuer); err != nil {
+	if err := CheckEndpointURL(c.Issuer); err != nil {
 		return &FieldError{"authorization_server", "authorization_server " + err.Error()}
 	}
 	explicit := c.Endpoints.AuthorizationEndpoint != "" || c.Endpoints.TokenEndpoint != ""
@@ -52,7 +52,7 @@ func (c *Config) Validate() error {
 		if e.url == "" {
 			continue
 		}
-		if err := checkURL(e.url); err != nil {
+		if err := CheckEndpointURL(e.url); err != nil {
 			return &FieldError{e.field, e.field + " " + err.Error()}
 		}
 	}
@@ -118,7 +118,7 @@ func (c *Config) checkIdentity(explicit bool) error {
 	case c.UserinfoURL != "" && source != SourceUserinfo:
 		return &FieldError{"identity/endpoint", "an identity endpoint goes with source userinfo: identity userinfo <url> claim <name>"}
 	case c.UserinfoURL != "":
-		if err := checkURL(c.UserinfoURL); err != nil {
+		if err := CheckEndpointURL(c.UserinfoURL); err != nil {
 			return &FieldError{"identity/endpoint", "identity endpoint " + err.Error()}
 		}
 	case explicit && source == SourceUserinfo:
@@ -152,7 +152,7 @@ func (a *ClientAuth) check() error {
 		switch aud := a.AssertionAudience; aud {
 		case "", AudienceTokenEndpoint, AudienceIssuer:
 		default:
-			if err := checkURL(aud); err != nil {
+			if err := CheckEndpointURL(aud); err != nil {
 				return &FieldError{"client_auth/assertion_audience", fmt.Sprintf("assertion_audience must be token_endpoint, issuer or an absolute URL: %v", err)}
 			}
 		}
@@ -172,7 +172,7 @@ func (a *ClientAuth) check() error {
 
 // checkURL checks that raw is an absolute http(s) URL, https unless on a
 // loopback host. A value holding a placeholder is left for later.
-func checkURL(raw string) error {
+func CheckEndpointURL(raw string) error {
 	if strings.Contains(raw, "{") {
 		return nil
 	}
