@@ -66,14 +66,8 @@ func (e *Edge) serveAuthorize(w http.ResponseWriter, r *http.Request, s *Server)
 		e.errorPage(w, http.StatusBadRequest, "The authorization request names no client", "The client_id parameter is missing. The MCP client that sent you here must register first.")
 		return
 	}
-	client, err := e.lookupClient(ctx, s.Gateway(), clientID)
-	if storageUnavailable(err) {
-		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read its registrations right now", clientLookupMessage(err))
-		return
-	}
-	if err != nil {
-		e.count(s, AuthorizationRefused)
-		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
+	client, ok := e.clientForPage(ctx, w, s, clientID)
+	if !ok {
 		return
 	}
 	req, refused := e.checkAuthorizeRequest(s, client, q)
@@ -478,4 +472,20 @@ func (e *Edge) pendingErrorPage(w http.ResponseWriter, s *Server, err error) {
 	}
 	e.log.Error("reading a pending authorization", zap.String("server", s.Name), zap.Error(err))
 	e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read your authorization right now", "Its storage is unavailable. Try again in a moment.")
+}
+
+// clientForPage resolves the client a browser flow names, or answers with
+// the error page and reports false.
+func (e *Edge) clientForPage(ctx context.Context, w http.ResponseWriter, s *Server, clientID string) (*grants.Client, bool) {
+	client, err := e.lookupClient(ctx, s.Gateway(), clientID)
+	if storageUnavailable(err) {
+		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read its registrations right now", clientLookupMessage(err))
+		return nil, false
+	}
+	if err != nil {
+		e.count(s, AuthorizationRefused)
+		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
+		return nil, false
+	}
+	return client, true
 }

@@ -157,14 +157,8 @@ func (e *Edge) refuseOtherBrowser(w http.ResponseWriter) {
 // Its answer (serveConsent) issues the code for user, or refuses; the
 // user's downstream grant is already kept either way, as after any sign-in.
 func (e *Edge) askConsentSignedIn(ctx context.Context, w http.ResponseWriter, s *Server, p *grants.Pending, user, browser string) {
-	client, err := e.lookupClient(ctx, s.Gateway(), p.ClientID)
-	if storageUnavailable(err) {
-		e.errorPage(w, http.StatusServiceUnavailable, "The gateway cannot read its registrations right now", clientLookupMessage(err))
-		return
-	}
-	if err != nil {
-		e.count(s, AuthorizationRefused)
-		e.errorPage(w, http.StatusBadRequest, "Unknown client", clientLookupMessage(err))
+	client, ok := e.clientForPage(ctx, w, s, p.ClientID)
+	if !ok {
 		return
 	}
 	requested, err := scopes.Parse(p.Scopes)
