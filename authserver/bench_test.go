@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // The benchmarks build an edge from the real parts the Caddy module wires
@@ -48,20 +49,20 @@ type benchEdge struct {
 	broker  *grants.Broker
 }
 
-// newBenchEdge builds an edge over store with the given number of servers,
+// newBenchEdge builds an edge over s with the given number of servers,
 // all attached to one gateway. Server i is "s<i>" at "/s<i>".
-func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
+func newBenchEdge(b testing.TB, s store.Store, servers int) *benchEdge {
 	b.Helper()
 	ctx := context.Background()
-	sealer, err := grants.NewSealer(make([]byte, 32))
+	sealer, err := store.NewSealer(make([]byte, 32))
 	if err != nil {
 		b.Fatal(err)
 	}
-	keys, err := accesstoken.LoadKeyset(ctx, store, "mcp_gateway/acme/signing_keys", sealer, nil)
+	keys, err := accesstoken.LoadKeyset(ctx, s, "mcp_gateway/acme/signing_keys", sealer, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ledger := grants.NewLedger(store, "mcp_gateway/acme", sealer, nil)
+	ledger := grants.NewLedger(s, "mcp_gateway/acme", sealer, nil)
 	broker := &grants.Broker{Ledger: ledger}
 	gw := &authserver.Gateway{
 		Name:     "acme",
@@ -190,7 +191,7 @@ func (w *discardWriter) reset() {
 // and downstream token are in the caches.
 func warmRequest(tb testing.TB) (*benchEdge, *discardWriter, *http.Request, *authserver.Server) {
 	tb.Helper()
-	be := newBenchEdge(tb, grants.NewMemoryStore(), 1)
+	be := newBenchEdge(tb, store.NewMemoryStore(), 1)
 	be.putGrants(tb, 1)
 	s := be.servers[0]
 	r := mcpRequest(s, be.token(tb, s, benchUser(0)))
@@ -224,7 +225,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	})
 	b.Run("warm-parallel", func(b *testing.B) {
-		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be := newBenchEdge(b, store.NewMemoryStore(), 1)
 		be.putGrants(b, 64)
 		s := be.servers[0]
 		reqs := make([]*http.Request, 64)
@@ -246,7 +247,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		})
 	})
 	b.Run("cold", func(b *testing.B) {
-		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be := newBenchEdge(b, store.NewMemoryStore(), 1)
 		be.putGrants(b, 1)
 		// Without a cache every Verify checks the signature; forgetting the
 		// user makes the Broker read and open the grant again.
@@ -269,7 +270,7 @@ func BenchmarkAuthorizeScale(b *testing.B) {
 		{1, 1}, {100, 1}, {1, 100_000}, {100, 100_000},
 	} {
 		b.Run(fmt.Sprintf("servers=%d/grants=%d", tc.servers, tc.grants), func(b *testing.B) {
-			be := newBenchEdge(b, grants.NewMemoryStore(), tc.servers)
+			be := newBenchEdge(b, store.NewMemoryStore(), tc.servers)
 			be.putGrants(b, tc.grants)
 			// The last server and the last user: a linear search would
 			// pay for every one before them.
@@ -293,7 +294,7 @@ func BenchmarkAuthorizeScale(b *testing.B) {
 func BenchmarkServerAt(b *testing.B) {
 	for _, n := range []int{1, 100} {
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
-			be := newBenchEdge(b, grants.NewMemoryStore(), n)
+			be := newBenchEdge(b, store.NewMemoryStore(), n)
 			s := be.servers[n-1]
 			path := s.Path + "/mcp"
 			b.ReportAllocs()
@@ -310,14 +311,14 @@ func BenchmarkServerAt(b *testing.B) {
 // in-memory store and certmagic's file storage, Caddy's default.
 func stores(b *testing.B) []struct {
 	name  string
-	store func() grants.Store
+	store func() store.Store
 } {
 	return []struct {
 		name  string
-		store func() grants.Store
+		store func() store.Store
 	}{
-		{"memory", func() grants.Store { return grants.NewMemoryStore() }},
-		{"file", func() grants.Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
+		{"memory", func() store.Store { return store.NewMemoryStore() }},
+		{"file", func() store.Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // storageRoot is the storage directory of every gateway's state.
@@ -75,7 +75,7 @@ const boundaryKey = "boundary"
 //
 // The claim is made under a storage lock, so instances starting together
 // agree. Storage errors are returned: guessing would fork the state.
-func storagePrefix(ctx context.Context, store grants.Store, name string, b boundary, logger *zap.Logger) (string, error) {
+func storagePrefix(ctx context.Context, store store.Store, name string, b boundary, logger *zap.Logger) (string, error) {
 	plain := storageRoot + "/" + name
 	switch recorded, err := loadBoundary(ctx, store, plain); {
 	case err == nil && recorded == b:
@@ -117,7 +117,7 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b bound
 
 // otherBoundaries lists the directories other than own that hold state of
 // a gateway called name, for the log. It is best effort.
-func otherBoundaries(ctx context.Context, store grants.Store, name, own string) []string {
+func otherBoundaries(ctx context.Context, store store.Store, name, own string) []string {
 	keys, err := store.List(ctx, storageRoot, false)
 	if err != nil {
 		return nil
@@ -139,7 +139,7 @@ func otherBoundaries(ctx context.Context, store grants.Store, name, own string) 
 // boundary dir belongs to: b when claimed now, another's when another
 // instance claimed it first, none when dir holds no state (which is not
 // claimed: new gateways live in their boundary's own directory).
-func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b boundary) (boundary, error) {
+func claimUnrecorded(ctx context.Context, store store.Store, dir string, b boundary) (boundary, error) {
 	// Every gateway that served a request made its signing keys.
 	if _, err := store.Load(ctx, dir+"/signing_keys"); errors.Is(err, fs.ErrNotExist) {
 		return boundary{}, nil
@@ -160,7 +160,7 @@ func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b boun
 	return b, storeBoundary(ctx, store, dir, b)
 }
 
-func loadBoundary(ctx context.Context, store grants.Store, dir string) (boundary, error) {
+func loadBoundary(ctx context.Context, store store.Store, dir string) (boundary, error) {
 	raw, err := store.Load(ctx, dir+"/"+boundaryKey)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -175,7 +175,7 @@ func loadBoundary(ctx context.Context, store grants.Store, dir string) (boundary
 	return rec.boundary, nil
 }
 
-func storeBoundary(ctx context.Context, store grants.Store, dir string, b boundary) error {
+func storeBoundary(ctx context.Context, store store.Store, dir string, b boundary) error {
 	raw, err := json.Marshal(boundaryRecord{boundary: b, RecordedAt: time.Now().UTC()})
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // gatewayPool holds each gateway's live state across config reloads: Caddy
@@ -226,7 +227,7 @@ func (st *gatewayState) narrowing(gw *Gateway, name string, offered, full scopes
 // gatewayState is the part of a gateway that outlives a config: its durable
 // state's handles and its in-memory caches.
 type gatewayState struct {
-	storage grants.Store
+	storage store.Store
 	// boundary is what the gateway's state belongs to; prefix, set once
 	// loaded, is where that state is stored (storagePrefix).
 	boundary  boundary
@@ -284,7 +285,7 @@ func (st *gatewayState) sweep(ctx context.Context, ledger *grants.Ledger) {
 	}
 }
 
-func newGatewayState(storage grants.Store, publicURL string, cfg *resolvedGateway, logger *zap.Logger) *gatewayState {
+func newGatewayState(storage store.Store, publicURL string, cfg *resolvedGateway, logger *zap.Logger) *gatewayState {
 	httpClient := &http.Client{Timeout: 10 * time.Second}
 	st := &gatewayState{
 		logger:     logger,
@@ -434,20 +435,20 @@ func (st *gatewayState) applyRevocations(ctx context.Context, seen map[string]bo
 
 // sealer returns the gateway's sealer and its primary key, from which the
 // keys of other purposes are derived.
-func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, []byte, error) {
+func (st *gatewayState) sealer(ctx context.Context) (*store.Sealer, []byte, error) {
 	var primary []byte
 	var err error
 	if st.cfg.encryptionKey != "" {
-		primary, err = grants.KeyFromSecret(st.cfg.encryptionKey)
+		primary, err = store.KeyFromSecret(st.cfg.encryptionKey)
 	} else {
-		primary, err = grants.LoadOrCreateKey(ctx, st.storage, st.prefix+"/encryption_key")
+		primary, err = store.LoadOrCreateKey(ctx, st.storage, st.prefix+"/encryption_key")
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	var older [][]byte
 	for _, s := range st.cfg.previousKeys {
-		k, err := grants.KeyFromSecret(s)
+		k, err := store.KeyFromSecret(s)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -460,7 +461,7 @@ func (st *gatewayState) sealer(ctx context.Context) (*grants.Sealer, []byte, err
 			older = append(older, k)
 		}
 	}
-	sealer, err := grants.NewSealer(primary, older...)
+	sealer, err := store.NewSealer(primary, older...)
 	return sealer, primary, err
 }
 

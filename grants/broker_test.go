@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -16,11 +17,11 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// wrapped is a Store embedded in a wrapper. (Embedded as Store, its field
-// name would hide its Store method.)
-type wrapped = Store
+// wrapped is a store.Store embedded in a wrapper. (Embedded as Store, its
+// field name would hide its Store method.)
+type wrapped = store.Store
 
-// countingStore counts the Loads of the Store it wraps.
+// countingStore counts the Loads of the store.Store it wraps.
 type countingStore struct {
 	wrapped
 	loads atomic.Int64
@@ -98,7 +99,7 @@ func (e *tokenEndpoint) set(f func(e *tokenEndpoint)) {
 	f(e)
 }
 
-// brokerEnv is a Broker over a counted MemoryStore and a token endpoint.
+// brokerEnv is a Broker over a counted store.MemoryStore and a token endpoint.
 type brokerEnv struct {
 	store    *countingStore
 	ledger   *Ledger
@@ -107,10 +108,10 @@ type brokerEnv struct {
 }
 
 func newBrokerEnv(t *testing.T) *brokerEnv {
-	store := &countingStore{wrapped: NewMemoryStore()}
-	ledger := NewLedger(store, testPrefix, mustSealer(t, testKey(3)), nil)
+	counting := &countingStore{wrapped: store.NewMemoryStore()}
+	ledger := NewLedger(counting, testPrefix, mustSealer(t, testKey(3)), nil)
 	endpoint := newTokenEndpoint(t)
-	return &brokerEnv{store: store, ledger: ledger, endpoint: endpoint, broker: newBroker(ledger, endpoint)}
+	return &brokerEnv{store: counting, ledger: ledger, endpoint: endpoint, broker: newBroker(ledger, endpoint)}
 }
 
 func newBroker(l *Ledger, e *tokenEndpoint) *Broker {
@@ -369,7 +370,7 @@ func (h *hookStore) Lock(ctx context.Context, name string) error {
 
 func TestBrokerRereadsUnderTheLock(t *testing.T) {
 	ctx := context.Background()
-	shared := NewMemoryStore()
+	shared := store.NewMemoryStore()
 	endpoint := newTokenEndpoint(t)
 	sealer := mustSealer(t, testKey(3))
 	// Two instances over one storage. The second refreshes the grant while
