@@ -352,11 +352,10 @@ func (st *gatewayState) load(ctx context.Context) error {
 	}
 	st.ledger = grants.NewLedger(st.storage, st.prefix, sealer, nil)
 	st.broker = &grants.Broker{
-		Ledger:     st.ledger,
-		Issuer:     st.cfg.downstream.Issuer,
-		Refresher:  st.downstream,
-		HTTPClient: st.httpClient,
-		OnRefresh:  st.metrics.observeRefresh,
+		Ledger:    st.ledger,
+		Issuer:    st.cfg.downstream.Issuer,
+		Refresher: st.downstream,
+		OnRefresh: st.metrics.observeRefresh,
 	}
 	st.keys = keys
 	st.verifier = accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{})

@@ -33,20 +33,12 @@ type Broker struct {
 	// with another issuer is treated as absent (ErrNotFound). Empty serves
 	// any grant.
 	Issuer string
-	// Config is the gateway's downstream client: token endpoint, client ID
-	// and secret.
-	Config *oauth2.Config
-	// ConfigSource supplies the downstream client when Config is nil, for
-	// gateways that discover the token endpoint lazily. Its errors count as
-	// transient (ErrDownstreamUnavailable).
-	ConfigSource func(ctx context.Context) (*oauth2.Config, error)
-	// Refresher, if set, performs the refreshes instead of Config and
-	// ConfigSource: for client authentication golang.org/x/oauth2 lacks
-	// (private_key_jwt), and to narrow tokens (TokenFor).
+	// Refresher is the downstream server's token endpoint: the gateway's
+	// downstream client, which refreshes and narrows tokens with whatever
+	// client authentication the gateway is configured for. Without one, a
+	// token due for refresh is ErrDownstreamUnavailable and nothing is
+	// narrowed.
 	Refresher Refresher
-	// HTTPClient makes the refresh requests; give it a timeout. Nil means
-	// http.DefaultClient.
-	HTTPClient *http.Client
 	// Leeway is how long before its expiry a token is refreshed; 0 means 30
 	// seconds. It is capped at half the token's lifetime, so a short-lived
 	// token is not refreshed on every request.
@@ -282,22 +274,10 @@ func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error)
 
 // refresh asks the downstream token endpoint for a new token.
 func (b *Broker) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
-	if b.Refresher != nil {
-		return b.Refresher.Refresh(ctx, refreshToken, nil)
+	if b.Refresher == nil {
+		return nil, errors.New("grants: the Broker has no Refresher")
 	}
-	if b.HTTPClient != nil {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, b.HTTPClient)
-	}
-	// A token without an access token is invalid, so the source refreshes.
-	// It keeps the old refresh token if the server sends no new one.
-	conf := b.Config
-	if conf == nil {
-		var err error
-		if conf, err = b.ConfigSource(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	return b.Refresher.Refresh(ctx, refreshToken, nil)
 }
 
 // bury marks g dead, stores it, and returns ErrGrantDead.

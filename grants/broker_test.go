@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -15,6 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // wrapped is a store.Store embedded in a wrapper. (Embedded as Store, its
@@ -115,15 +117,19 @@ func newBrokerEnv(t *testing.T) *brokerEnv {
 }
 
 func newBroker(l *Ledger, e *tokenEndpoint) *Broker {
-	return &Broker{
-		Ledger: l,
-		Config: &oauth2.Config{
-			ClientID:     "gateway",
-			ClientSecret: "gateway-secret",
-			Endpoint:     oauth2.Endpoint{TokenURL: e.URL, AuthStyle: oauth2.AuthStyleInParams},
-		},
-		HTTPClient: e.Client(),
-	}
+	return &Broker{Ledger: l, Refresher: e.client(e.Client())}
+}
+
+// client is the gateway's downstream client of e, making its requests with
+// hc.
+func (e *tokenEndpoint) client(hc *http.Client) *downstream.Client {
+	return downstream.New(downstream.Config{
+		Issuer:     e.URL,
+		ClientID:   "gateway",
+		ClientAuth: downstream.ClientAuth{Method: downstream.AuthSecretPost, Secret: "gateway-secret"},
+		Endpoints:  downstream.Metadata{AuthorizationEndpoint: e.URL + "/authorize", TokenEndpoint: e.URL},
+		HTTPClient: hc,
+	})
 }
 
 // saveGrant stores alice's grant whose token expires in expiresIn, obtained
@@ -266,7 +272,7 @@ func TestBrokerUnavailableKeepsTheGrant(t *testing.T) {
 			env.endpoint.set(func(e *tokenEndpoint) { e.block = block })
 			client := *env.endpoint.Client()
 			client.Timeout = 50 * time.Millisecond
-			env.broker.HTTPClient = &client
+			env.broker.Refresher = env.endpoint.client(&client)
 		}},
 		{"broker timeout", func(t *testing.T, env *brokerEnv) {
 			block := make(chan struct{})

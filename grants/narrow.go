@@ -45,23 +45,18 @@ var ErrCannotNarrow = errors.New("grants: the downstream server does not narrow 
 // next.
 const narrowRetry = time.Hour
 
-// Refresher performs refresh-token grants at the downstream server. The
-// downstream client implements it, with whatever client authentication the
-// gateway is configured for.
+// Refresher is the downstream token endpoint as the Broker uses it. The
+// downstream client (downstream.Client) implements it, with whatever client
+// authentication the gateway is configured for.
 type Refresher interface {
 	// Refresh redeems refreshToken (RFC 6749 §6). Non-empty scopes ask for
 	// an access token narrowed to them. The returned token carries a
 	// refresh token: the rotated one, or refreshToken again. A refusal by
 	// the server is an *oauth2.RetrieveError.
 	Refresh(ctx context.Context, refreshToken string, scopes []string) (*oauth2.Token, error)
-}
-
-// Exchanger is a Refresher that can also narrow a token by RFC 8693 token
-// exchange.
-type Exchanger interface {
 	// ExchangeToken trades subjectToken, a downstream access token, for
-	// one narrowed to scopes. A refusal by the server is an
-	// *oauth2.RetrieveError.
+	// one narrowed to scopes (RFC 8693 token exchange). A refusal by the
+	// server is an *oauth2.RetrieveError.
 	ExchangeToken(ctx context.Context, subjectToken string, scopes []string) (*oauth2.Token, error)
 }
 
@@ -89,7 +84,7 @@ type Narrowing struct {
 	Scopes func(granted string) []string
 	// Exchange obtains the narrowed token by RFC 8693 token exchange of the
 	// grant's access token instead of a refresh: no refresh token is
-	// rotated. The Broker's Refresher must be an Exchanger.
+	// rotated.
 	Exchange bool
 	// Refuse makes a downstream server that cannot narrow an error
 	// (ErrCannotNarrow) instead of a reason to hand out the grant's full
@@ -402,16 +397,15 @@ func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user strin
 // grant's access token (Token, which refreshes it if due), and keeps it
 // beside the grant.
 func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user string, timeout time.Duration) (*oauth2.Token, error) {
-	ex, ok := b.Refresher.(Exchanger)
-	if !ok {
-		return nil, b.cannotNarrow(v, errors.New("the downstream client cannot exchange tokens"))
+	if b.Refresher == nil {
+		return nil, b.cannotNarrow(v, errors.New("the broker has no Refresher to narrow with"))
 	}
 	full, err := b.Token(ctx, user)
 	if err != nil {
 		return nil, err
 	}
 	started := time.Now()
-	next, err := ex.ExchangeToken(ctx, full.AccessToken, v.scopes)
+	next, err := b.Refresher.ExchangeToken(ctx, full.AccessToken, v.scopes)
 	var cannot error
 	switch {
 	case err == nil:

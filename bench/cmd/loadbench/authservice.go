@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
@@ -57,11 +55,12 @@ func loadGatewayState(ctx context.Context, s store.Store, encryptionKey string) 
 	return &gatewayState{sealer: sealer, keys: keys, ledger: grants.NewLedger(s, gatewayPrefix, sealer, nil)}, nil
 }
 
-// startAuthService serves /verify on addr.
-func startAuthService(st *gatewayState, addr string, downstream *oauth2.Config, resources []string) (*authService, error) {
+// startAuthService serves /verify on addr, refreshing downstream tokens
+// with downstream.
+func startAuthService(st *gatewayState, addr string, downstream grants.Refresher, resources []string) (*authService, error) {
 	a := &authService{
 		verifier:  accesstoken.NewVerifier(st.keys, accesstoken.VerifierOptions{}),
-		broker:    &grants.Broker{Ledger: st.ledger, Config: downstream},
+		broker:    &grants.Broker{Ledger: st.ledger, Refresher: downstream},
 		resources: resources,
 	}
 	ln, err := net.Listen("tcp", addr)
