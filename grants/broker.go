@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -88,20 +87,7 @@ func (b *Broker) Token(ctx context.Context, user string) (*oauth2.Token, error) 
 	if t := b.cached(user, b.now()); t != nil {
 		return t, nil
 	}
-	// The refresh runs detached from the first caller's cancellation since
-	// every caller for this user shares it; Timeout bounds it instead.
-	ch := b.flights.DoChan(user, func() (any, error) {
-		return b.obtain(context.WithoutCancel(ctx), user)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*oauth2.Token), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return b.obtainOnce(ctx, &b.flights, user, nil)
 }
 
 // Put stores g and caches its token: the grant obtained by the user's
@@ -191,95 +177,6 @@ func (b *Broker) freshUntil(g *Grant, now time.Time) time.Time {
 	return b.dueAt(g.Token.Expiry, issued, now)
 }
 
-// obtain returns the user's token, from storage or from a refresh. It runs
-// once at a time per user (the singleflight).
-func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error) {
-	timeout := b.timeout()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	now := b.now()
-	// A refresh that ended just before this one began has cached a token.
-	if t := b.cached(user, now); t != nil {
-		return t, nil
-	}
-	g, err := b.liveGrant(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	if now.Before(b.freshUntil(g, now)) {
-		return b.remember(g, now), nil
-	}
-
-	l := b.Ledger
-	var token *oauth2.Token
-	err = l.locked(ctx, l.grantKey(user), func() error {
-		// Another instance may have refreshed (or ended) the grant while
-		// this one waited for the lock.
-		g, err := b.liveGrant(ctx, user)
-		if err != nil {
-			return err
-		}
-		now := b.now()
-		switch {
-		case now.Before(b.freshUntil(g, now)):
-			token = b.remember(g, now)
-			return nil
-		case g.Token.RefreshToken == "":
-			if g.Token.Expiry.After(now) {
-				// Not renewable, but still valid for a moment.
-				token = accessOnly(g.Token)
-				return nil
-			}
-			return b.bury(ctx, g, "the access token expired and the downstream server issued no refresh token")
-		}
-		started := time.Now()
-		next, err := b.refresh(ctx, g.Token.RefreshToken)
-		if err != nil {
-			if reason, dead := definitive(err); dead {
-				err = b.bury(ctx, g, reason)
-			} else {
-				err = fmt.Errorf("%w: refreshing a downstream token: %w", ErrDownstreamUnavailable, err)
-			}
-		}
-		if b.OnRefresh != nil {
-			b.OnRefresh(time.Since(started), err)
-		}
-		if err != nil {
-			return err
-		}
-		g.Token, g.RefreshedAt = next, now
-		if s, ok := next.Extra("scope").(string); ok && s != "" {
-			g.Scopes = s
-		}
-		// Stored before it is handed out: the downstream server may have
-		// rotated the refresh token, and the old one is then spent. So the
-		// save is not cut short by the refresh's deadline either.
-		if err := l.SaveGrant(context.WithoutCancel(ctx), g); err != nil {
-			return fmt.Errorf("grants: keeping a refreshed downstream token: %w", err)
-		}
-		token = b.remember(g, now)
-		return nil
-	})
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
-		// Timed out waiting for the lock, which another instance holds while
-		// it refreshes: as unavailable as a slow token endpoint.
-		return nil, fmt.Errorf("%w: the refresh did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return token, nil
-}
-
-// refresh asks the downstream token endpoint for a new token.
-func (b *Broker) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
-	if b.Refresher == nil {
-		return nil, errors.New("grants: the Broker has no Refresher")
-	}
-	return b.Refresher.Refresh(ctx, refreshToken, nil)
-}
-
 // bury marks g dead, stores it, and returns ErrGrantDead.
 func (b *Broker) bury(ctx context.Context, g *Grant, reason string) error {
 	g.Dead, g.DeadReason = true, reason
@@ -316,24 +213,6 @@ func deadError(g *Grant) error {
 		return ErrGrantDead
 	}
 	return fmt.Errorf("%w: %s", ErrGrantDead, g.DeadReason)
-}
-
-// definitive reports whether a refresh failure means the grant is over,
-// and why. The reason quotes only the error code and status, not the
-// server's free-form description.
-func definitive(err error) (reason string, dead bool) {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		return "", false
-	}
-	status := 0
-	if re.Response != nil {
-		status = re.Response.StatusCode
-	}
-	if re.ErrorCode != "invalid_grant" && status != http.StatusBadRequest && status != http.StatusUnauthorized {
-		return "", false
-	}
-	return "the downstream server refused the refresh token (" + refusalOf(err) + ")", true
 }
 
 func (b *Broker) now() time.Time {

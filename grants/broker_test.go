@@ -38,7 +38,8 @@ func (c *countingStore) Load(ctx context.Context, key string) ([]byte, error) {
 // demand.
 type tokenEndpoint struct {
 	*httptest.Server
-	requests atomic.Int64
+	requests  atomic.Int64
+	exchanges atomic.Int64 // of the requests, token exchanges
 
 	mu       sync.Mutex
 	status   int           // of the next answers; 0 means 200 with a new token
@@ -46,7 +47,7 @@ type tokenEndpoint struct {
 	expires  int           // expires_in of new tokens; 0 means 3600
 	block    chan struct{} // when set, requests wait for it to close
 	entered  chan struct{} // when set, receives once per blocked request
-	received []string      // refresh tokens presented
+	received []string      // refresh tokens presented ("" by exchanges)
 }
 
 func newTokenEndpoint(t *testing.T) *tokenEndpoint {
@@ -58,7 +59,15 @@ func newTokenEndpoint(t *testing.T) *tokenEndpoint {
 
 func (e *tokenEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 	n := e.requests.Add(1)
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "refresh_token" {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusTeapot)
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "refresh_token":
+	case "urn:ietf:params:oauth:grant-type:token-exchange":
+		e.exchanges.Add(1)
+	default:
 		http.Error(w, "bad form", http.StatusTeapot)
 		return
 	}
@@ -398,6 +407,41 @@ func TestBrokerRereadsUnderTheLock(t *testing.T) {
 	}
 	if n := endpoint.requests.Load(); n != 1 {
 		t.Errorf("%d refresh requests across two instances; want 1", n)
+	}
+}
+
+// TestBrokerExchangesOnceAcrossInstances: a token exchange happens under
+// the grant's storage lock after a re-read, like a refresh, so an instance
+// that waited for the lock while another exchanged serves the other's
+// narrowed token.
+func TestBrokerExchangesOnceAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	shared := store.NewMemoryStore()
+	endpoint := newTokenEndpoint(t)
+	sealer := mustSealer(t, testKey(3))
+	narrowing := func() *Narrowing {
+		return &Narrowing{Key: "s", Scopes: func(string) []string { return []string{"tickets.read"} }, Exchange: true}
+	}
+	second := newBroker(NewLedger(shared, testPrefix, sealer, nil), endpoint)
+	var secondTok *oauth2.Token
+	var secondErr error
+	hooked := &hookStore{wrapped: shared, onLock: func() { secondTok, secondErr = second.TokenFor(ctx, "alice", "granted", narrowing()) }}
+	first := newBroker(NewLedger(hooked, testPrefix, sealer, nil), endpoint)
+	env := &brokerEnv{store: &countingStore{wrapped: shared}, ledger: second.Ledger}
+	env.saveGrant(t, time.Hour)
+
+	tok, err := first.TokenFor(ctx, "alice", "granted", narrowing())
+	if secondErr != nil || secondTok.AccessToken != "access-1" {
+		t.Fatalf("second instance: TokenFor = %v, %v; want access-1", secondTok, secondErr)
+	}
+	if err != nil || tok.AccessToken != "access-1" {
+		t.Fatalf("first instance: TokenFor = %v, %v; want access-1, found under the lock", tok, err)
+	}
+	if n := endpoint.exchanges.Load(); n != 1 {
+		t.Errorf("%d token exchanges across two instances; want 1", n)
+	}
+	if n := endpoint.requests.Load(); n != 1 {
+		t.Errorf("%d requests at the token endpoint; want the one exchange", n)
 	}
 }
 
