@@ -8,21 +8,21 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // newKeyset stands in for the gateway's setup: its Caddy storage and its
 // sealing key.
 func newKeyset() *accesstoken.Keyset {
-	sealingKey, err := grants.KeyFromSecret("an example secret of at least 16 bytes")
+	sealingKey, err := store.KeyFromSecret("an example secret of at least 16 bytes")
 	if err != nil {
 		log.Fatal(err)
 	}
-	sealer, err := grants.NewSealer(sealingKey)
+	sealer, err := store.NewSealer(sealingKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	keys, err := accesstoken.LoadKeyset(context.Background(), grants.NewMemoryStore(), "mcp_gateway/main/signing_keys", sealer, nil)
+	keys, err := accesstoken.LoadKeyset(context.Background(), store.NewMemoryStore(), "mcp_gateway/main/signing_keys", sealer, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -27,8 +27,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/jwk"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 const (
@@ -61,7 +61,7 @@ type storedKey struct {
 	Public  jwk.Key   `json:"public"`
 }
 
-// Keyset holds the signing keys of one gateway. They live in a grants.Store
+// Keyset holds the signing keys of one gateway. They live in a store.Store
 // with the private key sealed, so that every Caddy instance sharing the
 // storage, and every config reload, signs and verifies with the same keys.
 //
@@ -70,9 +70,9 @@ type storedKey struct {
 //
 // A Keyset is safe for concurrent use.
 type Keyset struct {
-	store  grants.Store
+	store  store.Store
 	key    string // storage key of the document; also the lock's name
-	sealer *grants.Sealer
+	sealer *store.Sealer
 	now    func() time.Time
 
 	mu         sync.Mutex // serializes Rotate and Reload
@@ -112,14 +112,14 @@ type verifyKey struct {
 // key when it is missing. Creation happens under the storage lock of the
 // same name and re-checks the storage first, so instances starting together
 // agree on one key. now is the clock, time.Now when nil.
-func LoadKeyset(ctx context.Context, store grants.Store, key string, sealer *grants.Sealer, now func() time.Time) (*Keyset, error) {
-	if store == nil || sealer == nil || key == "" {
+func LoadKeyset(ctx context.Context, s store.Store, key string, sealer *store.Sealer, now func() time.Time) (*Keyset, error) {
+	if s == nil || sealer == nil || key == "" {
 		return nil, errors.New("accesstoken: LoadKeyset needs a store, a storage key and a sealer")
 	}
 	if now == nil {
 		now = time.Now
 	}
-	k := &Keyset{store: store, key: key, sealer: sealer, now: now}
+	k := &Keyset{store: s, key: key, sealer: sealer, now: now}
 	doc, err := k.load(ctx)
 	if errors.Is(err, fs.ErrNotExist) {
 		doc, err = k.create(ctx)
@@ -137,7 +137,7 @@ func LoadKeyset(ctx context.Context, store grants.Store, key string, sealer *gra
 // one waited for the lock.
 func (k *Keyset) create(ctx context.Context) (*storedKeyset, error) {
 	var doc *storedKeyset
-	err := k.locked(ctx, func() error {
+	err := store.Locked(ctx, k.store, k.key, func() error {
 		var err error
 		if doc, err = k.load(ctx); !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -156,7 +156,7 @@ func (k *Keyset) Rotate(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var doc *storedKeyset
-	err := k.locked(ctx, func() error {
+	err := store.Locked(ctx, k.store, k.key, func() error {
 		var err error
 		// Start from storage, not memory: another instance may have
 		// rotated since this one loaded.
@@ -280,20 +280,6 @@ func (k *Keyset) lookup(kid string, now time.Time) (*verifyKey, error) {
 		return nil, refuse(ErrUnknownKey, "the key retired")
 	}
 	return e.vk, nil
-}
-
-// locked runs fn holding the storage lock. The lock is released even when
-// ctx is done by then, or it would block every instance until it goes
-// stale.
-func (k *Keyset) locked(ctx context.Context, fn func() error) error {
-	if err := k.store.Lock(ctx, k.key); err != nil {
-		return fmt.Errorf("accesstoken: locking %q: %w", k.key, err)
-	}
-	err := fn()
-	if uerr := k.store.Unlock(context.WithoutCancel(ctx), k.key); uerr != nil && err == nil {
-		err = fmt.Errorf("accesstoken: unlocking %q: %w", k.key, uerr)
-	}
-	return err
 }
 
 // load reads and checks the stored document. A missing document is an

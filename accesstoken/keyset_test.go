@@ -17,8 +17,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/jwk"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 const testKey = "mcp_gateway/main/signing_keys"
@@ -35,9 +35,9 @@ func newClock() *clock {
 func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-func newSealer(t testing.TB) *grants.Sealer {
+func newSealer(t testing.TB) *store.Sealer {
 	t.Helper()
-	s, err := grants.NewSealer(randomBytes(t, grants.KeySize))
+	s, err := store.NewSealer(randomBytes(t, store.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +55,8 @@ func randomBytes(t testing.TB, n int) []byte {
 
 // fixture is one gateway instance's Keyset and Verifier on a shared store.
 type fixture struct {
-	store  *grants.MemoryStore
-	sealer *grants.Sealer
+	store  *store.MemoryStore
+	sealer *store.Sealer
 	clock  *clock
 	keys   *Keyset
 	v      *Verifier
@@ -64,7 +64,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, opts VerifierOptions) *fixture {
 	t.Helper()
-	f := &fixture{store: grants.NewMemoryStore(), sealer: newSealer(t), clock: newClock()}
+	f := &fixture{store: store.NewMemoryStore(), sealer: newSealer(t), clock: newClock()}
 	f.keys = f.load(t)
 	f.v = NewVerifier(f.keys, opts)
 	return f
@@ -269,7 +269,7 @@ func TestKeysSurviveReload(t *testing.T) {
 }
 
 func TestConcurrentLoadCreatesOneKey(t *testing.T) {
-	store, sealer, clk := grants.NewMemoryStore(), newSealer(t), newClock()
+	store, sealer, clk := store.NewMemoryStore(), newSealer(t), newClock()
 	const n = 10
 	kids := make([]string, n)
 	errs := make([]error, n)
@@ -528,7 +528,7 @@ func TestLoadKeysetRefusesBadStorage(t *testing.T) {
 		name    string
 		key     string // storage key; testKey when empty
 		raw     []byte
-		sealer  *grants.Sealer
+		sealer  *store.Sealer
 		wantErr string
 	}{
 		{name: "another sealer", raw: good, sealer: newSealer(t), wantErr: "no longer has"},
@@ -547,7 +547,7 @@ func TestLoadKeysetRefusesBadStorage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := grants.NewMemoryStore()
+			store := store.NewMemoryStore()
 			key := tt.key
 			if key == "" {
 				key = testKey

@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // accountFixture is an edge whose users alice and bob each gave grants:
@@ -36,7 +37,7 @@ const (
 func newAccountFixture(t *testing.T) *accountFixture {
 	t.Helper()
 	ctx := context.Background()
-	be := newBenchEdge(t, grants.NewMemoryStore(), 1)
+	be := newBenchEdge(t, store.NewMemoryStore(), 1)
 	be.gateway.ScopeDescriptions = map[string]string{"tickets.read": "Read your support tickets"}
 	be.gateway.Clients = map[string]*grants.Client{ticketBot: {ID: ticketBot, Name: "Ticket Bot", Source: grants.SourceConfig, RedirectURIs: []string{benchRedirect}}}
 	if err := be.ledger.SaveClient(ctx, &grants.Client{ID: acmeDesktop, Name: "Acme Desktop", RedirectURIs: []string{benchRedirect}, Source: grants.SourceRegistered}); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // The benchmarks build an edge from the real parts the Caddy module wires
@@ -48,13 +49,13 @@ type benchEdge struct {
 	broker  *grants.Broker
 }
 
-// newGateway builds the gateway "acme" over store from the real parts the
+// newGateway builds the gateway "acme" over s from the real parts the
 // Caddy module wires together, with now as the clock of its records (nil
 // means time.Now).
-func newGateway(tb testing.TB, store grants.Store, now func() time.Time) *authserver.Gateway {
+func newGateway(tb testing.TB, s store.Store, now func() time.Time) *authserver.Gateway {
 	tb.Helper()
-	keys := loadKeys(tb, store, nil)
-	ledger := grants.NewLedger(store, "mcp_gateway/acme", newSealer(tb), now)
+	keys := loadKeys(tb, s, nil)
+	ledger := grants.NewLedger(s, "mcp_gateway/acme", newSealer(tb), now)
 	return &authserver.Gateway{
 		Name:     "acme",
 		Scopes:   scopes.MustParse("tickets.read tickets.write accounts.read admin.read"),
@@ -67,32 +68,32 @@ func newGateway(tb testing.TB, store grants.Store, now func() time.Time) *authse
 
 // newSealer is the gateway's sealer: a fixed key, so that every part a
 // test builds over one store opens what the others sealed.
-func newSealer(tb testing.TB) *grants.Sealer {
+func newSealer(tb testing.TB) *store.Sealer {
 	tb.Helper()
-	sealer, err := grants.NewSealer(make([]byte, 32))
+	sealer, err := store.NewSealer(make([]byte, 32))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return sealer
 }
 
-// loadKeys loads the gateway's signing keys from store, creating them if
+// loadKeys loads the gateway's signing keys from s, creating them if
 // it has none, with now as the keyset's clock (nil means time.Now).
-func loadKeys(tb testing.TB, store grants.Store, now func() time.Time) *accesstoken.Keyset {
+func loadKeys(tb testing.TB, s store.Store, now func() time.Time) *accesstoken.Keyset {
 	tb.Helper()
-	keys, err := accesstoken.LoadKeyset(context.Background(), store, "mcp_gateway/acme/signing_keys", newSealer(tb), now)
+	keys, err := accesstoken.LoadKeyset(context.Background(), s, "mcp_gateway/acme/signing_keys", newSealer(tb), now)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return keys
 }
 
-// newBenchEdge builds an edge over store with the given number of servers,
+// newBenchEdge builds an edge over s with the given number of servers,
 // all attached to one gateway. Server i is "s<i>" at "/s<i>".
-func newBenchEdge(b testing.TB, store grants.Store, servers int) *benchEdge {
+func newBenchEdge(b testing.TB, s store.Store, servers int) *benchEdge {
 	b.Helper()
 	ctx := context.Background()
-	gw := newGateway(b, store, nil)
+	gw := newGateway(b, s, nil)
 	ledger := gw.Ledger
 	be := &benchEdge{gateway: gw, ledger: ledger, broker: gw.Broker}
 	for i := range servers {
@@ -213,7 +214,7 @@ func (w *discardWriter) reset() {
 // and downstream token are in the caches.
 func warmRequest(tb testing.TB) (*benchEdge, *discardWriter, *http.Request, *authserver.Server) {
 	tb.Helper()
-	be := newBenchEdge(tb, grants.NewMemoryStore(), 1)
+	be := newBenchEdge(tb, store.NewMemoryStore(), 1)
 	be.putGrants(tb, 1)
 	s := be.servers[0]
 	r := mcpRequest(s, be.token(tb, s, benchUser(0)))
@@ -247,7 +248,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	})
 	b.Run("warm-parallel", func(b *testing.B) {
-		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be := newBenchEdge(b, store.NewMemoryStore(), 1)
 		be.putGrants(b, 64)
 		s := be.servers[0]
 		reqs := make([]*http.Request, 64)
@@ -269,7 +270,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		})
 	})
 	b.Run("cold", func(b *testing.B) {
-		be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+		be := newBenchEdge(b, store.NewMemoryStore(), 1)
 		be.putGrants(b, 1)
 		// Without a cache every Verify checks the signature; forgetting the
 		// user makes the Broker read and open the grant again.
@@ -292,7 +293,7 @@ func BenchmarkAuthorizeScale(b *testing.B) {
 		{1, 1}, {100, 1}, {1, 100_000}, {100, 100_000},
 	} {
 		b.Run(fmt.Sprintf("servers=%d/grants=%d", tc.servers, tc.grants), func(b *testing.B) {
-			be := newBenchEdge(b, grants.NewMemoryStore(), tc.servers)
+			be := newBenchEdge(b, store.NewMemoryStore(), tc.servers)
 			be.putGrants(b, tc.grants)
 			// The last server and the last user: a linear search would
 			// pay for every one before them.
@@ -316,7 +317,7 @@ func BenchmarkAuthorizeScale(b *testing.B) {
 func BenchmarkServerAt(b *testing.B) {
 	for _, n := range []int{1, 100} {
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
-			be := newBenchEdge(b, grants.NewMemoryStore(), n)
+			be := newBenchEdge(b, store.NewMemoryStore(), n)
 			s := be.servers[n-1]
 			path := s.Path + "/mcp"
 			b.ReportAllocs()
@@ -333,14 +334,14 @@ func BenchmarkServerAt(b *testing.B) {
 // in-memory store and certmagic's file storage, Caddy's default.
 func stores(b *testing.B) []struct {
 	name  string
-	store func() grants.Store
+	store func() store.Store
 } {
 	return []struct {
 		name  string
-		store func() grants.Store
+		store func() store.Store
 	}{
-		{"memory", func() grants.Store { return grants.NewMemoryStore() }},
-		{"file", func() grants.Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
+		{"memory", func() store.Store { return store.NewMemoryStore() }},
+		{"file", func() store.Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
 	}
 }
 

@@ -13,12 +13,12 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // lockCountingStore counts the storage locks taken through it.
 type lockCountingStore struct {
-	*grants.MemoryStore
+	*store.MemoryStore
 	locks atomic.Int64
 }
 
@@ -34,8 +34,8 @@ func (s *lockCountingStore) Lock(ctx context.Context, name string) error {
 // gateway lock its storage), and none consumes the authorization in
 // progress, which its own browser then answers.
 func TestBrowserReturnsLockOnlyForTheirOwnRecord(t *testing.T) {
-	store := &lockCountingStore{MemoryStore: grants.NewMemoryStore()}
-	be := newBenchEdge(t, store, 1)
+	counting := &lockCountingStore{MemoryStore: store.NewMemoryStore()}
+	be := newBenchEdge(t, counting, 1)
 	serve := func(r *http.Request) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
 		if !be.edge.ServeOAuth(w, r) {
@@ -84,7 +84,7 @@ func TestBrowserReturnsLockOnlyForTheirOwnRecord(t *testing.T) {
 		return r
 	}
 
-	store.locks.Store(0)
+	counting.locks.Store(0)
 	for _, tc := range []struct {
 		name   string
 		req    *http.Request
@@ -105,7 +105,7 @@ func TestBrowserReturnsLockOnlyForTheirOwnRecord(t *testing.T) {
 		if w.Code != tc.status || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
 			t.Errorf("%s: %d %s, want a %d page", tc.name, w.Code, w.Header().Get("Content-Type"), tc.status)
 		}
-		if n := store.locks.Swap(0); n != 0 {
+		if n := counting.locks.Swap(0); n != 0 {
 			t.Errorf("%s: took %d storage locks", tc.name, n)
 		}
 	}
@@ -116,7 +116,7 @@ func TestBrowserReturnsLockOnlyForTheirOwnRecord(t *testing.T) {
 	if loc, _ := url.Parse(w.Header().Get("Location")); w.Code != http.StatusFound || loc == nil || loc.Query().Get("error") != "access_denied" {
 		t.Fatalf("the browser's own answer: %d %s\n%s", w.Code, w.Header().Get("Location"), w.Body)
 	}
-	if store.locks.Load() == 0 {
+	if counting.locks.Load() == 0 {
 		t.Error("taking the authorization took no storage lock")
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // rewindBody is a request body that can be read again, so that each
@@ -37,7 +37,7 @@ func BenchmarkAuthorizeCallScopes(b *testing.B) {
 		{"tools-list/with-call-scopes", mcpcalls.MethodListTools, "", list, policy},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			be := newBenchEdge(b, grants.NewMemoryStore(), 1)
+			be := newBenchEdge(b, store.NewMemoryStore(), 1)
 			be.putGrants(b, 1)
 			s := be.servers[0]
 			s.Calls = tc.calls

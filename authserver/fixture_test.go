@@ -22,6 +22,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/mcpcalls"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // The handler tests drive one edge through its exported entry points,
@@ -54,7 +55,7 @@ const (
 // testEdge is the edge under test and its parts.
 type testEdge struct {
 	t     *testing.T
-	store *grants.MemoryStore
+	store *store.MemoryStore
 	clock *clock
 	edge  *authserver.Edge
 	gw    *authserver.Gateway
@@ -67,7 +68,7 @@ type testEdge struct {
 func newTestEdge(t *testing.T) *testEdge {
 	t.Helper()
 	ctx := context.Background()
-	te := &testEdge{t: t, store: grants.NewMemoryStore(), clock: &clock{now: time.Now()}}
+	te := &testEdge{t: t, store: store.NewMemoryStore(), clock: &clock{now: time.Now()}}
 	te.gw = newGateway(t, te.store, te.clock.Now)
 	te.gw.Downstream = downstream.New(downstream.Config{
 		ClientID:    downstreamClientID,

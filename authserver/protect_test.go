@@ -8,7 +8,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // TestAuthorizeRequestRefusals: the per-request Authorize answers a
@@ -161,7 +161,7 @@ func toolCall(name string) string {
 // another store, as another gateway would sign it.
 func foreignToken(t *testing.T, te *testEdge) string {
 	t.Helper()
-	keys := loadKeys(t, grants.NewMemoryStore(), nil)
+	keys := loadKeys(t, store.NewMemoryStore(), nil)
 	return issue(t, keys, te, te.clock.Now())
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // The commands' tests run Caddy with a gateway whose provider and MCP
@@ -230,17 +231,17 @@ func TestCommand(t *testing.T) {
 	}
 
 	// Seed what users and clients leave in the gateway's storage.
-	store := &certmagic.FileStorage{Path: c.storage}
+	storage := &certmagic.FileStorage{Path: c.storage}
 	prefix := gateways[0].Storage
-	key, err := grants.LoadOrCreateKey(ctx, store, prefix+"/encryption_key")
+	key, err := store.LoadOrCreateKey(ctx, storage, prefix+"/encryption_key")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := grants.NewSealer(key)
+	sealer, err := store.NewSealer(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger := grants.NewLedger(store, prefix, sealer, nil)
+	ledger := grants.NewLedger(storage, prefix, sealer, nil)
 	for _, client := range []*grants.Client{
 		{ID: "client-a", Name: "Claude", RedirectURIs: []string{"http://127.0.0.1:33418/callback"}},
 		// A name chosen to break the table and colour the terminal.

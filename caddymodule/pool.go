@@ -12,6 +12,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // gatewayPool holds each gateway's runtime across config reloads: Caddy
@@ -52,7 +53,7 @@ func acquireGateway(storageID string, s gateway.Settings) (*pooledGateway, strin
 // resolveGateway resolves the runtime placeholders of gateway gw of the
 // site at publicURL into its runtime's settings, and checks what they
 // resolved to.
-func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage grants.Store, logger *zap.Logger) (gateway.Settings, error) {
+func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage store.Store, logger *zap.Logger) (gateway.Settings, error) {
 	resolve := func(s string) string { return repl.ReplaceKnown(s, "") }
 	s := gateway.Settings{
 		Name:                          gw.Name,

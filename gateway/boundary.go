@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // storageRoot is the storage directory of every gateway's state.
@@ -75,9 +75,9 @@ const boundaryKey = "boundary"
 //
 // The claim is made under a storage lock, so instances starting together
 // agree. Storage errors are returned: guessing would fork the state.
-func storagePrefix(ctx context.Context, store grants.Store, name string, b Boundary, logger *zap.Logger) (string, error) {
+func storagePrefix(ctx context.Context, s store.Store, name string, b Boundary, logger *zap.Logger) (string, error) {
 	plain := storageRoot + "/" + name
-	switch recorded, err := loadBoundary(ctx, store, plain); {
+	switch recorded, err := loadBoundary(ctx, s, plain); {
 	case err == nil && recorded == b:
 		return plain, nil
 	case err == nil:
@@ -85,7 +85,7 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b Bound
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", err
 	default:
-		owner, err := claimUnrecorded(ctx, store, plain, b)
+		owner, err := claimUnrecorded(ctx, s, plain, b)
 		if err != nil {
 			return "", err
 		}
@@ -97,7 +97,7 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b Bound
 	}
 
 	own := plain + "-" + b.ID()
-	switch mine, err := loadBoundary(ctx, store, own); {
+	switch mine, err := loadBoundary(ctx, s, own); {
 	case err == nil && mine == b:
 		return own, nil
 	case err == nil:
@@ -105,10 +105,10 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b Bound
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", err
 	}
-	if err := storeBoundary(ctx, store, own, b); err != nil {
+	if err := storeBoundary(ctx, s, own, b); err != nil {
 		return "", err
 	}
-	if others := otherBoundaries(ctx, store, name, own); len(others) > 0 {
+	if others := otherBoundaries(ctx, s, name, own); len(others) > 0 {
 		logger.Warn("the gateway starts with new state (new signing keys, no clients, consents or grants: clients register and users authorize again): the storage holds state of a gateway of this name with another auth boundary (another site, or this gateway before its public_url, authorization_server, client_id or resource changed), which stays as it is",
 			zap.String("gateway", name), zap.String("storage", own), zap.Stringer("boundary", b), zap.Strings("other_storage", others))
 	}
@@ -117,8 +117,8 @@ func storagePrefix(ctx context.Context, store grants.Store, name string, b Bound
 
 // otherBoundaries lists the directories other than own that hold state of
 // a gateway called name, for the log. It is best effort.
-func otherBoundaries(ctx context.Context, store grants.Store, name, own string) []string {
-	keys, err := store.List(ctx, storageRoot, false)
+func otherBoundaries(ctx context.Context, s store.Store, name, own string) []string {
+	keys, err := s.List(ctx, storageRoot, false)
 	if err != nil {
 		return nil
 	}
@@ -139,29 +139,33 @@ func otherBoundaries(ctx context.Context, store grants.Store, name, own string) 
 // Boundary dir belongs to: b when claimed now, another's when another
 // instance claimed it first, none when dir holds no state (which is not
 // claimed: new gateways live in their boundary's own directory).
-func claimUnrecorded(ctx context.Context, store grants.Store, dir string, b Boundary) (Boundary, error) {
+func claimUnrecorded(ctx context.Context, s store.Store, dir string, b Boundary) (Boundary, error) {
 	// Every gateway that served a request made its signing keys.
-	if _, err := store.Load(ctx, dir+"/signing_keys"); errors.Is(err, fs.ErrNotExist) {
+	if _, err := s.Load(ctx, dir+"/signing_keys"); errors.Is(err, fs.ErrNotExist) {
 		return Boundary{}, nil
 	} else if err != nil {
 		return Boundary{}, fmt.Errorf("reading %s: %w", dir, err)
 	}
-	lock := dir + "/" + boundaryKey
-	if err := store.Lock(ctx, lock); err != nil {
-		return Boundary{}, fmt.Errorf("taking the storage lock %s: %w", lock, err)
-	}
-	defer func() { _ = store.Unlock(context.WithoutCancel(ctx), lock) }()
-	switch owner, err := loadBoundary(ctx, store, dir); {
-	case err == nil:
-		return owner, nil // claimed while this instance waited
-	case !errors.Is(err, fs.ErrNotExist):
+	var owner Boundary
+	err := store.Locked(ctx, s, dir+"/"+boundaryKey, func() error {
+		var err error
+		switch owner, err = loadBoundary(ctx, s, dir); {
+		case err == nil:
+			return nil // claimed while this instance waited
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		owner = b
+		return storeBoundary(ctx, s, dir, b)
+	})
+	if err != nil {
 		return Boundary{}, err
 	}
-	return b, storeBoundary(ctx, store, dir, b)
+	return owner, nil
 }
 
-func loadBoundary(ctx context.Context, store grants.Store, dir string) (Boundary, error) {
-	raw, err := store.Load(ctx, dir+"/"+boundaryKey)
+func loadBoundary(ctx context.Context, s store.Store, dir string) (Boundary, error) {
+	raw, err := s.Load(ctx, dir+"/"+boundaryKey)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return Boundary{}, err
@@ -175,12 +179,12 @@ func loadBoundary(ctx context.Context, store grants.Store, dir string) (Boundary
 	return rec.Boundary, nil
 }
 
-func storeBoundary(ctx context.Context, store grants.Store, dir string, b Boundary) error {
+func storeBoundary(ctx context.Context, s store.Store, dir string, b Boundary) error {
 	raw, err := json.Marshal(boundaryRecord{Boundary: b, RecordedAt: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
-	if err := store.Store(ctx, dir+"/"+boundaryKey, raw); err != nil {
+	if err := s.Store(ctx, dir+"/"+boundaryKey, raw); err != nil {
 		return fmt.Errorf("recording the auth boundary in %s: %w", dir, err)
 	}
 	return nil

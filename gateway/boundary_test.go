@@ -11,12 +11,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // innerStore is a Store embedded in a wrapper. (Embedded as Store, its
 // field name would hide its Store method.)
-type innerStore = grants.Store
+type innerStore = store.Store
 
 // failingLoads is a Store whose Loads fail as an unreachable storage's do.
 type failingLoads struct{ innerStore }
@@ -32,13 +32,13 @@ func TestStoragePrefix(t *testing.T) {
 	a := Boundary{PublicURL: "https://mcp.example.com", AuthorizationServer: "https://idp.example.com", ClientID: "gw", Resource: "https://api.example.com"}
 	b := a
 	b.AuthorizationServer = "https://other-idp.example.com"
-	legacy := func(t *testing.T, store grants.Store) {
+	legacy := func(t *testing.T, store store.Store) {
 		if err := store.Store(ctx, "mcp_gateway/acme/signing_keys", []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	recorded := func(dir string, rec Boundary) func(*testing.T, grants.Store) {
-		return func(t *testing.T, store grants.Store) {
+	recorded := func(dir string, rec Boundary) func(*testing.T, store.Store) {
+		return func(t *testing.T, store store.Store) {
 			if err := storeBoundary(ctx, store, dir, rec); err != nil {
 				t.Fatal(err)
 			}
@@ -46,23 +46,23 @@ func TestStoragePrefix(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
-		setup   []func(*testing.T, grants.Store)
+		setup   []func(*testing.T, store.Store)
 		want    string // "" for an error
 		wantErr string
 	}{
 		{name: "a new gateway gets its boundary's directory", want: "mcp_gateway/acme-" + a.ID()},
-		{name: "state kept before boundaries were recorded is claimed", setup: []func(*testing.T, grants.Store){legacy}, want: "mcp_gateway/acme"},
-		{name: "its own recorded boundary", setup: []func(*testing.T, grants.Store){legacy, recorded("mcp_gateway/acme", a)}, want: "mcp_gateway/acme"},
-		{name: "another boundary's state under the name", setup: []func(*testing.T, grants.Store){legacy, recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.ID()},
-		{name: "an empty name directory with another's record", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.ID()},
-		{name: "its own directory, recorded", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme-"+a.ID(), a)}, want: "mcp_gateway/acme-" + a.ID()},
-		{name: "its own directory naming another boundary", setup: []func(*testing.T, grants.Store){recorded("mcp_gateway/acme-"+a.ID(), b)}, wantErr: "records another auth boundary"},
-		{name: "a corrupted record", setup: []func(*testing.T, grants.Store){func(t *testing.T, s grants.Store) {
+		{name: "state kept before boundaries were recorded is claimed", setup: []func(*testing.T, store.Store){legacy}, want: "mcp_gateway/acme"},
+		{name: "its own recorded boundary", setup: []func(*testing.T, store.Store){legacy, recorded("mcp_gateway/acme", a)}, want: "mcp_gateway/acme"},
+		{name: "another boundary's state under the name", setup: []func(*testing.T, store.Store){legacy, recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.ID()},
+		{name: "an empty name directory with another's record", setup: []func(*testing.T, store.Store){recorded("mcp_gateway/acme", b)}, want: "mcp_gateway/acme-" + a.ID()},
+		{name: "its own directory, recorded", setup: []func(*testing.T, store.Store){recorded("mcp_gateway/acme-"+a.ID(), a)}, want: "mcp_gateway/acme-" + a.ID()},
+		{name: "its own directory naming another boundary", setup: []func(*testing.T, store.Store){recorded("mcp_gateway/acme-"+a.ID(), b)}, wantErr: "records another auth boundary"},
+		{name: "a corrupted record", setup: []func(*testing.T, store.Store){func(t *testing.T, s store.Store) {
 			_ = s.Store(ctx, "mcp_gateway/acme/boundary", []byte("not json"))
 		}}, wantErr: "not a Boundary record"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := grants.NewMemoryStore()
+			store := store.NewMemoryStore()
 			for _, f := range tc.setup {
 				f(t, store)
 			}
@@ -87,7 +87,7 @@ func TestStoragePrefix(t *testing.T) {
 	}
 
 	t.Run("an unreachable storage is an error, not a new directory", func(t *testing.T) {
-		store := grants.NewMemoryStore()
+		store := store.NewMemoryStore()
 		legacy(t, store)
 		if got, err := storagePrefix(ctx, failingLoads{store}, "acme", a, zap.NewNop()); err == nil {
 			t.Fatalf("storagePrefix = %q with its storage unreachable", got)
@@ -100,7 +100,7 @@ func TestStoragePrefix(t *testing.T) {
 	})
 
 	t.Run("two boundaries upgrading one directory together", func(t *testing.T) {
-		store := grants.NewMemoryStore()
+		store := store.NewMemoryStore()
 		legacy(t, store)
 		var wg sync.WaitGroup
 		got := make([]string, 2)
@@ -121,7 +121,7 @@ func TestStoragePrefix(t *testing.T) {
 	})
 
 	t.Run("a new Boundary beside another's state is logged", func(t *testing.T) {
-		store := grants.NewMemoryStore()
+		store := store.NewMemoryStore()
 		for i, bd := range []Boundary{a, b} {
 			core, logs := observer.New(zap.WarnLevel)
 			own, err := storagePrefix(ctx, store, "acme", bd, zap.New(core))

@@ -29,6 +29,7 @@ import (
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // Runtime is one gateway's live state: its downstream client, its caches
@@ -217,11 +218,10 @@ func (r *Runtime) load(ctx context.Context) (*state, error) {
 			Downstream: r.downstream,
 			Ledger:     ledger,
 			Broker: &grants.Broker{
-				Ledger:     ledger,
-				Issuer:     r.settings.Downstream.Issuer,
-				Refresher:  r.downstream,
-				HTTPClient: r.httpClient,
-				OnRefresh:  r.settings.OnRefresh,
+				Ledger:    ledger,
+				Issuer:    r.settings.Downstream.Issuer,
+				Refresher: r.downstream,
+				OnRefresh: r.settings.OnRefresh,
 			},
 			Keys:               keys,
 			Verifier:           accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
@@ -266,21 +266,21 @@ func (r *Runtime) machines() map[string]*authserver.MachineClient {
 
 // sealer returns the gateway's sealer and its primary key, from which the
 // keys of other purposes are derived.
-func (r *Runtime) sealer(ctx context.Context, prefix string) (*grants.Sealer, []byte, error) {
-	store, secret := r.settings.Storage, r.settings.EncryptionKey
+func (r *Runtime) sealer(ctx context.Context, prefix string) (*store.Sealer, []byte, error) {
+	storage, secret := r.settings.Storage, r.settings.EncryptionKey
 	var primary []byte
 	var err error
 	if secret != "" {
-		primary, err = grants.KeyFromSecret(secret)
+		primary, err = store.KeyFromSecret(secret)
 	} else {
-		primary, err = grants.LoadOrCreateKey(ctx, store, prefix+"/encryption_key")
+		primary, err = store.LoadOrCreateKey(ctx, storage, prefix+"/encryption_key")
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	var older [][]byte
 	for _, s := range r.settings.PreviousEncryptionKeys {
-		k, err := grants.KeyFromSecret(s)
+		k, err := store.KeyFromSecret(s)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -289,11 +289,11 @@ func (r *Runtime) sealer(ctx context.Context, prefix string) (*grants.Sealer, []
 	if secret != "" {
 		// A key generated before an encryption_key was configured still
 		// opens the records sealed under it.
-		if k, err := store.Load(ctx, prefix+"/encryption_key"); err == nil && len(k) == 32 {
+		if k, err := storage.Load(ctx, prefix+"/encryption_key"); err == nil && len(k) == store.KeySize {
 			older = append(older, k)
 		}
 	}
-	sealer, err := grants.NewSealer(primary, older...)
+	sealer, err := store.NewSealer(primary, older...)
 	return sealer, primary, err
 }
 

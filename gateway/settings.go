@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // Settings are what a Runtime is made of, with every placeholder resolved
@@ -32,7 +33,7 @@ type Settings struct {
 	// Storage holds the gateway's durable state, shared by every instance
 	// of the same boundary. Fingerprint leaves it out: the caller, which
 	// knows what tells two stores apart, keys it itself.
-	Storage grants.Store
+	Storage store.Store
 
 	// Downstream is the gateway's client at the downstream server, but
 	// for its HTTP client and redirect URL, which the Runtime sets.

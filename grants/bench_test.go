@@ -8,13 +8,15 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // benchGrants stores n users' grants, user-0 … user-<n-1>, and returns
 // the Ledger.
-func benchGrants(b *testing.B, store Store, n int) *Ledger {
+func benchGrants(b *testing.B, s store.Store, n int) *Ledger {
 	b.Helper()
-	l := NewLedger(store, testPrefix, mustSealer(b, testKey(7)), nil)
+	l := NewLedger(s, testPrefix, mustSealer(b, testKey(7)), nil)
 	ctx := context.Background()
 	now := time.Now()
 	for i := range n {
@@ -53,11 +55,11 @@ func BenchmarkBrokerToken(b *testing.B) {
 	}{
 		{"memory", 1}, {"memory", 100_000}, {"file", 1}, {"file", 1000},
 	} {
-		var store Store = NewMemoryStore()
+		var s store.Store = store.NewMemoryStore()
 		if tc.store == "file" {
-			store = &certmagic.FileStorage{Path: b.TempDir()}
+			s = &certmagic.FileStorage{Path: b.TempDir()}
 		}
-		broker := &Broker{Ledger: benchGrants(b, store, tc.n)}
+		broker := &Broker{Ledger: benchGrants(b, s, tc.n)}
 		user := fmt.Sprintf("user-%d", tc.n-1)
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("warm/%s/grants=%d", tc.store, tc.n), func(b *testing.B) {
@@ -87,7 +89,7 @@ func BenchmarkBrokerToken(b *testing.B) {
 // requests of many users.
 func BenchmarkBrokerTokenParallel(b *testing.B) {
 	const users = 1000
-	broker := &Broker{Ledger: benchGrants(b, NewMemoryStore(), users)}
+	broker := &Broker{Ledger: benchGrants(b, store.NewMemoryStore(), users)}
 	ctx := context.Background()
 	for i := range users {
 		if _, err := broker.Token(ctx, fmt.Sprintf("user-%d", i)); err != nil {
@@ -114,10 +116,10 @@ func BenchmarkBrokerTokenParallel(b *testing.B) {
 func BenchmarkLedgerGrant(b *testing.B) {
 	for _, st := range []struct {
 		name string
-		new  func(b *testing.B) Store
+		new  func(b *testing.B) store.Store
 	}{
-		{"memory", func(*testing.B) Store { return NewMemoryStore() }},
-		{"file", func(b *testing.B) Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
+		{"memory", func(*testing.B) store.Store { return store.NewMemoryStore() }},
+		{"file", func(b *testing.B) store.Store { return &certmagic.FileStorage{Path: b.TempDir()} }},
 	} {
 		b.Run(st.name, func(b *testing.B) {
 			l := benchGrants(b, st.new(b), 1)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -33,20 +32,12 @@ type Broker struct {
 	// with another issuer is treated as absent (ErrNotFound). Empty serves
 	// any grant.
 	Issuer string
-	// Config is the gateway's downstream client: token endpoint, client ID
-	// and secret.
-	Config *oauth2.Config
-	// ConfigSource supplies the downstream client when Config is nil, for
-	// gateways that discover the token endpoint lazily. Its errors count as
-	// transient (ErrDownstreamUnavailable).
-	ConfigSource func(ctx context.Context) (*oauth2.Config, error)
-	// Refresher, if set, performs the refreshes instead of Config and
-	// ConfigSource: for client authentication golang.org/x/oauth2 lacks
-	// (private_key_jwt), and to narrow tokens (TokenFor).
+	// Refresher is the downstream server's token endpoint: the gateway's
+	// downstream client, which refreshes and narrows tokens with whatever
+	// client authentication the gateway is configured for. Without one, a
+	// token due for refresh is ErrDownstreamUnavailable and nothing is
+	// narrowed.
 	Refresher Refresher
-	// HTTPClient makes the refresh requests; give it a timeout. Nil means
-	// http.DefaultClient.
-	HTTPClient *http.Client
 	// Leeway is how long before its expiry a token is refreshed; 0 means 30
 	// seconds. It is capped at half the token's lifetime, so a short-lived
 	// token is not refreshed on every request.
@@ -98,20 +89,9 @@ func (b *Broker) Token(ctx context.Context, user string) (*oauth2.Token, error) 
 	if t := b.cached(user, b.now()); t != nil {
 		return t, nil
 	}
-	// The refresh runs detached from the first caller's cancellation since
-	// every caller for this user shares it; Timeout bounds it instead.
-	ch := b.flights.DoChan(user, func() (any, error) {
-		return b.obtain(context.WithoutCancel(ctx), user)
+	return obtainOnce(ctx, &b.flights, user, func(ctx context.Context) (*oauth2.Token, error) {
+		return b.obtain(ctx, user, nil)
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*oauth2.Token), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // Put stores g and caches its token: the grant obtained by the user's
@@ -201,107 +181,6 @@ func (b *Broker) freshUntil(g *Grant, now time.Time) time.Time {
 	return b.dueAt(g.Token.Expiry, issued, now)
 }
 
-// obtain returns the user's token, from storage or from a refresh. It runs
-// once at a time per user (the singleflight).
-func (b *Broker) obtain(ctx context.Context, user string) (*oauth2.Token, error) {
-	timeout := b.timeout()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	now := b.now()
-	// A refresh that ended just before this one began has cached a token.
-	if t := b.cached(user, now); t != nil {
-		return t, nil
-	}
-	g, err := b.liveGrant(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	if now.Before(b.freshUntil(g, now)) {
-		return b.remember(g, now), nil
-	}
-
-	l := b.Ledger
-	var token *oauth2.Token
-	err = l.locked(ctx, l.grantKey(user), func() error {
-		// Another instance may have refreshed (or ended) the grant while
-		// this one waited for the lock.
-		g, err := b.liveGrant(ctx, user)
-		if err != nil {
-			return err
-		}
-		now := b.now()
-		switch {
-		case now.Before(b.freshUntil(g, now)):
-			token = b.remember(g, now)
-			return nil
-		case g.Token.RefreshToken == "":
-			if g.Token.Expiry.After(now) {
-				// Not renewable, but still valid for a moment.
-				token = accessOnly(g.Token)
-				return nil
-			}
-			return b.bury(ctx, g, "the access token expired and the downstream server issued no refresh token")
-		}
-		started := time.Now()
-		next, err := b.refresh(ctx, g.Token.RefreshToken)
-		if err != nil {
-			if reason, dead := definitive(err); dead {
-				err = b.bury(ctx, g, reason)
-			} else {
-				err = fmt.Errorf("%w: refreshing a downstream token: %w", ErrDownstreamUnavailable, err)
-			}
-		}
-		if b.OnRefresh != nil {
-			b.OnRefresh(time.Since(started), err)
-		}
-		if err != nil {
-			return err
-		}
-		g.Token, g.RefreshedAt = next, now
-		if s, ok := next.Extra("scope").(string); ok && s != "" {
-			g.Scopes = s
-		}
-		// Stored before it is handed out: the downstream server may have
-		// rotated the refresh token, and the old one is then spent. So the
-		// save is not cut short by the refresh's deadline either.
-		if err := l.SaveGrant(context.WithoutCancel(ctx), g); err != nil {
-			return fmt.Errorf("grants: keeping a refreshed downstream token: %w", err)
-		}
-		token = b.remember(g, now)
-		return nil
-	})
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
-		// Timed out waiting for the lock, which another instance holds while
-		// it refreshes: as unavailable as a slow token endpoint.
-		return nil, fmt.Errorf("%w: the refresh did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return token, nil
-}
-
-// refresh asks the downstream token endpoint for a new token.
-func (b *Broker) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
-	if b.Refresher != nil {
-		return b.Refresher.Refresh(ctx, refreshToken, nil)
-	}
-	if b.HTTPClient != nil {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, b.HTTPClient)
-	}
-	// A token without an access token is invalid, so the source refreshes.
-	// It keeps the old refresh token if the server sends no new one.
-	conf := b.Config
-	if conf == nil {
-		var err error
-		if conf, err = b.ConfigSource(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
-}
-
 // bury marks g dead, stores it, and returns ErrGrantDead.
 func (b *Broker) bury(ctx context.Context, g *Grant, reason string) error {
 	g.Dead, g.DeadReason = true, reason
@@ -338,24 +217,6 @@ func deadError(g *Grant) error {
 		return ErrGrantDead
 	}
 	return fmt.Errorf("%w: %s", ErrGrantDead, g.DeadReason)
-}
-
-// definitive reports whether a refresh failure means the grant is over,
-// and why. The reason quotes only the error code and status, not the
-// server's free-form description.
-func definitive(err error) (reason string, dead bool) {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		return "", false
-	}
-	status := 0
-	if re.Response != nil {
-		status = re.Response.StatusCode
-	}
-	if re.ErrorCode != "invalid_grant" && status != http.StatusBadRequest && status != http.StatusUnauthorized {
-		return "", false
-	}
-	return "the downstream server refused the refresh token (" + refusalOf(err) + ")", true
 }
 
 func (b *Broker) now() time.Time {

@@ -14,13 +14,16 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
-// wrapped is a Store embedded in a wrapper. (Embedded as Store, its field
-// name would hide its Store method.)
-type wrapped = Store
+// wrapped is a store.Store embedded in a wrapper. (Embedded as Store, its
+// field name would hide its Store method.)
+type wrapped = store.Store
 
-// countingStore counts the Loads of the Store it wraps.
+// countingStore counts the Loads of the store.Store it wraps.
 type countingStore struct {
 	wrapped
 	loads atomic.Int64
@@ -35,7 +38,8 @@ func (c *countingStore) Load(ctx context.Context, key string) ([]byte, error) {
 // demand.
 type tokenEndpoint struct {
 	*httptest.Server
-	requests atomic.Int64
+	requests  atomic.Int64
+	exchanges atomic.Int64 // of the requests, token exchanges
 
 	mu       sync.Mutex
 	status   int           // of the next answers; 0 means 200 with a new token
@@ -43,7 +47,7 @@ type tokenEndpoint struct {
 	expires  int           // expires_in of new tokens; 0 means 3600
 	block    chan struct{} // when set, requests wait for it to close
 	entered  chan struct{} // when set, receives once per blocked request
-	received []string      // refresh tokens presented
+	received []string      // refresh tokens presented ("" by exchanges)
 }
 
 func newTokenEndpoint(t *testing.T) *tokenEndpoint {
@@ -55,7 +59,15 @@ func newTokenEndpoint(t *testing.T) *tokenEndpoint {
 
 func (e *tokenEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 	n := e.requests.Add(1)
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "refresh_token" {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusTeapot)
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "refresh_token":
+	case "urn:ietf:params:oauth:grant-type:token-exchange":
+		e.exchanges.Add(1)
+	default:
 		http.Error(w, "bad form", http.StatusTeapot)
 		return
 	}
@@ -98,7 +110,7 @@ func (e *tokenEndpoint) set(f func(e *tokenEndpoint)) {
 	f(e)
 }
 
-// brokerEnv is a Broker over a counted MemoryStore and a token endpoint.
+// brokerEnv is a Broker over a counted store.MemoryStore and a token endpoint.
 type brokerEnv struct {
 	store    *countingStore
 	ledger   *Ledger
@@ -107,22 +119,26 @@ type brokerEnv struct {
 }
 
 func newBrokerEnv(t *testing.T) *brokerEnv {
-	store := &countingStore{wrapped: NewMemoryStore()}
-	ledger := NewLedger(store, testPrefix, mustSealer(t, testKey(3)), nil)
+	counting := &countingStore{wrapped: store.NewMemoryStore()}
+	ledger := NewLedger(counting, testPrefix, mustSealer(t, testKey(3)), nil)
 	endpoint := newTokenEndpoint(t)
-	return &brokerEnv{store: store, ledger: ledger, endpoint: endpoint, broker: newBroker(ledger, endpoint)}
+	return &brokerEnv{store: counting, ledger: ledger, endpoint: endpoint, broker: newBroker(ledger, endpoint)}
 }
 
 func newBroker(l *Ledger, e *tokenEndpoint) *Broker {
-	return &Broker{
-		Ledger: l,
-		Config: &oauth2.Config{
-			ClientID:     "gateway",
-			ClientSecret: "gateway-secret",
-			Endpoint:     oauth2.Endpoint{TokenURL: e.URL, AuthStyle: oauth2.AuthStyleInParams},
-		},
-		HTTPClient: e.Client(),
-	}
+	return &Broker{Ledger: l, Refresher: e.client(e.Client())}
+}
+
+// client is the gateway's downstream client of e, making its requests with
+// hc.
+func (e *tokenEndpoint) client(hc *http.Client) *downstream.Client {
+	return downstream.New(downstream.Config{
+		Issuer:     e.URL,
+		ClientID:   "gateway",
+		ClientAuth: downstream.ClientAuth{Method: downstream.AuthSecretPost, Secret: "gateway-secret"},
+		Endpoints:  downstream.Metadata{AuthorizationEndpoint: e.URL + "/authorize", TokenEndpoint: e.URL},
+		HTTPClient: hc,
+	})
 }
 
 // saveGrant stores alice's grant whose token expires in expiresIn, obtained
@@ -265,7 +281,7 @@ func TestBrokerUnavailableKeepsTheGrant(t *testing.T) {
 			env.endpoint.set(func(e *tokenEndpoint) { e.block = block })
 			client := *env.endpoint.Client()
 			client.Timeout = 50 * time.Millisecond
-			env.broker.HTTPClient = &client
+			env.broker.Refresher = env.endpoint.client(&client)
 		}},
 		{"broker timeout", func(t *testing.T, env *brokerEnv) {
 			block := make(chan struct{})
@@ -369,7 +385,7 @@ func (h *hookStore) Lock(ctx context.Context, name string) error {
 
 func TestBrokerRereadsUnderTheLock(t *testing.T) {
 	ctx := context.Background()
-	shared := NewMemoryStore()
+	shared := store.NewMemoryStore()
 	endpoint := newTokenEndpoint(t)
 	sealer := mustSealer(t, testKey(3))
 	// Two instances over one storage. The second refreshes the grant while
@@ -391,6 +407,41 @@ func TestBrokerRereadsUnderTheLock(t *testing.T) {
 	}
 	if n := endpoint.requests.Load(); n != 1 {
 		t.Errorf("%d refresh requests across two instances; want 1", n)
+	}
+}
+
+// TestBrokerExchangesOnceAcrossInstances: a token exchange happens under
+// the grant's storage lock after a re-read, like a refresh, so an instance
+// that waited for the lock while another exchanged serves the other's
+// narrowed token.
+func TestBrokerExchangesOnceAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	shared := store.NewMemoryStore()
+	endpoint := newTokenEndpoint(t)
+	sealer := mustSealer(t, testKey(3))
+	narrowing := func() *Narrowing {
+		return &Narrowing{Key: "s", Scopes: func(string) []string { return []string{"tickets.read"} }, Exchange: true}
+	}
+	second := newBroker(NewLedger(shared, testPrefix, sealer, nil), endpoint)
+	var secondTok *oauth2.Token
+	var secondErr error
+	hooked := &hookStore{wrapped: shared, onLock: func() { secondTok, secondErr = second.TokenFor(ctx, "alice", "granted", narrowing()) }}
+	first := newBroker(NewLedger(hooked, testPrefix, sealer, nil), endpoint)
+	env := &brokerEnv{store: &countingStore{wrapped: shared}, ledger: second.Ledger}
+	env.saveGrant(t, time.Hour)
+
+	tok, err := first.TokenFor(ctx, "alice", "granted", narrowing())
+	if secondErr != nil || secondTok.AccessToken != "access-1" {
+		t.Fatalf("second instance: TokenFor = %v, %v; want access-1", secondTok, secondErr)
+	}
+	if err != nil || tok.AccessToken != "access-1" {
+		t.Fatalf("first instance: TokenFor = %v, %v; want access-1, found under the lock", tok, err)
+	}
+	if n := endpoint.exchanges.Load(); n != 1 {
+		t.Errorf("%d token exchanges across two instances; want 1", n)
+	}
+	if n := endpoint.requests.Load(); n != 1 {
+		t.Errorf("%d requests at the token endpoint; want the one exchange", n)
 	}
 }
 

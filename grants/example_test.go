@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // A gateway's authorization code grant: the callback issues a code, the
@@ -15,16 +16,16 @@ import (
 // refresh rotates the family's token.
 func ExampleLedger() {
 	ctx := context.Background()
-	store := grants.NewMemoryStore() // in Caddy: ctx.Storage()
-	key, err := grants.LoadOrCreateKey(ctx, store, "mcp_gateway/acme/encryption_key")
+	s := store.NewMemoryStore() // in Caddy: ctx.Storage()
+	key, err := store.LoadOrCreateKey(ctx, s, "mcp_gateway/acme/encryption_key")
 	if err != nil {
 		log.Fatal(err)
 	}
-	sealer, err := grants.NewSealer(key)
+	sealer, err := store.NewSealer(key)
 	if err != nil {
 		log.Fatal(err)
 	}
-	ledger := grants.NewLedger(store, "mcp_gateway/acme", sealer, nil)
+	ledger := grants.NewLedger(s, "mcp_gateway/acme", sealer, nil)
 
 	// The downstream login completed: issue a code for the MCP client.
 	code, err := ledger.IssueCode(ctx, &grants.Code{

@@ -61,6 +61,15 @@ type NarrowedToken struct {
 	IssuedAt time.Time
 }
 
+// refreshed records next, obtained by a refresh at now, as g's token, and
+// the scopes the downstream server says it granted, if it says.
+func (g *Grant) refreshed(next *oauth2.Token, now time.Time) {
+	g.Token, g.RefreshedAt = next, now
+	if s, ok := next.Extra("scope").(string); ok && s != "" {
+		g.Scopes = s
+	}
+}
+
 // narrowedFor returns g's narrowed token for server and scopes (sorted,
 // space-separated), or nil.
 func (g *Grant) narrowedFor(server, scopes string) *NarrowedToken {

@@ -11,8 +11,9 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // maxRecordBytes bounds one stored record. Real records are a few hundred
@@ -35,9 +36,9 @@ const (
 	kindMachine     = "machine_tokens"
 )
 
-// Ledger is the durable state of one gateway, kept in a Store under a key
-// prefix (such as "mcp_gateway/acme"). Records are JSON; their secret fields
-// are sealed with the record's storage key as additional data. Records
+// Ledger is the durable state of one gateway, kept in a [store.Store] under
+// a key prefix (such as "mcp_gateway/acme"). Records are JSON; their secret
+// fields are sealed with the record's storage key as additional data. Records
 // addressed by a secret (codes, pending handles, refresh tokens) or by a
 // user or client identifier are stored under its base64url SHA-256 digest,
 // so a listing of the storage reveals neither secrets nor user names.
@@ -45,28 +46,27 @@ const (
 // A Ledger is safe for concurrent use, and several Ledgers (in several
 // processes) may share one Store and prefix.
 type Ledger struct {
-	store  Store
+	store  store.Store
 	prefix string
-	sealer *Sealer
+	sealer *store.Sealer
 	now    func() time.Time
 
-	// locks queues this process's contenders for one storage lock, so that
-	// only one of them at a time waits on the storage's lock (which may poll:
-	// certmagic's file storage checks once a second).
-	locks lockTable
+	// locks queues this process's contenders for one storage lock: codes,
+	// refresh tokens and grants are contended for by requests.
+	locks store.Locker
 }
 
-// NewLedger returns the Ledger kept in store under prefix, sealing secrets
-// with sealer. now is the clock used for expiry; nil means time.Now. It
-// panics if store or sealer is nil.
-func NewLedger(store Store, prefix string, sealer *Sealer, now func() time.Time) *Ledger {
-	if store == nil || sealer == nil {
+// NewLedger returns the Ledger kept in s under prefix, sealing secrets with
+// sealer. now is the clock used for expiry; nil means time.Now. It panics
+// if s or sealer is nil.
+func NewLedger(s store.Store, prefix string, sealer *store.Sealer, now func() time.Time) *Ledger {
+	if s == nil || sealer == nil {
 		panic("grants: NewLedger needs a Store and a Sealer")
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Ledger{store: store, prefix: strings.TrimSuffix(prefix, "/"), sealer: sealer, now: now}
+	return &Ledger{store: s, prefix: strings.TrimSuffix(prefix, "/"), sealer: sealer, now: now}
 }
 
 // key returns the storage key of the record of kind addressed by the given
@@ -149,73 +149,10 @@ func (l *Ledger) open(key string, sealed []byte) ([]byte, error) {
 }
 
 // locked runs fn holding the lock of the record at key, in this process and
-// in the storage, so that fn's read-modify-write happens once across every
-// instance sharing the storage.
+// in the storage (store.Locker), so that fn's read-modify-write happens
+// once across every instance sharing the storage.
 func (l *Ledger) locked(ctx context.Context, key string, fn func() error) error {
-	unlock, err := l.locks.lock(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := l.store.Lock(ctx, key); err != nil {
-		return fmt.Errorf("grants: taking the storage lock: %w", err)
-	}
-	err = fn()
-	// The lock is released even when ctx has ended. A failure to release it
-	// is not fn's failure: what fn wrote is durable, and reporting an error
-	// would invite a retry that, for a code or a refresh token, looks like a
-	// replay. A lock left behind expires by the storage's own rules.
-	_ = l.store.Unlock(context.WithoutCancel(ctx), key)
-	return err
-}
-
-// lockTable is a set of named mutexes that honour context cancellation.
-// Entries exist only while someone holds or awaits them.
-type lockTable struct {
-	mu sync.Mutex
-	m  map[string]*lockEntry
-}
-
-type lockEntry struct {
-	sem  chan struct{} // holds a token while locked
-	refs int           // holders and waiters; guarded by lockTable.mu
-}
-
-// lock takes the named lock and returns the function that releases it.
-func (t *lockTable) lock(ctx context.Context, name string) (func(), error) {
-	t.mu.Lock()
-	if t.m == nil {
-		t.m = make(map[string]*lockEntry)
-	}
-	e := t.m[name]
-	if e == nil {
-		e = &lockEntry{sem: make(chan struct{}, 1)}
-		t.m[name] = e
-	}
-	e.refs++
-	t.mu.Unlock()
-
-	unlock := func() { <-e.sem; t.release(name, e) }
-	select {
-	case e.sem <- struct{}{}: // a free lock is taken even if ctx is done
-		return unlock, nil
-	default:
-	}
-	select {
-	case e.sem <- struct{}{}:
-		return unlock, nil
-	case <-ctx.Done():
-		t.release(name, e)
-		return nil, ctx.Err()
-	}
-}
-
-func (t *lockTable) release(name string, e *lockEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e.refs--; e.refs == 0 {
-		delete(t.m, name)
-	}
+	return l.locks.Locked(ctx, l.store, key, fn)
 }
 
 // randomString returns n random bytes, base64url-encoded.

@@ -15,9 +15,22 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 const testPrefix = "mcp_gateway/acme"
+
+func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, store.KeySize) }
+
+func mustSealer(t testing.TB, primary []byte, older ...[]byte) *store.Sealer {
+	t.Helper()
+	s, err := store.NewSealer(primary, older...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // clock is a settable clock for expiry tests.
 type clock struct {
@@ -41,9 +54,9 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// ledgerEnv is one Ledger over a fresh Store.
+// ledgerEnv is one Ledger over a fresh store.Store.
 type ledgerEnv struct {
-	store  Store
+	store  store.Store
 	ledger *Ledger
 	clock  *clock
 }
@@ -52,15 +65,15 @@ type ledgerEnv struct {
 // and Caddy's default file storage.
 var stores = []struct {
 	name string
-	new  func(t *testing.T) Store
+	new  func(t *testing.T) store.Store
 }{
-	{"memory", func(*testing.T) Store { return NewMemoryStore() }},
-	{"file", func(t *testing.T) Store { return &certmagic.FileStorage{Path: t.TempDir()} }},
+	{"memory", func(*testing.T) store.Store { return store.NewMemoryStore() }},
+	{"file", func(t *testing.T) store.Store { return &certmagic.FileStorage{Path: t.TempDir()} }},
 }
 
-func newLedgerEnv(t *testing.T, store Store) *ledgerEnv {
+func newLedgerEnv(t *testing.T, s store.Store) *ledgerEnv {
 	c := newClock()
-	return &ledgerEnv{store: store, ledger: NewLedger(store, testPrefix, mustSealer(t, testKey(9)), c.Now), clock: c}
+	return &ledgerEnv{store: s, ledger: NewLedger(s, testPrefix, mustSealer(t, testKey(9)), c.Now), clock: c}
 }
 
 // TestLedger runs the Ledger suite against every Store.
@@ -332,7 +345,7 @@ func testPendingTakenOnce(t *testing.T, env *ledgerEnv) {
 
 // lockCounter counts the storage locks taken through it.
 type lockCounter struct {
-	*MemoryStore
+	*store.MemoryStore
 	locks int
 }
 
@@ -346,9 +359,9 @@ func (s *lockCounter) Lock(ctx context.Context, name string) error {
 // read: no storage lock, and the record stays for its browser.
 func TestTakePendingOf(t *testing.T) {
 	ctx := context.Background()
-	store := &lockCounter{MemoryStore: NewMemoryStore()}
+	counter := &lockCounter{MemoryStore: store.NewMemoryStore()}
 	c := newClock()
-	l := NewLedger(store, testPrefix, mustSealer(t, testKey(9)), c.Now)
+	l := NewLedger(counter, testPrefix, mustSealer(t, testKey(9)), c.Now)
 	p := newPending(c.Now())
 	if err := l.SavePending(ctx, "handle", p); err != nil {
 		t.Fatal(err)
@@ -376,17 +389,17 @@ func TestTakePendingOf(t *testing.T) {
 		if tc.want == ErrOtherBrowser && (got == nil || got.ClientID != p.ClientID) {
 			t.Errorf("%s: the refusal does not say whose record it is: %+v", tc.name, got)
 		}
-		if store.locks != 0 {
-			t.Errorf("%s: took %d storage locks", tc.name, store.locks)
-			store.locks = 0
+		if counter.locks != 0 {
+			t.Errorf("%s: took %d storage locks", tc.name, counter.locks)
+			counter.locks = 0
 		}
 	}
 	got, err := l.TakePendingOf(ctx, "handle", p.BrowserHash)
 	if err != nil || !reflect.DeepEqual(got, p) {
 		t.Fatalf("the browser's own TakePendingOf = %+v, %v; want %+v", got, err, p)
 	}
-	if store.locks != 1 {
-		t.Errorf("taking the record took %d storage locks, want 1", store.locks)
+	if counter.locks != 1 {
+		t.Errorf("taking the record took %d storage locks, want 1", counter.locks)
 	}
 	if _, err := l.TakePendingOf(ctx, "handle", p.BrowserHash); !errors.Is(err, ErrNotFound) {
 		t.Errorf("taking it twice: err = %v, want ErrNotFound", err)
@@ -1216,7 +1229,7 @@ func TestDigestSeparatesParts(t *testing.T) {
 
 func BenchmarkRotate(b *testing.B) {
 	ctx := context.Background()
-	l := NewLedger(NewMemoryStore(), testPrefix, mustSealer(b, testKey(1)), nil)
+	l := NewLedger(store.NewMemoryStore(), testPrefix, mustSealer(b, testKey(1)), nil)
 	tok, err := l.StartFamily(ctx, &Family{ClientID: "client-a", User: "alice"})
 	if err != nil {
 		b.Fatal(err)
@@ -1231,7 +1244,7 @@ func BenchmarkRotate(b *testing.B) {
 
 func BenchmarkRedeemCode(b *testing.B) {
 	ctx := context.Background()
-	l := NewLedger(NewMemoryStore(), testPrefix, mustSealer(b, testKey(1)), nil)
+	l := NewLedger(store.NewMemoryStore(), testPrefix, mustSealer(b, testKey(1)), nil)
 	codes := make([]string, b.N)
 	for i := range codes {
 		var err error

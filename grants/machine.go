@@ -51,22 +51,16 @@ func (b *Broker) MachineToken(ctx context.Context, key string, obtain func(conte
 	if t := m.cache.get(key, b.now()); t != nil {
 		return t, nil
 	}
-	ch := m.flights.DoChan(key, func() (any, error) {
-		return b.obtainMachine(context.WithoutCancel(ctx), key, obtain)
+	return obtainOnce(ctx, &m.flights, key, func(ctx context.Context) (*oauth2.Token, error) {
+		return b.obtainMachine(ctx, key, obtain)
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*oauth2.Token), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // obtainMachine returns the token kept under key from storage, or a new
-// one from obtain. It runs once at a time per key (the singleflight).
+// one from obtain. It runs once at a time per key (obtainOnce), under its
+// own deadline, Timeout. It is renew's skeleton over a record of its own:
+// under the record's storage lock, a re-read, the downstream server's
+// answer classified and stored before it is handed out.
 func (b *Broker) obtainMachine(ctx context.Context, key string, obtain func(context.Context) (*oauth2.Token, error)) (*oauth2.Token, error) {
 	timeout := b.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -84,6 +78,7 @@ func (b *Broker) obtainMachine(ctx context.Context, key string, obtain func(cont
 	if t := fresh(b.now()); t != nil {
 		return t, nil
 	}
+	r := renewal{machine: true}
 	var token *oauth2.Token
 	err := l.locked(ctx, skey, func() error {
 		// Another instance may have obtained one while this one waited
@@ -97,10 +92,10 @@ func (b *Broker) obtainMachine(ctx context.Context, key string, obtain func(cont
 			err = errors.New("the downstream server answered without an access token")
 		}
 		if err != nil {
-			if isRefusal(err) {
-				return fmt.Errorf("%w: the downstream server refused the client credentials grant (%s)", ErrDownstreamUnavailable, refusalOf(err))
+			if what, reason := classify(err, r); what == credentialsRefused {
+				return fmt.Errorf("%w: %s", ErrDownstreamUnavailable, reason)
 			}
-			return fmt.Errorf("%w: obtaining a machine client's downstream token: %w", ErrDownstreamUnavailable, err)
+			return fmt.Errorf("%w: %s: %w", ErrDownstreamUnavailable, r.doing(), err)
 		}
 		token = accessOnly(t)
 		// Stored before it is handed out, and not cut short by the
@@ -111,11 +106,8 @@ func (b *Broker) obtainMachine(ctx context.Context, key string, obtain func(cont
 		m.cache.put(key, token, b.dueAt(token.Expiry, now, now), now)
 		return nil
 	})
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
-		return nil, fmt.Errorf("%w: obtaining the token did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
-	}
 	if err != nil {
-		return nil, err
+		return nil, overdue(err, r, timeout)
 	}
 	return token, nil
 }

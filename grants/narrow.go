@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -45,23 +44,18 @@ var ErrCannotNarrow = errors.New("grants: the downstream server does not narrow 
 // next.
 const narrowRetry = time.Hour
 
-// Refresher performs refresh-token grants at the downstream server. The
-// downstream client implements it, with whatever client authentication the
-// gateway is configured for.
+// Refresher is the downstream token endpoint as the Broker uses it. The
+// downstream client (downstream.Client) implements it, with whatever client
+// authentication the gateway is configured for.
 type Refresher interface {
 	// Refresh redeems refreshToken (RFC 6749 §6). Non-empty scopes ask for
 	// an access token narrowed to them. The returned token carries a
 	// refresh token: the rotated one, or refreshToken again. A refusal by
 	// the server is an *oauth2.RetrieveError.
 	Refresh(ctx context.Context, refreshToken string, scopes []string) (*oauth2.Token, error)
-}
-
-// Exchanger is a Refresher that can also narrow a token by RFC 8693 token
-// exchange.
-type Exchanger interface {
 	// ExchangeToken trades subjectToken, a downstream access token, for
-	// one narrowed to scopes. A refusal by the server is an
-	// *oauth2.RetrieveError.
+	// one narrowed to scopes (RFC 8693 token exchange). A refusal by the
+	// server is an *oauth2.RetrieveError.
 	ExchangeToken(ctx context.Context, subjectToken string, scopes []string) (*oauth2.Token, error)
 }
 
@@ -89,7 +83,7 @@ type Narrowing struct {
 	Scopes func(granted string) []string
 	// Exchange obtains the narrowed token by RFC 8693 token exchange of the
 	// grant's access token instead of a refresh: no refresh token is
-	// rotated. The Broker's Refresher must be an Exchanger.
+	// rotated.
 	Exchange bool
 	// Refuse makes a downstream server that cannot narrow an error
 	// (ErrCannotNarrow) instead of a reason to hand out the grant's full
@@ -256,23 +250,17 @@ func (b *Broker) TokenFor(ctx context.Context, user, granted string, n *Narrowin
 		if t := v.cache.get(user, now); t != nil {
 			return t, nil
 		}
-		ch := v.flights.DoChan(user, func() (any, error) {
-			return b.obtainNarrowed(context.WithoutCancel(ctx), v, user)
+		t, err := obtainOnce(ctx, &v.flights, user, func(ctx context.Context) (*oauth2.Token, error) {
+			return b.obtain(ctx, user, v)
 		})
-		var r singleflight.Result
-		select {
-		case r = <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if r.Err == nil {
-			return r.Val.(*oauth2.Token), nil
+		if err == nil {
+			return t, nil
 		}
 		// A variable of its own for errors.As, which makes it escape:
 		// were it cannot, every call, warm ones included, would allocate.
 		var found *CannotNarrowError
-		if !errors.As(r.Err, &found) {
-			return nil, r.Err
+		if !errors.As(err, &found) {
+			return nil, err
 		}
 		cannot = found
 		if old := v.cannot.Load(); old != cannot {
@@ -286,175 +274,6 @@ func (b *Broker) TokenFor(ctx context.Context, user, granted string, n *Narrowin
 		return nil, cannot
 	}
 	return b.Token(ctx, user)
-}
-
-// obtainNarrowed returns user's narrowed token for v from storage, or
-// from a narrowing refresh. It runs once at a time per view and user.
-func (b *Broker) obtainNarrowed(ctx context.Context, v *narrowedView, user string) (*oauth2.Token, error) {
-	timeout := b.timeout()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	now := b.now()
-	if t := v.cache.get(user, now); t != nil {
-		return t, nil
-	}
-	g, err := b.liveGrant(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	if t := b.storedNarrowed(v, g, now); t != nil {
-		return t, nil
-	}
-	if v.exchange {
-		return b.exchangeNarrowed(ctx, v, user, timeout)
-	}
-	if b.Refresher == nil {
-		return nil, b.cannotNarrow(v, errors.New("the broker has no Refresher to narrow with"))
-	}
-
-	l := b.Ledger
-	var (
-		token  *oauth2.Token
-		cannot error
-	)
-	err = l.locked(ctx, l.grantKey(user), func() error {
-		// Another instance may have narrowed, refreshed or ended the grant
-		// while this one waited for the lock.
-		g, err := b.liveGrant(ctx, user)
-		if err != nil {
-			return err
-		}
-		now := b.now()
-		if token = b.storedNarrowed(v, g, now); token != nil {
-			return nil
-		}
-		if g.Token.RefreshToken == "" {
-			cannot = errors.New("the downstream server issued no refresh token, so there is none to narrow with")
-			return nil
-		}
-		started := time.Now()
-		next, err := b.Refresher.Refresh(ctx, g.Token.RefreshToken, v.scopes)
-		if err != nil {
-			switch {
-			case isInvalidGrant(err):
-				reason, _ := definitive(err)
-				err = b.bury(ctx, g, reason)
-			case isRefusal(err):
-				// Not the grant's end: the server refuses this scope, or
-				// the scope parameter. A plain refresh will tell whether
-				// the grant itself is still good. Narrowing.Warn reports
-				// it, not OnRefresh: no refresh failed.
-				cannot = fmt.Errorf("the downstream server refused a refresh narrowed to %q (%s)", v.scope, refusalOf(err))
-				return nil
-			default:
-				err = fmt.Errorf("%w: narrowing a downstream token: %w", ErrDownstreamUnavailable, err)
-			}
-			if b.OnRefresh != nil {
-				b.OnRefresh(time.Since(started), err)
-			}
-			return err
-		}
-		if b.OnRefresh != nil {
-			b.OnRefresh(time.Since(started), nil)
-		}
-		// The refresh token may have rotated: the old one is spent, so the
-		// new one is kept whatever the answer's scope.
-		g.Token.RefreshToken = next.RefreshToken
-		if extra := beyond(next, v.scopes); extra != "" {
-			// The server ignored the narrower scope. Its token is as good
-			// as a refreshed full one, so it becomes the grant's.
-			g.Token, g.RefreshedAt = next, now
-			if s, ok := next.Extra("scope").(string); ok && s != "" {
-				g.Scopes = s
-			}
-			cannot = fmt.Errorf("the downstream server ignored a refresh narrowed to %q: its token also holds %q", v.scope, extra)
-		} else {
-			g.keepNarrowed(&NarrowedToken{Server: v.key, Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}, now)
-		}
-		// Stored before it is handed out, and not cut short by the
-		// deadline: the old refresh token may be spent already.
-		if err := l.SaveGrant(context.WithoutCancel(ctx), g); err != nil {
-			return fmt.Errorf("grants: keeping a narrowed downstream token: %w", err)
-		}
-		if cannot != nil {
-			b.tokens().remove(user) // the grant's token changed
-			return nil
-		}
-		if token = b.storedNarrowed(v, g, now); token == nil {
-			token = accessOnly(next) // due at once: served, not cached
-		}
-		return nil
-	})
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
-		return nil, fmt.Errorf("%w: narrowing did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if cannot != nil {
-		return nil, b.cannotNarrow(v, cannot)
-	}
-	return token, nil
-}
-
-// exchangeNarrowed obtains user's narrowed token for v by exchanging the
-// grant's access token (Token, which refreshes it if due), and keeps it
-// beside the grant.
-func (b *Broker) exchangeNarrowed(ctx context.Context, v *narrowedView, user string, timeout time.Duration) (*oauth2.Token, error) {
-	ex, ok := b.Refresher.(Exchanger)
-	if !ok {
-		return nil, b.cannotNarrow(v, errors.New("the downstream client cannot exchange tokens"))
-	}
-	full, err := b.Token(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	started := time.Now()
-	next, err := ex.ExchangeToken(ctx, full.AccessToken, v.scopes)
-	var cannot error
-	switch {
-	case err == nil:
-		if extra := beyond(next, v.scopes); extra != "" {
-			cannot = fmt.Errorf("the downstream server ignored the scope of a token exchange for %q: its token also holds %q", v.scope, extra)
-		}
-	case isRefusal(err):
-		// The subject token was fresh, so this is the server declining to
-		// exchange, not the grant's end; Narrowing.Warn reports it.
-		return nil, b.cannotNarrow(v, fmt.Errorf("the downstream server refused a token exchange for %q (%s)", v.scope, refusalOf(err)))
-	default:
-		err = fmt.Errorf("%w: exchanging a downstream token: %w", ErrDownstreamUnavailable, err)
-	}
-	if b.OnRefresh != nil {
-		b.OnRefresh(time.Since(started), err)
-	}
-	if cannot != nil {
-		return nil, b.cannotNarrow(v, cannot)
-	}
-	if err != nil {
-		return nil, err
-	}
-
-	now := b.now()
-	nt := &NarrowedToken{Server: v.key, Token: accessOnly(next), Scopes: v.scope, IssuedAt: now}
-	l := b.Ledger
-	err = l.locked(ctx, l.grantKey(user), func() error {
-		// Re-read: a refresh elsewhere may have changed the grant.
-		g, err := b.liveGrant(ctx, user)
-		if err != nil {
-			return err
-		}
-		g.keepNarrowed(nt, b.now())
-		return l.SaveGrant(context.WithoutCancel(ctx), g)
-	})
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDownstreamUnavailable) {
-		return nil, fmt.Errorf("%w: keeping an exchanged token did not finish within %v: %w", ErrDownstreamUnavailable, timeout, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	b.cacheNarrowed(v, user, nt, now)
-	return nt.Token, nil
 }
 
 // storedNarrowed caches and returns g's narrowed token for v if it is there,
@@ -509,47 +328,4 @@ func beyond(t *oauth2.Token, asked []string) string {
 		}
 	}
 	return strings.Join(extra, " ")
-}
-
-func isInvalidGrant(err error) bool {
-	var re *oauth2.RetrieveError
-	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
-}
-
-// isRefusal reports a 4xx answer (or an error code in a 2xx one): the
-// server understood and said no.
-func isRefusal(err error) bool {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		return false
-	}
-	if re.Response == nil {
-		return re.ErrorCode != ""
-	}
-	return re.Response.StatusCode < http.StatusInternalServerError
-}
-
-// refusalOf names a refusal by its error code and status, never the
-// server's free-form text.
-func refusalOf(err error) string {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		return "refused"
-	}
-	code := re.ErrorCode
-	if len(code) > 64 || !isBase64URL(code) {
-		code = ""
-	}
-	status := 0
-	if re.Response != nil {
-		status = re.Response.StatusCode
-	}
-	switch {
-	case code != "" && status != 0:
-		return fmt.Sprintf("HTTP %d, %s", status, code)
-	case code != "":
-		return code
-	default:
-		return fmt.Sprintf("HTTP %d", status)
-	}
 }

@@ -6,14 +6,16 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 func TestRevocationsReachOtherInstances(t *testing.T) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			ctx := context.Background()
-			store := st.new(t)
-			a, b := newLedgerEnv(t, store), newLedgerEnv(t, store) // two instances, one storage
+			shared := st.new(t)
+			a, b := newLedgerEnv(t, shared), newLedgerEnv(t, shared) // two instances, one storage
 			var fams []*Family
 			for range 3 {
 				f := newFamily(a.clock.Now())
@@ -84,9 +86,9 @@ func TestFamiliesListing(t *testing.T) {
 			ctx := context.Background()
 			env := newLedgerEnv(t, st.new(t))
 			if st.name == "memory" {
-				// A Store does not promise an order; this one lists in
+				// A store.Store does not promise an order; this one lists in
 				// reverse, which paging must not depend on.
-				env = newLedgerEnv(t, reverseListing{NewMemoryStore()})
+				env = newLedgerEnv(t, reverseListing{store.NewMemoryStore()})
 			}
 			l := env.ledger
 			byUser := map[string]int{}
@@ -153,9 +155,9 @@ func TestFamiliesListing(t *testing.T) {
 	}
 }
 
-// reverseListing is a Store whose List answers in reverse order, as a
-// Store may: the ones here all sort.
-type reverseListing struct{ *MemoryStore }
+// reverseListing is a store.Store whose List answers in reverse order, as
+// a Store may: the ones here all sort.
+type reverseListing struct{ *store.MemoryStore }
 
 func (r reverseListing) List(ctx context.Context, path string, recursive bool) ([]string, error) {
 	keys, err := r.MemoryStore.List(ctx, path, recursive)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
@@ -277,11 +278,11 @@ func TestUpgradeKeepsUnrecordedState(t *testing.T) {
 	)
 	earlier := func(e *env) {
 		ctx := context.Background()
-		key, err := grants.KeyFromSecret(secret)
+		key, err := store.KeyFromSecret(secret)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealer, err := grants.NewSealer(key)
+		sealer, err := store.NewSealer(key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
@@ -81,15 +82,15 @@ func signIn(t *testing.T, c *downstream.Client) *grants.Grant {
 // asking the provider again, and a new sign-in discards it.
 func TestNarrowedTokensLiveInStorage(t *testing.T) {
 	p, client := startDownstream(t, testenv.DefaultScopes(), testenv.DefaultAudience)
-	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
-	sealer, err := grants.NewSealer(key)
+	key, _ := store.KeyFromSecret("a secret of sixteen bytes or more")
+	sealer, err := store.NewSealer(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := grants.NewMemoryStore()
+	shared := store.NewMemoryStore()
 	// Two instances: two ledgers and brokers over one storage.
-	a := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
-	b := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	a := &grants.Broker{Ledger: grants.NewLedger(shared, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	b := &grants.Broker{Ledger: grants.NewLedger(shared, "mcp_gateway/acme", sealer, nil), Refresher: client}
 	ctx := context.Background()
 
 	g := signIn(t, client)
@@ -111,10 +112,10 @@ func TestNarrowedTokensLiveInStorage(t *testing.T) {
 	if err != nil || tokB.AccessToken != tokA.AccessToken || p.RefreshCount() != refreshes {
 		t.Errorf("the second instance got another token (%v) or refreshed again", err)
 	}
-	keys, _ := store.List(ctx, "mcp_gateway/acme", true)
+	keys, _ := shared.List(ctx, "mcp_gateway/acme", true)
 	found := false
 	for _, k := range keys {
-		raw, _ := store.Load(ctx, k)
+		raw, _ := shared.Load(ctx, k)
 		found = found || bytes.Contains(raw, []byte("token_sealed"))
 		if bytes.Contains(raw, []byte(tokA.AccessToken)) {
 			t.Errorf("%s holds the narrowed token in the clear", k)
@@ -141,9 +142,9 @@ func TestNarrowedTokensLiveInStorage(t *testing.T) {
 // Narrowing's policy decides between the full token and ErrCannotNarrow.
 func TestNarrowingRefused(t *testing.T) {
 	p, client := startDownstream(t, []string{"tickets.read"}, "")
-	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
-	sealer, _ := grants.NewSealer(key)
-	b := &grants.Broker{Ledger: grants.NewLedger(grants.NewMemoryStore(), "mcp_gateway/acme", sealer, nil), Refresher: client}
+	key, _ := store.KeyFromSecret("a secret of sixteen bytes or more")
+	sealer, _ := store.NewSealer(key)
+	b := &grants.Broker{Ledger: grants.NewLedger(store.NewMemoryStore(), "mcp_gateway/acme", sealer, nil), Refresher: client}
 	ctx := context.Background()
 	g := signIn(t, client)
 	if err := b.Put(ctx, g); err != nil {
@@ -201,10 +202,10 @@ func TestNarrowingRefused(t *testing.T) {
 // token.
 func TestTokenForFollowsTheGrant(t *testing.T) {
 	p, client := startDownstream(t, testenv.DefaultScopes(), testenv.DefaultAudience)
-	key, _ := grants.KeyFromSecret("a secret of sixteen bytes or more")
-	sealer, _ := grants.NewSealer(key)
-	store := grants.NewMemoryStore()
-	a := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	key, _ := store.KeyFromSecret("a secret of sixteen bytes or more")
+	sealer, _ := store.NewSealer(key)
+	shared := store.NewMemoryStore()
+	a := &grants.Broker{Ledger: grants.NewLedger(shared, "mcp_gateway/acme", sealer, nil), Refresher: client}
 	ctx := context.Background()
 	g := signIn(t, client)
 	if err := a.Put(ctx, g); err != nil {
@@ -262,7 +263,7 @@ func TestTokenForFollowsTheGrant(t *testing.T) {
 	}
 
 	// Another instance on the storage serves each set's token as kept.
-	b := &grants.Broker{Ledger: grants.NewLedger(store, "mcp_gateway/acme", sealer, nil), Refresher: client}
+	b := &grants.Broker{Ledger: grants.NewLedger(shared, "mcp_gateway/acme", sealer, nil), Refresher: client}
 	before := p.RefreshCount()
 	for granted, want := range map[string]string{
 		"tickets.read":               "offline_access openid tickets.read",

@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/store"
 )
 
 // authService is the endpoint Caddy's forward_auth asks about every
@@ -32,7 +31,7 @@ type authService struct {
 // gatewayState is what another instance of the gateway loads from the
 // shared storage: its sealer, signing keys and grants.
 type gatewayState struct {
-	sealer *grants.Sealer
+	sealer *store.Sealer
 	keys   *accesstoken.Keyset
 	ledger *grants.Ledger
 }
@@ -40,27 +39,28 @@ type gatewayState struct {
 // gatewayPrefix is where the gateway named acme keeps its records.
 const gatewayPrefix = "mcp_gateway/acme"
 
-func loadGatewayState(ctx context.Context, store grants.Store, encryptionKey string) (*gatewayState, error) {
-	key, err := grants.KeyFromSecret(encryptionKey)
+func loadGatewayState(ctx context.Context, s store.Store, encryptionKey string) (*gatewayState, error) {
+	key, err := store.KeyFromSecret(encryptionKey)
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := grants.NewSealer(key)
+	sealer, err := store.NewSealer(key)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := accesstoken.LoadKeyset(ctx, store, gatewayPrefix+"/signing_keys", sealer, nil)
+	keys, err := accesstoken.LoadKeyset(ctx, s, gatewayPrefix+"/signing_keys", sealer, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayState{sealer: sealer, keys: keys, ledger: grants.NewLedger(store, gatewayPrefix, sealer, nil)}, nil
+	return &gatewayState{sealer: sealer, keys: keys, ledger: grants.NewLedger(s, gatewayPrefix, sealer, nil)}, nil
 }
 
-// startAuthService serves /verify on addr.
-func startAuthService(st *gatewayState, addr string, downstream *oauth2.Config, resources []string) (*authService, error) {
+// startAuthService serves /verify on addr, refreshing downstream tokens
+// with downstream.
+func startAuthService(st *gatewayState, addr string, downstream grants.Refresher, resources []string) (*authService, error) {
 	a := &authService{
 		verifier:  accesstoken.NewVerifier(st.keys, accesstoken.VerifierOptions{}),
-		broker:    &grants.Broker{Ledger: st.ledger, Config: downstream},
+		broker:    &grants.Broker{Ledger: st.ledger, Refresher: downstream},
 		resources: resources,
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -37,8 +37,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"golang.org/x/oauth2"
 
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
 
@@ -277,9 +277,9 @@ func run(ctx context.Context, cfg *config) (err error) {
 	if err != nil {
 		return fmt.Errorf("reading the gateway's storage for the auth service: %w", err)
 	}
-	auth, err := startAuthService(st, authAddr, &oauth2.Config{
-		ClientID: env.clientID, ClientSecret: env.clientSecret, Endpoint: env.provider.Endpoint(),
-	}, resources)
+	auth, err := startAuthService(st, authAddr, downstream.New(downstream.Config{
+		Issuer: env.provider.Issuer(), ClientID: env.clientID, ClientAuth: downstream.ClientAuth{Secret: env.clientSecret},
+	}), resources)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package grants
+package store
 
 import (
 	"context"
@@ -116,31 +116,5 @@ func TestMemoryStoreLock(t *testing.T) {
 	}
 	if err := m.Unlock(ctx, "n"); err == nil {
 		t.Error("Unlock of a free lock succeeded; want an error")
-	}
-}
-
-func TestLockTable(t *testing.T) {
-	ctx := context.Background()
-	var lt lockTable
-	unlock, err := lt.lock(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := lt.lock(cancelled, "a"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("lock of a held name with a done context: err = %v, want context.Canceled", err)
-	}
-	unlockB, err := lt.lock(ctx, "b")
-	if err != nil {
-		t.Fatalf("lock of another name: %v", err)
-	}
-	unlockB()
-	unlock()
-	lt.mu.Lock()
-	n := len(lt.m)
-	lt.mu.Unlock()
-	if n != 0 {
-		t.Errorf("%d entries remain after every lock was released; want 0", n)
 	}
 }

@@ -1,4 +1,14 @@
-package grants
+// Package store holds the storage primitives the gateway's durable state
+// is built on: the [Store] interface (which Caddy's certmagic.Storage
+// satisfies, so the state lives in whatever storage Caddy is configured
+// with and every instance sharing it shares the state), the storage lock
+// helpers [Locked] and [Locker] that make a read-modify-write happen once
+// across instances, the [Sealer] that encrypts secrets at rest with
+// AES-256-GCM, and its keys ([KeyFromSecret], [LoadOrCreateKey]).
+//
+// Package grants keeps the gateway's records in a Store and
+// package accesstoken its signing keys; neither depends on the other.
+package store
 
 import (
 	"context"
@@ -75,7 +85,7 @@ func (m *MemoryStore) Unlock(_ context.Context, name string) error {
 	defer m.mu.Unlock()
 	held, ok := m.locks[name]
 	if !ok {
-		return fmt.Errorf("grants: unlocking %q, which is not locked", name)
+		return fmt.Errorf("store: unlocking %q, which is not locked", name)
 	}
 	delete(m.locks, name)
 	close(held)
@@ -85,7 +95,7 @@ func (m *MemoryStore) Unlock(_ context.Context, name string) error {
 // Store writes a copy of value at key.
 func (m *MemoryStore) Store(_ context.Context, key string, value []byte) error {
 	if key == "" {
-		return errors.New("grants: storing under an empty key")
+		return errors.New("store: storing under an empty key")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -103,7 +113,7 @@ func (m *MemoryStore) Load(_ context.Context, key string) ([]byte, error) {
 	defer m.mu.Unlock()
 	v, ok := m.data[key]
 	if !ok {
-		return nil, fmt.Errorf("grants: key %q: %w", key, fs.ErrNotExist)
+		return nil, fmt.Errorf("store: key %q: %w", key, fs.ErrNotExist)
 	}
 	return append([]byte(nil), v...), nil
 }
@@ -155,7 +165,7 @@ func (m *MemoryStore) List(_ context.Context, path string, recursive bool) ([]st
 		seen[dir+rest] = true
 	}
 	if len(seen) == 0 {
-		return nil, fmt.Errorf("grants: listing %q: %w", path, fs.ErrNotExist)
+		return nil, fmt.Errorf("store: listing %q: %w", path, fs.ErrNotExist)
 	}
 	keys := make([]string, 0, len(seen))
 	for k := range seen {

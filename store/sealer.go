@@ -1,4 +1,4 @@
-package grants
+package store
 
 import (
 	"bytes"
@@ -24,14 +24,16 @@ const (
 )
 
 // keyInfo is the HKDF info string of KeyFromSecret. Changing it changes
-// every derived key, so it is fixed for good.
+// every derived key, so it is fixed for good (it names the package the
+// sealer began in).
 const keyInfo = "caddy-mcp-gateway grants sealing key v1"
 
 // Sealer encrypts secrets at rest with AES-256-GCM. The first key seals;
 // every key opens, so rotating keys keeps older records readable. The sealed
 // form names its key with a short key ID, and the additional data binds a
-// ciphertext to its place (the Ledger uses the record's storage key), so a
-// sealed value copied into another record does not open.
+// ciphertext to its place (grants.Ledger uses the record's storage key,
+// accesstoken.Keyset the keyset's key and the key's ID), so a sealed value
+// copied into another record does not open.
 //
 // A Sealer is safe for concurrent use.
 type Sealer struct {
@@ -49,15 +51,15 @@ func NewSealer(primary []byte, older ...[]byte) (*Sealer, error) {
 	s := &Sealer{keys: make([]sealKey, 0, 1+len(older))}
 	for i, key := range append([][]byte{primary}, older...) {
 		if len(key) != KeySize {
-			return nil, fmt.Errorf("grants: sealing key %d is %d bytes; it must be %d (use KeyFromSecret to derive one from a passphrase)", i, len(key), KeySize)
+			return nil, fmt.Errorf("store: sealing key %d is %d bytes; it must be %d (use KeyFromSecret to derive one from a passphrase)", i, len(key), KeySize)
 		}
 		block, err := aes.NewCipher(key)
 		if err != nil {
-			return nil, fmt.Errorf("grants: sealing key %d: %w", i, err)
+			return nil, fmt.Errorf("store: sealing key %d: %w", i, err)
 		}
 		aead, err := cipher.NewGCM(block)
 		if err != nil {
-			return nil, fmt.Errorf("grants: sealing key %d: %w", i, err)
+			return nil, fmt.Errorf("store: sealing key %d: %w", i, err)
 		}
 		s.keys = append(s.keys, sealKey{id: keyID(key), aead: aead})
 	}
@@ -88,7 +90,7 @@ func (s *Sealer) Seal(plaintext, additionalData []byte) ([]byte, error) {
 	// Random nonces are safe for far more than the records one gateway
 	// seals under one key (NIST SP 800-38D allows 2^32).
 	if _, err := rand.Read(out[headerSize:]); err != nil {
-		return nil, fmt.Errorf("grants: generating a nonce: %w", err)
+		return nil, fmt.Errorf("store: generating a nonce: %w", err)
 	}
 	return k.aead.Seal(out, out[headerSize:], plaintext, authData(out[:headerSize], additionalData)), nil
 }
@@ -97,7 +99,7 @@ func (s *Sealer) Seal(plaintext, additionalData []byte) ([]byte, error) {
 // the same additionalData.
 func (s *Sealer) Open(sealed, additionalData []byte) ([]byte, error) {
 	if len(sealed) < headerSize+nonceSize || sealed[0] != sealVersion {
-		return nil, errors.New("grants: sealed value is malformed or of an unknown version")
+		return nil, errors.New("store: sealed value is malformed or of an unknown version")
 	}
 	header, nonce, ciphertext := sealed[:headerSize], sealed[headerSize:headerSize+nonceSize], sealed[headerSize+nonceSize:]
 	aad := authData(header, additionalData)
@@ -113,9 +115,9 @@ func (s *Sealer) Open(sealed, additionalData []byte) ([]byte, error) {
 		}
 	}
 	if !known {
-		return nil, errors.New("grants: sealed with a key this gateway no longer has; configure that key among the previous keys")
+		return nil, errors.New("store: sealed with a key this gateway no longer has; configure that key among the previous keys")
 	}
-	return nil, errors.New("grants: sealed value failed authentication: it was altered or belongs to another record")
+	return nil, errors.New("store: sealed value failed authentication: it was altered or belongs to another record")
 }
 
 // authData binds the header (version and key ID) along with the caller's
@@ -131,7 +133,7 @@ func authData(header, additionalData []byte) []byte {
 func KeyFromSecret(secret string) ([]byte, error) {
 	const minSecret = 16
 	if len(secret) < minSecret {
-		return nil, fmt.Errorf("grants: the encryption secret is %d bytes; it must be at least %d (32 random bytes are best)", len(secret), minSecret)
+		return nil, fmt.Errorf("store: the encryption secret is %d bytes; it must be at least %d (32 random bytes are best)", len(secret), minSecret)
 	}
 	return hkdf.Key(sha256.New, []byte(secret), nil, keyInfo, KeySize)
 }
@@ -144,26 +146,26 @@ func KeyFromSecret(secret string) ([]byte, error) {
 // A stored value of the wrong size is an error and is left alone: replacing
 // it would make every record sealed under it unreadable.
 func LoadOrCreateKey(ctx context.Context, store Store, key string) ([]byte, error) {
-	if k, err := loadKey(ctx, store, key); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return k, err
-	}
-	if err := store.Lock(ctx, key); err != nil {
-		return nil, fmt.Errorf("grants: locking the sealing key: %w", err)
-	}
-	// The lock is released even when ctx has ended. Its error is of no
-	// consequence: the key is stored either way, and a lock left behind
-	// expires by the storage's own rules.
-	defer store.Unlock(context.WithoutCancel(ctx), key)
 	k, err := loadKey(ctx, store, key)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	k = make([]byte, KeySize)
-	if _, err := rand.Read(k); err != nil {
-		return nil, fmt.Errorf("grants: generating a sealing key: %w", err)
-	}
-	if err := store.Store(ctx, key, k); err != nil {
-		return nil, fmt.Errorf("grants: storing the new sealing key: %w", err)
+	err = Locked(ctx, store, key, func() error {
+		var err error
+		if k, err = loadKey(ctx, store, key); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		k = make([]byte, KeySize)
+		if _, err := rand.Read(k); err != nil {
+			return fmt.Errorf("store: generating a sealing key: %w", err)
+		}
+		if err := store.Store(ctx, key, k); err != nil {
+			return fmt.Errorf("store: storing the new sealing key: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return k, nil
 }
@@ -174,9 +176,9 @@ func loadKey(ctx context.Context, store Store, key string) ([]byte, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	case err != nil:
-		return nil, fmt.Errorf("grants: reading the sealing key: %w", err)
+		return nil, fmt.Errorf("store: reading the sealing key: %w", err)
 	case len(k) != KeySize:
-		return nil, fmt.Errorf("grants: the stored sealing key is %d bytes instead of %d; restore it from a backup (replacing it would make the sealed records unreadable)", len(k), KeySize)
+		return nil, fmt.Errorf("store: the stored sealing key is %d bytes instead of %d; restore it from a backup (replacing it would make the sealed records unreadable)", len(k), KeySize)
 	}
 	return k, nil
 }
