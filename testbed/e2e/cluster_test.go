@@ -32,9 +32,12 @@ func TestMain(m *testing.M) {
 	// request sent on one at that moment fails; Go resends only idempotent
 	// ones, and MCP calls are POSTs. Closing idle connections after a load
 	// is not enough: a connection still busy then (a session's DELETE, a
-	// stream's end) goes back to the pool afterwards.
+	// stream's end) goes back to the pool afterwards. And while the old
+	// server stops, it may still take a new connection and close it
+	// unanswered: such requests are sent again (testenv.ResendAfterReload).
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		t.DisableKeepAlives = true
+		http.DefaultTransport = testenv.ResendAfterReload(t)
 	}
 	os.Exit(m.Run())
 }

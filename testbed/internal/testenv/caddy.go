@@ -47,7 +47,7 @@ func RunCaddyfile(caddyfile []byte) error {
 // connection under it; a new connection reaches the new config, as a
 // client that connects afresh would.
 func ForgetConnections() {
-	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+	if t, ok := http.DefaultTransport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
 }
