@@ -27,18 +27,15 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childCaddyfileEnv); path != "" {
 		os.Exit(runChildCaddy(path))
 	}
-	// Every request of the tests opens a connection of its own. After a
-	// config load the old server closes its kept-alive connections, and a
-	// request sent on one at that moment fails; Go resends only idempotent
-	// ones, and MCP calls are POSTs. Closing idle connections after a load
-	// is not enough: a connection still busy then (a session's DELETE, a
-	// stream's end) goes back to the pool afterwards. And while the old
-	// server stops, it may still take a new connection and close it
-	// unanswered: such requests are sent again (testenv.ResendAfterReload).
-	if t, ok := http.DefaultTransport.(*http.Transport); ok {
-		t.DisableKeepAlives = true
-		http.DefaultTransport = testenv.ResendAfterReload(t)
-	}
+	// After a config load the old server closes its kept-alive
+	// connections, and may still take a new connection while it stops and
+	// close it unanswered: a request sent on such a connection fails with
+	// EOF or a reset, and Go resends only idempotent ones (MCP calls are
+	// POSTs). Closing idle connections after a load is not enough either: a
+	// connection still busy then (a session's DELETE, a stream's end) goes
+	// back to the pool afterwards. So the tests' requests are sent again in
+	// that one case (testenv.ResendAfterReload).
+	http.DefaultTransport = testenv.ResendAfterReload(http.DefaultTransport)
 	os.Exit(m.Run())
 }
 

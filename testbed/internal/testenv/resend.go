@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"syscall"
 )
 
@@ -46,5 +47,8 @@ func (r *resender) CloseIdleConnections() {
 }
 
 func endedBeforeAnswer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		// net/http's own error for a kept-alive connection the server
+		// closed as the request went out, which it does not export.
+		strings.Contains(err.Error(), "server closed idle connection")
 }
