@@ -20,6 +20,10 @@ const (
 	// the client credentials grant.
 	TokenIssuedClientCredentials
 	TokenRefusedClientCredentials // a client credentials request was refused
+	// TokenIssuedJWTBearer is a token issued for an enterprise identity
+	// provider's ID-JAG.
+	TokenIssuedJWTBearer
+	TokenRefusedJWTBearer // an ID-JAG was refused
 	TokenRefusedOther             // a token request without a usable grant type or client
 
 	RequestAllowed       // a proxied MCP request went on to the upstream
