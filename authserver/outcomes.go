@@ -24,7 +24,7 @@ const (
 	// provider's ID-JAG.
 	TokenIssuedJWTBearer
 	TokenRefusedJWTBearer // an ID-JAG was refused
-	TokenRefusedOther             // a token request without a usable grant type or client
+	TokenRefusedOther     // a token request without a usable grant type or client
 
 	RequestAllowed       // a proxied MCP request went on to the upstream
 	RequestUnauthorized  // 401: no token, or an invalid one, or an ended grant
