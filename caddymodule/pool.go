@@ -107,6 +107,7 @@ func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage
 		}
 		s.Clients[c.ID] = client
 	}
+	resolveEnterpriseIdPs(gw, &s)
 	return s, nil
 }
 
