@@ -54,7 +54,7 @@ func TestVerifyIDJAG(t *testing.T) {
 	hs, _ := hsTok.SignedString([]byte("shared-secret-of-32-bytes-length"))
 	for _, tc := range []struct {
 		name, raw, want string // want: "" accepted, else a fragment of the error
-		user, scope         string
+		user, scope     string
 	}{
 		{name: "valid", raw: sign(IDJAGType, valid(), key), user: "u-1", scope: "tickets.read"},
 		{name: "typ with application/ prefix", raw: sign("application/"+IDJAGType, valid(), key), user: "u-1", scope: "tickets.read"},
