@@ -55,13 +55,18 @@ type ClientKeys struct {
 	Key crypto.PublicKey
 	// JWKSURL is where the client publishes its keys, when Key is nil.
 	JWKSURL string
+	// Discover finds JWKSURL when it is empty (an identity provider's
+	// keys, by its metadata): on first use, and again no sooner than
+	// jwksRefetch after a failure.
+	Discover func(ctx context.Context, hc *http.Client) (string, error)
 	// HTTPClient fetches JWKSURL; nil means a client with a 10 second
 	// timeout.
 	HTTPClient *http.Client
 
-	mu        sync.Mutex
-	keys      map[string]jwk.Key
-	fetchedAt time.Time
+	mu           sync.Mutex
+	keys         map[string]jwk.Key
+	fetchedAt    time.Time
+	discoveredAt time.Time
 }
 
 const (
@@ -75,11 +80,19 @@ func (k *ClientKeys) key(ctx context.Context, kid string, now time.Time) (crypto
 	if k.Key != nil {
 		return k.Key, nil
 	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.JWKSURL == "" && k.Discover != nil && (k.discoveredAt.IsZero() || now.Sub(k.discoveredAt) >= jwksRefetch) {
+		k.discoveredAt = now
+		u, err := k.Discover(ctx, k.httpClient())
+		if err != nil {
+			return nil, err
+		}
+		k.JWKSURL = u
+	}
 	if k.JWKSURL == "" {
 		return nil, errors.New("no key is configured for this client")
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	key, ok := k.pick(kid)
 	if age := now.Sub(k.fetchedAt); k.keys == nil || age >= jwksTTL || (!ok && age >= jwksRefetch) {
 		if err := k.fetch(ctx, now); err != nil {
@@ -112,12 +125,16 @@ func (k *ClientKeys) pick(kid string) (jwk.Key, bool) {
 	return jwk.Key{}, false
 }
 
+func (k *ClientKeys) httpClient() *http.Client {
+	if k.HTTPClient == nil {
+		return &http.Client{Timeout: 10 * time.Second}
+	}
+	return k.HTTPClient
+}
+
 // fetch reads the client's JWKS; k.mu is held.
 func (k *ClientKeys) fetch(ctx context.Context, now time.Time) error {
-	hc := k.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
+	hc := k.httpClient()
 	// Tried again no sooner than jwksRefetch, success or not.
 	k.fetchedAt = now
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.JWKSURL, nil)

@@ -58,6 +58,10 @@ type Gateway struct {
 	// Machines are the clients of Clients that may use the client
 	// credentials grant, by client ID.
 	Machines map[string]*MachineClient
+	// EnterpriseIdPs are the identity providers whose ID-JAGs the
+	// gateway's servers redeem (the enterprise-managed authorization
+	// extension), by issuer.
+	EnterpriseIdPs map[string]*EnterpriseIdP
 
 	// MetadataDocuments fetches client ID metadata documents.
 	MetadataDocuments *MetadataDocumentFetcher

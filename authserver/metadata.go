@@ -122,6 +122,10 @@ func (e *Edge) authServerMetadata(s *Server) *authServerMetadata {
 		md.RevocationEndpointAuthMethodsSupported = machineAuthMethods
 		md.TokenEndpointAuthSigningAlgsSupported = AssertionAlgorithms
 	}
+	if len(s.Gateway().EnterpriseIdPs) > 0 {
+		// The enterprise-managed authorization extension.
+		md.GrantTypesSupported = append(md.GrantTypesSupported, GrantJWTBearer)
+	}
 	return md
 }
 

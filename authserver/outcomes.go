@@ -20,7 +20,11 @@ const (
 	// the client credentials grant.
 	TokenIssuedClientCredentials
 	TokenRefusedClientCredentials // a client credentials request was refused
-	TokenRefusedOther             // a token request without a usable grant type or client
+	// TokenIssuedJWTBearer is a token issued for an enterprise identity
+	// provider's ID-JAG.
+	TokenIssuedJWTBearer
+	TokenRefusedJWTBearer // an ID-JAG was refused
+	TokenRefusedOther     // a token request without a usable grant type or client
 
 	RequestAllowed       // a proxied MCP request went on to the upstream
 	RequestUnauthorized  // 401: no token, or an invalid one, or an ended grant

@@ -75,7 +75,9 @@ func (e *Edge) Authorize(w http.ResponseWriter, r *http.Request, s *Server) (Acc
 		}
 	}
 	var tok *oauth2.Token
-	if claims.GrantType == "" {
+	if claims.GrantType == "" || claims.GrantType == GrantJWTBearer {
+		// A user's token: the user's grant, however the token was
+		// obtained.
 		tok, err = g.Broker.TokenFor(r.Context(), claims.Subject, claims.Scope, s.Narrowing)
 	} else {
 		tok, err = e.machineToken(r.Context(), s, claims)

@@ -24,8 +24,9 @@ type tokenResponse struct {
 }
 
 // serveToken handles the token endpoint: authorization_code,
-// refresh_token and (for machine clients of the config)
-// client_credentials grants.
+// refresh_token, (for machine clients of the config) client_credentials,
+// and (for clients an enterprise identity provider vouches for) JWT bearer
+// grants.
 func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 	form, client, ok := e.clientRequest(w, r, s, func() { e.count(s, TokenRefusedOther) })
 	if !ok {
@@ -43,6 +44,8 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request, s *Server) {
 		resp, oerr = e.refresh(ctx, s, client, form)
 	case GrantClientCredentials:
 		resp, oerr = e.clientCredentials(ctx, s, client, form)
+	case GrantJWTBearer:
+		resp, oerr = e.jwtBearer(ctx, s, client, form)
 	case "":
 		oerr = errInvalidRequest("grant_type is missing")
 	default:
@@ -72,6 +75,10 @@ func tokenOutcome(gt string, issued bool) Outcome {
 		return TokenIssuedClientCredentials
 	case gt == GrantClientCredentials:
 		return TokenRefusedClientCredentials
+	case gt == GrantJWTBearer && issued:
+		return TokenIssuedJWTBearer
+	case gt == GrantJWTBearer:
+		return TokenRefusedJWTBearer
 	}
 	return TokenRefusedOther
 }

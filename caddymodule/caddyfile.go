@@ -390,6 +390,12 @@ func unmarshalGateway(d *caddyfile.Dispenser, record func(string, *caddyfile.Dis
 			if err == nil {
 				gw.Clients = append(gw.Clients, c)
 			}
+		case "enterprise_idp":
+			var idp *EnterpriseIdPConfig
+			idp, err = unmarshalEnterpriseIdP(d)
+			if err == nil {
+				gw.EnterpriseIdPs = append(gw.EnterpriseIdPs, idp)
+			}
 		case "server":
 			return nil, d.Errf("gateway %q: server blocks go beside gateway blocks, not inside them (server <name> <path> { gateway %s ... })", gw.Name, gw.Name)
 		default:

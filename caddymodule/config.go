@@ -118,6 +118,11 @@ type Gateway struct {
 	// client registration or client ID metadata documents.
 	Clients []*ClientConfig `json:"clients,omitempty"`
 
+	// EnterpriseIdPs are organisations' identity providers whose ID-JAGs
+	// the gateway's servers redeem for access tokens (enterprise-managed
+	// authorization).
+	EnterpriseIdPs []*EnterpriseIdPConfig `json:"enterprise_idps,omitempty"`
+
 	// AllowPrivateMetadataDocuments lets client ID metadata documents be
 	// fetched from any address, and over http. Off by default, when only
 	// public addresses are fetched from (global unicast outside every

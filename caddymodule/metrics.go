@@ -110,6 +110,8 @@ var outcomeLabels = [authserver.NumOutcomes]struct {
 	authserver.TokenRefusedOther:             {"tokens", []string{"other", "refused"}},
 	authserver.TokenIssuedClientCredentials:  {"tokens", []string{"client_credentials", "issued"}},
 	authserver.TokenRefusedClientCredentials: {"tokens", []string{"client_credentials", "refused"}},
+	authserver.TokenIssuedJWTBearer:          {"tokens", []string{"jwt_bearer", "issued"}},
+	authserver.TokenRefusedJWTBearer:         {"tokens", []string{"jwt_bearer", "refused"}},
 	authserver.RequestAllowed:                {"requests", []string{"allowed"}},
 	authserver.RequestUnauthorized:           {"requests", []string{"unauthorized"}},
 	authserver.RequestForbidden:              {"requests", []string{"forbidden"}},

@@ -108,6 +108,7 @@ func resolveGateway(repl *caddy.Replacer, publicURL string, gw *Gateway, storage
 		}
 		s.Clients[c.ID] = client
 	}
+	resolveEnterpriseIdPs(gw, &s)
 	return s, nil
 }
 

@@ -180,6 +180,9 @@ func checkGateway(path string, gw *Gateway) error {
 	if err := checkDownstream(path, who, gw); err != nil {
 		return err
 	}
+	if err := checkEnterpriseIdPs(path, who, gw); err != nil {
+		return err
+	}
 	if err := checkScopeDescriptions(path, who, gw); err != nil {
 		return err
 	}
@@ -201,8 +204,8 @@ func checkGateway(path string, gw *Gateway) error {
 		if err := checkMachineClient(cpath, who, gw, c); err != nil {
 			return err
 		}
-		if len(c.RedirectURIs) == 0 && c.ClientCredentials == nil {
-			return &ConfigError{cpath + "/redirect_uris", fmt.Sprintf("%s: client %q needs redirect_uris (or client_credentials, for a client with no person present)", who, c.ID)}
+		if len(c.RedirectURIs) == 0 && c.ClientCredentials == nil && !enterpriseClient(gw, c.ID) {
+			return &ConfigError{cpath + "/redirect_uris", fmt.Sprintf("%s: client %q needs redirect_uris (or client_credentials, for a client with no person present, or an enterprise_idp naming it)", who, c.ID)}
 		}
 		for k, u := range c.RedirectURIs {
 			if err := authserver.ValidateRedirectURI(u); err != nil {

@@ -227,6 +227,7 @@ func (r *Runtime) load(ctx context.Context) (*state, error) {
 			Verifier:           accesstoken.NewVerifier(keys, accesstoken.VerifierOptions{}),
 			Clients:            r.settings.Clients,
 			Machines:           r.machines(),
+			EnterpriseIdPs:     r.enterpriseIdPs(),
 			MetadataDocuments:  r.documents,
 			TrustedClientHosts: r.settings.TrustedClientHosts,
 			ScopeDescriptions:  r.settings.ScopeDescriptions,
@@ -260,6 +261,20 @@ func (r *Runtime) machines() map[string]*authserver.MachineClient {
 			mc.Keys = &authserver.ClientKeys{Key: m.PublicKey, JWKSURL: m.JWKSURI, HTTPClient: r.httpClient}
 		}
 		out[id] = mc
+	}
+	return out
+}
+
+// enterpriseIdPs builds the edge's enterprise identity providers of the
+// settings, their keys fetched with the gateway's HTTP client.
+func (r *Runtime) enterpriseIdPs() map[string]*authserver.EnterpriseIdP {
+	out := make(map[string]*authserver.EnterpriseIdP, len(r.settings.EnterpriseIdPs))
+	for _, idp := range r.settings.EnterpriseIdPs {
+		keys := &authserver.ClientKeys{JWKSURL: idp.JWKSURI, HTTPClient: r.httpClient}
+		if idp.JWKSURI == "" {
+			keys.Discover = authserver.DiscoverJWKS(idp.Issuer)
+		}
+		out[idp.Issuer] = &authserver.EnterpriseIdP{Issuer: idp.Issuer, Keys: keys, Clients: idp.Clients, UserClaim: idp.UserClaim}
 	}
 	return out
 }

@@ -52,6 +52,10 @@ type Settings struct {
 	// credentials grant, by client ID.
 	Machines map[string]*Machine
 
+	// EnterpriseIdPs are the identity providers whose ID-JAGs the
+	// gateway's servers redeem.
+	EnterpriseIdPs []EnterpriseIdP
+
 	// TrustedClientHosts are the lower-case hosts whose client ID
 	// metadata documents the operator vouches for.
 	TrustedClientHosts []string
@@ -100,6 +104,11 @@ func (s *Settings) Fingerprint() string {
 	for _, id := range slices.Sorted(maps.Keys(s.Machines)) {
 		write(id)
 		s.Machines[id].fingerprint(write)
+	}
+	write(strconv.Itoa(len(s.EnterpriseIdPs)))
+	for _, idp := range s.EnterpriseIdPs {
+		write(idp.Issuer, idp.JWKSURI, idp.UserClaim, strconv.Itoa(len(idp.Clients)))
+		write(idp.Clients...)
 	}
 	write(strconv.Itoa(len(s.TrustedClientHosts)))
 	write(s.TrustedClientHosts...)
@@ -152,6 +161,20 @@ func (m *Machine) fingerprint(write func(...string)) {
 		der = append([]byte{1}, der...)
 	}
 	write(string(der), m.JWKSURI, m.AsUser, m.DownstreamClientID, digest(m.DownstreamClientSecret))
+}
+
+// EnterpriseIdP is an identity provider whose ID-JAGs (enterprise-managed
+// authorization) the gateway's servers redeem.
+type EnterpriseIdP struct {
+	// Issuer is the iss of its ID-JAGs.
+	Issuer string
+	// JWKSURI is where its signing keys are; empty: found by discovery
+	// of Issuer.
+	JWKSURI string
+	// Clients are the client IDs of Settings.Clients it may vouch for.
+	Clients []string
+	// UserClaim names the claim that identifies the user.
+	UserClaim string
 }
 
 // digest is the hex SHA-256 of a secret, "" for none.

@@ -43,6 +43,8 @@ func TestSettingsFingerprintCoversEveryField(t *testing.T) {
 			v.Set(reflect.ValueOf(map[string]*grants.Client{"desk": {ID: "desk"}}))
 		case map[string]*Machine:
 			v.Set(reflect.ValueOf(map[string]*Machine{"ci-bot": {}}))
+		case []EnterpriseIdP:
+			v.Set(reflect.ValueOf([]EnterpriseIdP{{Issuer: "https://idp.example.com"}}))
 		default:
 			t.Errorf("%s (%s): the test cannot set it; teach it, and Fingerprint, about it", f.Name, f.Type)
 			continue

@@ -145,6 +145,15 @@ type ProviderConfig struct {
 	// the API scopes it asks for that the provider offers, bound to the
 	// audience it names as the authorization endpoint would.
 	ClientCredentials bool
+	// IDJAG makes the provider an enterprise identity provider of the
+	// MCP enterprise-managed authorization extension: its client trades
+	// an ID token it issued, by RFC 8693 token exchange with
+	// requested_token_type urn:ietf:params:oauth:token-type:id-jag, for an
+	// ID-JAG naming the audience and resource asked for and IDJAGClientID.
+	IDJAG bool
+	// IDJAGClientID is the client_id of the ID-JAGs: the client's ID at
+	// the MCP authorization server; default the provider's ClientID.
+	IDJAGClientID string
 }
 
 func (c ProviderConfig) withDefaults() (ProviderConfig, error) {
@@ -369,6 +378,10 @@ func (p *Provider) observe(next http.Handler) http.Handler {
 					return
 				}
 				r = r.WithContext(withResources(r.Context(), r.PostForm[p.cfg.AudienceParameter]))
+				if p.cfg.IDJAG && r.PostForm.Get("grant_type") == tokenExchangeGrant && r.PostForm.Get("requested_token_type") == TokenTypeIDJAG {
+					p.serveIDJAG(w, r)
+					return
+				}
 			}
 			if p.cfg.PlainOAuth {
 				formEncoded(next, w, r)

@@ -1,0 +1,376 @@
+package authserver
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
+)
+
+// GrantJWTBearer is the JWT bearer authorization grant (RFC 7523 §2.1),
+// with which a client of the MCP authorization extension
+// io.modelcontextprotocol/enterprise-managed-authorization redeems an
+// Identity Assertion JWT Authorization Grant (ID-JAG) that the
+// organisation's identity provider issued it for a server.
+const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// IDJAGType is the typ header of an ID-JAG; explicit typing (RFC 8725
+// §3.11) keeps an ID token or an access token of the same identity
+// provider from passing as one.
+const IDJAGType = "oauth-id-jag+jwt"
+
+// Bounds of ID-JAGs.
+const (
+	// maxIDJAGBytes bounds an ID-JAG: a few claims and an RS512 signature
+	// fit well under it.
+	maxIDJAGBytes = 16 << 10
+	// MaxIDJAGLifetime is how far in the future an ID-JAG's exp may lie:
+	// it is redeemed once, right after the token exchange, and its jti is
+	// remembered until it expires.
+	MaxIDJAGLifetime = time.Hour
+)
+
+// EnterpriseIdP is an organisation's identity provider that the gateway
+// trusts to vouch for its users at the gateway's servers with ID-JAGs.
+type EnterpriseIdP struct {
+	// Issuer is the iss of its ID-JAGs.
+	Issuer string
+	// Keys verify its ID-JAGs: its JWKS, from a configured URL or found
+	// by discovery of Issuer.
+	Keys *ClientKeys
+	// Clients are the client IDs (clients of the config) it may issue
+	// ID-JAGs to.
+	Clients []string
+	// UserClaim names the claim that identifies the user, as the
+	// gateway's identity rule does for the downstream grant; "" is sub.
+	UserClaim string
+}
+
+// idjag is what a verified ID-JAG says.
+type idjag struct {
+	IdP       *EnterpriseIdP
+	User      string
+	ClientID  string
+	Scope     string // as the identity provider granted it; "" for none
+	HasScope  bool
+	ID        string // jti
+	ExpiresAt time.Time
+}
+
+// idjagRule is what an ID-JAG must satisfy.
+type idjagRule struct {
+	// IdPs are the trusted identity providers, by issuer.
+	IdPs map[string]*EnterpriseIdP
+	// Audience is the server's issuer, Resource its resource URI.
+	Audience, Resource string
+	// ClientID is the authenticated client's.
+	ClientID string
+	// Key returns the key of idp that the kid names.
+	Key func(idp *EnterpriseIdP, kid string) (crypto.PublicKey, error)
+	Now time.Time
+}
+
+// idjagClaims are the claims of an ID-JAG (the extension's §4.3).
+type idjagClaims struct {
+	jwt.RegisteredClaims
+	Resource string  `json:"resource"`
+	ClientID string  `json:"client_id"`
+	Scope    *string `json:"scope"`
+}
+
+// verifyIDJAG checks an ID-JAG against rule (RFC 7521 §5.2 and the
+// extension's §5.1): typ oauth-id-jag+jwt; iss a trusted identity
+// provider, whose key made its asymmetric signature; aud the server's
+// issuer and resource its resource; client_id the authenticated client,
+// which that provider may vouch for; exp and iat present, exp not passed
+// and at most MaxIDJAGLifetime ahead, iat and nbf not in the future; a
+// jti; the user claim. Replays are the caller's to refuse, with the jti.
+func verifyIDJAG(raw string, rule idjagRule) (*idjag, error) {
+	if len(raw) > maxIDJAGBytes {
+		return nil, fmt.Errorf("the assertion is larger than %d bytes", maxIDJAGBytes)
+	}
+	var unverified jwt.RegisteredClaims
+	tok, _, err := jwt.NewParser().ParseUnverified(raw, &unverified)
+	if err != nil {
+		return nil, errors.New("the assertion is not a JWT")
+	}
+	if typ, _ := tok.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), IDJAGType) {
+		return nil, fmt.Errorf("the assertion's typ must be %s (an ID-JAG from the token exchange at the identity provider, not an ID token)", IDJAGType)
+	}
+	idp := rule.IdPs[unverified.Issuer]
+	if idp == nil {
+		return nil, fmt.Errorf("the assertion's issuer %q is not an identity provider this gateway trusts", truncate(unverified.Issuer, 200))
+	}
+	var claims idjagClaims
+	_, err = jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		return rule.Key(idp, kid)
+	},
+		jwt.WithValidMethods(AssertionAlgorithms),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(assertionLeeway),
+		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
+	)
+	switch alg, _ := tok.Header["alg"].(string); {
+	case !slices.Contains(AssertionAlgorithms, alg):
+		return nil, fmt.Errorf("the assertion's alg %q is not accepted; the identity provider signs with one of %s", truncate(alg, 16), strings.Join(AssertionAlgorithms, ", "))
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, errors.New("the assertion has expired; exchange the ID token for a new one")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, errors.New("the assertion has no exp")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return nil, errors.New("the assertion is not valid yet (nbf or iat in the future); check the clocks")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return nil, errors.New("the assertion's signature does not verify with the identity provider's keys")
+	case err != nil:
+		return nil, fmt.Errorf("the assertion is invalid: %w", err)
+	}
+	audience := func(a string) bool { return strings.TrimSuffix(a, "/") == rule.Audience }
+	switch {
+	case claims.IssuedAt == nil:
+		return nil, errors.New("the assertion has no iat")
+	case !slices.ContainsFunc(claims.Audience, audience):
+		return nil, errors.New("the assertion is for another audience: its aud must be this server's issuer " + rule.Audience)
+	case strings.TrimSuffix(claims.Resource, "/") != rule.Resource:
+		return nil, errors.New("the assertion is for another resource: its resource must be " + rule.Resource)
+	case claims.ClientID != rule.ClientID:
+		return nil, errors.New("the assertion was issued to another client: its client_id must be the authenticated client's")
+	case !slices.Contains(idp.Clients, rule.ClientID):
+		return nil, fmt.Errorf("the identity provider %s may not vouch for client %s at this gateway", idp.Issuer, rule.ClientID)
+	case claims.ExpiresAt.Time.After(rule.Now.Add(MaxIDJAGLifetime + assertionLeeway)):
+		return nil, fmt.Errorf("the assertion's exp is more than %v ahead", MaxIDJAGLifetime)
+	case claims.ID == "":
+		return nil, errors.New("the assertion has no jti")
+	case len(claims.ID) > maxJTIBytes:
+		return nil, fmt.Errorf("the assertion's jti is longer than %d bytes", maxJTIBytes)
+	}
+	user := claims.Subject
+	if idp.UserClaim != "" && idp.UserClaim != "sub" {
+		user = ""
+		var all jwt.MapClaims
+		if _, _, err := jwt.NewParser().ParseUnverified(raw, &all); err == nil {
+			user, _ = all[idp.UserClaim].(string)
+		}
+	}
+	if user == "" {
+		name := cmpOr(idp.UserClaim, "sub")
+		return nil, fmt.Errorf("the assertion has no %s claim to identify the user by", name)
+	}
+	a := &idjag{IdP: idp, User: user, ClientID: claims.ClientID, ID: claims.ID, ExpiresAt: claims.ExpiresAt.Time}
+	if claims.Scope != nil {
+		a.Scope, a.HasScope = *claims.Scope, true
+	}
+	return a, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func truncate(s string, n int) string {
+	return s[:min(len(s), n)]
+}
+
+// jwtBearer handles grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer
+// with an ID-JAG, for an authenticated client of the config that a trusted
+// identity provider may vouch for. The user the ID-JAG names is granted,
+// without a consent page, the scopes of its scope claim (all of which the
+// server must offer; none: those the client may have at the server),
+// narrowed by a scope parameter. The downstream token is the user's
+// brokered grant, so the user must have authorized the gateway once in a
+// browser; until then the answer is invalid_grant naming the
+// authorization endpoint. No refresh token: the client exchanges a new
+// ID-JAG when the access token expires, and the identity provider's
+// policy is asked again.
+func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, form url.Values) (*tokenResponse, *oauthError) {
+	g := s.Gateway()
+	if client.Source != grants.SourceConfig || !g.vouchedFor(client.ID) {
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "no enterprise identity provider of this gateway may vouch for this client; only clients of the config it names may redeem ID-JAGs"}
+	}
+	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
+	}
+	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
+	}
+	raw := form.Get("assertion")
+	if raw == "" {
+		return nil, errInvalidRequest("assertion is missing: send the ID-JAG obtained from the identity provider's token exchange")
+	}
+	now := e.opts.Now()
+	a, err := verifyIDJAG(raw, idjagRule{
+		IdPs:     g.EnterpriseIdPs,
+		Audience: s.Issuer,
+		Resource: s.Resource,
+		ClientID: client.ID,
+		Key: func(idp *EnterpriseIdP, kid string) (crypto.PublicKey, error) {
+			return idp.Keys.key(ctx, kid, now)
+		},
+		Now: now,
+	})
+	if err != nil {
+		e.audit("token refused", s, client.ID, "", "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", err.Error()))
+		return nil, errInvalidGrant(err.Error())
+	}
+	allowed := s.Rule.Offered
+	if m := g.Machines[client.ID]; m != nil && !m.Scopes.IsEmpty() {
+		allowed = allowed.Intersect(m.Scopes)
+	}
+	granted := allowed
+	if a.HasScope {
+		vouched, err := scopes.Parse(a.Scope)
+		if err != nil {
+			return nil, errInvalidGrant("the assertion's scope is unreadable: " + err.Error())
+		}
+		if vouched = vouched.Minus(ignoredScopes); !vouched.IsEmpty() {
+			if !s.Rule.Offered.ContainsAll(vouched) {
+				return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope " + vouched.Minus(s.Rule.Offered).String() + " is not offered by server " + s.Name + "; it offers " + s.Rule.Offered.String()}
+			}
+			granted = vouched.Intersect(allowed)
+		}
+	}
+	if form.Has("scope") {
+		asked, err := scopes.Parse(form.Get("scope"))
+		if err != nil {
+			return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: err.Error()}
+		}
+		if asked = asked.Minus(ignoredScopes); !asked.IsEmpty() {
+			granted = granted.Intersect(asked)
+		}
+	}
+	if granted.IsEmpty() {
+		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "none of the scopes the assertion vouches for at server " + s.Name + " is allowed to this client; it may have " + allowed.String()}
+	}
+	// Single use across the instances sharing the storage; the issuer
+	// namespaces the jti, apart from client assertions' (a client ID has
+	// no NUL).
+	switch err := g.Ledger.UseAssertion(ctx, "\x00idjag\x00"+a.IdP.Issuer, a.ID, a.ExpiresAt.Add(assertionLeeway)); {
+	case errors.Is(err, grants.ErrAssertionReplayed):
+		e.audit("token refused", s, client.ID, a.User, "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", "ID-JAG replayed"))
+		return nil, errInvalidGrant("the assertion was used before; exchange the ID token at the identity provider for a new one")
+	case err != nil:
+		e.log.Error("recording an ID-JAG", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry with a new assertion")
+	}
+	switch grant, err := g.Ledger.Grant(ctx, a.User); {
+	case isNotFound(err), err == nil && grant.Dead:
+		// The gateway holds no downstream token for the user: they
+		// authorize once interactively, and ID-JAGs work from then on.
+		e.audit("token refused", s, client.ID, a.User, "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", "no downstream grant"))
+		return nil, errInvalidGrant("the gateway holds no sign-in of this user at its identity provider yet: authorize once with the authorization code flow at " + s.Issuer + "/authorize, then ID-JAGs are accepted")
+	case err != nil:
+		e.log.Error("reading a downstream grant", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry")
+	}
+	fam := &grants.Family{
+		ClientID:  client.ID,
+		Server:    s.Name,
+		Resource:  s.Resource,
+		User:      a.User,
+		Scopes:    granted.String(),
+		CreatedAt: now,
+		// As for the client credentials grant, the family carries only
+		// the access token's revocation; its refresh token is never
+		// handed out.
+		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
+	}
+	if _, err := g.Ledger.StartFamily(ctx, fam); err != nil {
+		e.log.Error("starting a token family", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry")
+	}
+	resp, oerr := e.sign(s, accesstoken.Claims{
+		Issuer:    s.Issuer,
+		Subject:   a.User,
+		Audience:  s.Resource,
+		Scope:     granted.String(),
+		ClientID:  client.ID,
+		FamilyRef: fam.Ref,
+		GrantType: GrantJWTBearer,
+	})
+	if oerr != nil {
+		return nil, oerr
+	}
+	e.audit("token issued", s, client.ID, a.User, granted.String(), zap.String("grant_type", GrantJWTBearer), zap.String("idp", a.IdP.Issuer))
+	return resp, nil
+}
+
+// vouchedFor says whether an enterprise identity provider of g may issue
+// ID-JAGs to clientID.
+func (g *Gateway) vouchedFor(clientID string) bool {
+	for _, idp := range g.EnterpriseIdPs {
+		if slices.Contains(idp.Clients, clientID) {
+			return true
+		}
+	}
+	return false
+}
+
+// DiscoverJWKS returns a function that finds the JWKS URL of issuer in its
+// OpenID Provider metadata (or its RFC 8414 metadata), for ClientKeys'
+// Discover: the metadata's issuer must be issuer itself.
+func DiscoverJWKS(issuer string) func(ctx context.Context, hc *http.Client) (string, error) {
+	return func(ctx context.Context, hc *http.Client) (string, error) {
+		u, err := url.Parse(issuer)
+		if err != nil {
+			return "", err
+		}
+		candidates := []string{
+			strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration",
+			u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.EscapedPath(), "/"),
+		}
+		var last error
+		for _, c := range candidates {
+			var md struct {
+				Issuer  string `json:"issuer"`
+				JWKSURI string `json:"jwks_uri"`
+			}
+			if last = getJSON(ctx, hc, c, &md); last != nil {
+				continue
+			}
+			switch {
+			case md.Issuer != issuer:
+				return "", fmt.Errorf("the metadata at %s names issuer %q, not %q", c, truncate(md.Issuer, 200), issuer)
+			case md.JWKSURI == "":
+				return "", fmt.Errorf("the metadata at %s has no jwks_uri", c)
+			}
+			return md.JWKSURI, nil
+		}
+		return "", fmt.Errorf("discovering the identity provider's keys: %w", last)
+	}
+}
+
+// getJSON reads a bounded JSON document.
+func getJSON(ctx context.Context, hc *http.Client, rawURL string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", rawURL, resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, maxJWKSBytes)).Decode(v)
+}

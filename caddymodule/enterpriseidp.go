@@ -1,0 +1,139 @@
+package caddymodule
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
+)
+
+// EnterpriseIdPConfig is an organisation's identity provider that the
+// gateway trusts for the MCP authorization extension
+// io.modelcontextprotocol/enterprise-managed-authorization ("Cross App
+// Access"): a client signed in at the provider exchanges the user's ID
+// token there (RFC 8693) for an ID-JAG naming a server of the gateway, and
+// redeems it at that server's token endpoint with the JWT bearer grant
+// (RFC 7523) for an access token, with no consent page. The provider's
+// policy decides who may use which server. The user's calls carry the
+// user's brokered downstream token, so each user authorizes the gateway
+// once in a browser before ID-JAGs are accepted for them.
+type EnterpriseIdPConfig struct {
+	// Issuer is the provider's issuer identifier, the iss of its ID-JAGs.
+	Issuer string `json:"issuer"`
+
+	// JWKSURI is where the provider publishes the keys that sign its
+	// ID-JAGs. Exactly one of JWKSURI and Discovery.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// Discovery finds the keys through the provider's metadata
+	// (<issuer>/.well-known/openid-configuration, else the RFC 8414
+	// document), on first use; its issuer must be Issuer.
+	Discovery bool `json:"discovery,omitempty"`
+
+	// Clients are the client IDs (clients of this gateway's config) the
+	// provider may issue ID-JAGs to; only they may redeem ID-JAGs. The
+	// provider knows each by the same client ID (the extension's §6.1).
+	Clients []string `json:"clients"`
+
+	// UserClaim is the ID-JAG claim that identifies the user, which must
+	// name the user as the gateway's identity rule does for the
+	// downstream grant. Default: the identity rule's claim, else "sub".
+	UserClaim string `json:"user_claim,omitempty"`
+}
+
+// unmarshalEnterpriseIdP parses: enterprise_idp <issuer> { jwks_uri <url>
+// | discovery; clients <client id...>; user_claim <claim> }
+func unmarshalEnterpriseIdP(d *caddyfile.Dispenser) (*EnterpriseIdPConfig, error) {
+	idp := new(EnterpriseIdPConfig)
+	if !d.NextArg() {
+		return nil, d.Err("enterprise_idp needs the provider's issuer: enterprise_idp <issuer> { jwks_uri <url> | discovery; clients <client id...> }")
+	}
+	idp.Issuer = d.Val()
+	if d.NextArg() {
+		return nil, d.Errf("enterprise_idp %q: unexpected argument %q; its settings go in its block", idp.Issuer, d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "jwks_uri":
+			err = oneArg(d, &idp.JWKSURI)
+		case "discovery":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			idp.Discovery = true
+		case "clients", "client":
+			var ids []string
+			ids, err = someArgs(d)
+			idp.Clients = append(idp.Clients, ids...)
+		case "user_claim":
+			err = oneArg(d, &idp.UserClaim)
+		default:
+			return nil, d.Errf("enterprise_idp %q: unrecognized option %q (expected jwks_uri, discovery, clients or user_claim)", idp.Issuer, d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return idp, nil
+}
+
+// checkEnterpriseIdPs checks the gateway's enterprise identity providers:
+// an issuer URL each, once; exactly one way to their keys; clients of the
+// config.
+func checkEnterpriseIdPs(path, who string, gw *Gateway) error {
+	seen := map[string]bool{}
+	for j, idp := range gw.EnterpriseIdPs {
+		p := fmt.Sprintf("%s/enterprise_idps/%d", path, j)
+		if err := checkAbsoluteURL(idp.Issuer); err != nil {
+			return &ConfigError{p + "/issuer", fmt.Sprintf("%s: enterprise_idp issuer %v", who, err)}
+		}
+		if seen[idp.Issuer] {
+			return &ConfigError{p + "/issuer", fmt.Sprintf("%s: enterprise_idp %q is declared twice", who, idp.Issuer)}
+		}
+		seen[idp.Issuer] = true
+		if (idp.JWKSURI != "") == idp.Discovery {
+			return &ConfigError{p + "/jwks_uri", fmt.Sprintf("%s: enterprise_idp %q needs exactly one of jwks_uri <url> and discovery, for the keys that sign its ID-JAGs", who, idp.Issuer)}
+		}
+		if idp.JWKSURI != "" {
+			if err := checkAbsoluteURL(idp.JWKSURI); err != nil {
+				return &ConfigError{p + "/jwks_uri", fmt.Sprintf("%s: enterprise_idp %q: jwks_uri %v", who, idp.Issuer, err)}
+			}
+		}
+		if len(idp.Clients) == 0 {
+			return &ConfigError{p + "/clients", fmt.Sprintf("%s: enterprise_idp %q needs clients: the client IDs of the config it may issue ID-JAGs to", who, idp.Issuer)}
+		}
+		for k, id := range idp.Clients {
+			if !slices.ContainsFunc(gw.Clients, func(c *ClientConfig) bool { return c.ID == id }) {
+				return &ConfigError{fmt.Sprintf("%s/clients/%d", p, k), fmt.Sprintf("%s: enterprise_idp %q: client %q is not a client of the gateway's config (client %s { secret ... })", who, idp.Issuer, id, id)}
+			}
+		}
+	}
+	return nil
+}
+
+// enterpriseClient says whether an enterprise identity provider of gw may
+// vouch for client id: such a client needs no redirect URIs.
+func enterpriseClient(gw *Gateway, id string) bool {
+	return slices.ContainsFunc(gw.EnterpriseIdPs, func(idp *EnterpriseIdPConfig) bool { return slices.Contains(idp.Clients, id) })
+}
+
+// resolveEnterpriseIdPs adds the gateway's enterprise identity providers
+// to its settings.
+func resolveEnterpriseIdPs(gw *Gateway, s *gateway.Settings) {
+	claim := "sub"
+	if gw.Identity != nil {
+		claim = cmp.Or(gw.Identity.Claim, claim)
+	}
+	for _, idp := range gw.EnterpriseIdPs {
+		s.EnterpriseIdPs = append(s.EnterpriseIdPs, gateway.EnterpriseIdP{
+			Issuer:    idp.Issuer,
+			JWKSURI:   idp.JWKSURI,
+			Clients:   slices.Clone(idp.Clients),
+			UserClaim: cmp.Or(idp.UserClaim, claim),
+		})
+	}
+}
