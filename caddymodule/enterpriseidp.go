@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 )
 
@@ -88,7 +89,7 @@ func checkEnterpriseIdPs(path, who string, gw *Gateway) error {
 	seen := map[string]bool{}
 	for j, idp := range gw.EnterpriseIdPs {
 		p := fmt.Sprintf("%s/enterprise_idps/%d", path, j)
-		if err := checkAbsoluteURL(idp.Issuer); err != nil {
+		if err := downstream.CheckEndpointURL(idp.Issuer); err != nil {
 			return &ConfigError{p + "/issuer", fmt.Sprintf("%s: enterprise_idp issuer %v", who, err)}
 		}
 		if seen[idp.Issuer] {
@@ -99,7 +100,7 @@ func checkEnterpriseIdPs(path, who string, gw *Gateway) error {
 			return &ConfigError{p + "/jwks_uri", fmt.Sprintf("%s: enterprise_idp %q needs exactly one of jwks_uri <url> and discovery, for the keys that sign its ID-JAGs", who, idp.Issuer)}
 		}
 		if idp.JWKSURI != "" {
-			if err := checkAbsoluteURL(idp.JWKSURI); err != nil {
+			if err := downstream.CheckEndpointURL(idp.JWKSURI); err != nil {
 				return &ConfigError{p + "/jwks_uri", fmt.Sprintf("%s: enterprise_idp %q: jwks_uri %v", who, idp.Issuer, err)}
 			}
 		}
