@@ -258,8 +258,8 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 
 // authenticateAssertion authenticates a client by private_key_jwt: a
 // client of the config with keys, its assertion verified and its jti not
-// used before on any instance. Failures count towards the client's limit
-// of failed authentications, as wrong secrets do.
+// used before on any instance. Failures count towards the limit of failed
+// authentications of the client from the request's address.
 func (e *Edge) authenticateAssertion(ctx context.Context, s *Server, r *http.Request, form url.Values) (*grants.Client, *oauthError) {
 	if _, _, basic := r.BasicAuth(); basic || form.Has("client_secret") {
 		return nil, errInvalidRequest("use one client authentication method, not both a client assertion and a client secret")
@@ -280,9 +280,17 @@ func (e *Edge) authenticateAssertion(ctx context.Context, s *Server, r *http.Req
 	if client == nil || m == nil || m.Keys == nil {
 		return nil, errInvalidClient("this client has no key registered with the gateway for private_key_jwt")
 	}
-	if t := take(e.limits.clientAuth, client.ID, "client authentication"); t != nil {
+	// Failures are counted per address and client, not per client alone
+	// as for secrets: the bucket is charged before the assertion is
+	// verified, so a count per client would let anyone who knows the
+	// client ID lock the client out with junk assertions. A signature
+	// cannot be guessed, so one address's allowance gives nothing away,
+	// and the token endpoint's limit per address still bounds the work.
+	limitKey := e.clientAddress(r) + " " + client.ID
+	if t := take(e.limits.clientAuth, limitKey, "client authentication"); t != nil {
 		e.count(s, RateLimited)
-		e.audit("request refused", s, client.ID, "", "", zap.String("reason", "too many failed client authentications"))
+		e.audit("request refused", s, client.ID, "", "", zap.String("reason", "too many failed client authentications"),
+			zap.String("address", e.clientAddress(r)))
 		return nil, t.oauthError()
 	}
 	now := e.opts.Now()
@@ -304,6 +312,6 @@ func (e *Edge) authenticateAssertion(ctx context.Context, s *Server, r *http.Req
 		e.log.Error("recording a client assertion", zap.String("server", s.Name), zap.Error(err))
 		return nil, errServer("the gateway's storage is unavailable; retry with a new assertion")
 	}
-	e.limits.clientAuth.Refund(client.ID)
+	e.limits.clientAuth.Refund(limitKey)
 	return client, nil
 }

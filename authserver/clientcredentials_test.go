@@ -149,3 +149,49 @@ func TestClientCredentialsGrant(t *testing.T) {
 		t.Errorf("a token of a former machine client: ok %v, %d %s", ok, w.Code, w.Body)
 	}
 }
+
+// TestKeyClientFailuresCountPerAddress: junk assertions naming a key
+// client, sent from one address, use up that address's allowance of
+// failed authentications for the client and no one else's: the client
+// itself, at another address, still gets its token. A signature cannot be
+// guessed, so nothing is given away. Secret clients keep one allowance per
+// client, whatever the address, since a secret can be guessed.
+func TestKeyClientFailuresCountPerAddress(t *testing.T) {
+	te := newTestEdge(t)
+	limits := authserver.Limits{ClientAuthFailures: authserver.DefaultLimits.ClientAuthFailures, Token: authserver.DefaultLimits.Token}
+	te.edge = authserver.New(authserver.Options{PublicURL: publicURL, Now: te.clock.Now, Limits: limits}, []*authserver.Server{te.support, te.ops})
+	_, key := te.withMachines()
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := func(addr string, r *http.Request) *http.Request {
+		r.RemoteAddr = addr + ":40000"
+		return r
+	}
+	const attacker, owner = "203.0.113.9", "198.51.100.7"
+	assertionForm := func(signed string) url.Values {
+		return url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {authserver.AssertionType}, "client_assertion": {signed}}
+	}
+	limit := limits.ClientAuthFailures.Events
+	for range limit {
+		junk := assertionForm(clientAssertion(t, other, te.support.Issuer))
+		wantOAuthError(t, te.serve(from(attacker, postForm("/oauth/support/token", junk))), http.StatusUnauthorized, "invalid_client")
+	}
+	junk := assertionForm(clientAssertion(t, other, te.support.Issuer))
+	wantOAuthError(t, te.serve(from(attacker, postForm("/oauth/support/token", junk))), http.StatusTooManyRequests, "temporarily_unavailable")
+	// Even the client's own assertion, from the attacker's address.
+	wantOAuthError(t, te.serve(from(attacker, postForm("/oauth/support/token", assertionForm(clientAssertion(t, key, te.support.Issuer))))),
+		http.StatusTooManyRequests, "temporarily_unavailable")
+	wantTokens(t, te.serve(from(owner, postForm("/oauth/support/token", assertionForm(clientAssertion(t, key, te.support.Issuer))))))
+
+	secretTry := func(addr, secret string) *httptest.ResponseRecorder {
+		r := from(addr, postForm("/oauth/support/token", url.Values{"grant_type": {"client_credentials"}}))
+		r.Header.Set("Authorization", basicAuth(machineClient, secret))
+		return te.serve(r)
+	}
+	for range limit {
+		wantOAuthError(t, secretTry(attacker, "a-guess"), http.StatusUnauthorized, "invalid_client")
+	}
+	wantOAuthError(t, secretTry(owner, machineSecret), http.StatusTooManyRequests, "temporarily_unavailable")
+}

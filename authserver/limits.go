@@ -29,7 +29,10 @@ type Limits struct {
 	Callback ratelimit.Rate
 	// ClientAuthFailures bounds failed client authentications per client
 	// ID, whatever the address: guessing a confidential client's secret
-	// from many addresses is as slow as from one.
+	// from many addresses is as slow as from one. A private_key_jwt
+	// client's failures count per client ID and address: its signature
+	// cannot be guessed, and its bucket is charged before the assertion is
+	// verified, so a count per client alone would let anyone lock it out.
 	ClientAuthFailures ratelimit.Rate
 	// MaxKeys bounds the addresses and clients each limit tracks; see
 	// ratelimit.Options.

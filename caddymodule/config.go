@@ -473,7 +473,10 @@ type RateLimits struct {
 	Callback string `json:"callback,omitempty"`
 
 	// ClientAuthFailures bounds failed client authentications per client ID,
-	// from any address. Default: 10/1m.
+	// from any address, for clients with a secret; for clients with a key
+	// (private_key_jwt), whose signatures cannot be guessed, per client ID
+	// and address, so that no one locks a key client out by sending junk
+	// assertions in its name. Default: 10/1m.
 	ClientAuthFailures string `json:"client_auth_failures,omitempty"`
 }
 
