@@ -307,6 +307,14 @@ func writeError(w http.ResponseWriter, status int, code, description string) {
 // whether the request may go on, with the session it is in; when not, it
 // has answered it.
 func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authserver.Server, claims *accesstoken.Claims, ids *gateway.SessionIDs) (requestSession, bool) {
+	if name := sessionHeaderSpelling(r.Header); name != "" {
+		// CGI, WSGI and PHP fold "_" (PHP also ".") and "-" together, so
+		// an upstream behind one would read this header as the session
+		// ID, which no one checked.
+		g.edge.Refused(s, claims.ClientID, claims.Subject, authserver.RequestUnknownSession, "a session ID header spelt "+name)
+		writeRPCError(w, http.StatusBadRequest, rpcInvalidRequest, "Bad Request: send the session ID as Mcp-Session-Id, not "+name)
+		return requestSession{}, false
+	}
 	values := r.Header[sessionHeader]
 	switch {
 	case len(values) == 0 || len(values) == 1 && values[0] == "":
@@ -331,6 +339,39 @@ func (g *Handler) openSession(w http.ResponseWriter, r *http.Request, s *authser
 // sessionHeader carries the MCP session ID (streamable HTTP transport) in
 // requests and in the response that opens a session.
 const sessionHeader = "Mcp-Session-Id"
+
+// sessionHeaderLower is sessionHeader lower-cased, for comparisons.
+const sessionHeaderLower = "mcp-session-id"
+
+// sessionHeaderSpelling returns the name of a header of h that is not
+// sessionHeader but names it with "_" or "." for "-", or in another case,
+// or "" when there is none. Upstreams behind CGI, WSGI or PHP read
+// Mcp_Session_Id (PHP also Mcp.Session.Id) as the session ID, so such a
+// header would carry an unchecked one past the gateway. Caddy drops
+// headers with "_" or "." unless the server's expected_underscore_headers
+// or expected_dot_headers admit them; this holds whatever those say.
+func sessionHeaderSpelling(h http.Header) string {
+	for name := range h {
+		if len(name) != len(sessionHeader) || name == sessionHeader {
+			continue
+		}
+		same := true
+		for i := 0; i < len(name) && same; i++ {
+			c := name[i]
+			switch {
+			case c == '_' || c == '.':
+				c = '-'
+			case 'A' <= c && c <= 'Z':
+				c += 'a' - 'A'
+			}
+			same = c == sessionHeaderLower[i]
+		}
+		if same {
+			return name
+		}
+	}
+	return ""
+}
 
 // requestSession is the session a request is in: the ID its client holds
 // and the upstream's.
@@ -413,10 +454,11 @@ func (t *writeTracker) sealSession() {
 
 // uncleanPath says why the path of u below a server's prefix (which u.Path
 // starts with, as matched) is refused, or returns "" when it is clean. A
-// dot segment, percent-encoded or not, would let the upstream or a proxy
-// in front of it resolve a path outside the server's; an encoded slash or
-// a backslash is a separator to some servers and not to others. Either
-// way, what the upstream serves would not be the path that was authorized.
+// dot segment, percent-encoded or not, with parameters (";x") or not,
+// would let the upstream or a proxy in front of it resolve a path outside
+// the server's; an encoded slash or a backslash is a separator to some
+// servers and not to others. Either way, what the upstream serves would
+// not be the path that was authorized.
 func uncleanPath(u *url.URL, prefix string) string {
 	rest := u.Path[len(prefix):] // decoded: %2e is a dot here, %5c a backslash
 	if strings.IndexByte(rest, '\\') >= 0 {
@@ -433,7 +475,10 @@ func uncleanPath(u *url.URL, prefix string) string {
 		} else {
 			rest = ""
 		}
-		if seg == "." || seg == ".." {
+		// Servlet containers (Tomcat, Jetty) and some proxies drop a
+		// segment's parameters after ';' before resolving dot segments, so
+		// "..;x" is ".." to them.
+		if dots, _, _ := strings.Cut(seg, ";"); dots == "." || dots == ".." {
 			return "the path below " + prefix + " holds a dot segment (" + seg + "); send the path resolved"
 		}
 	}

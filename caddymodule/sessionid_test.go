@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/gateway"
 )
 
@@ -56,6 +57,15 @@ func TestCleanPaths(t *testing.T) {
 		{"/support/a%5cb", true, ""},
 		{"/support/a%5Cb", true, ""},
 		{`/support/a\b`, true, ""},
+		{"/support/..;/ops", true, ""},
+		{"/support/..;", true, ""},
+		{"/support/..;x=1/ops", true, ""},
+		{"/support/.;/x", true, ""},
+		{"/support/%2e%2e;/ops", true, ""},
+		{"/support/..%3b/ops", true, ""},
+		{"/support/a;b", false, "/a;b"},
+		{"/support/...;/x", false, "/...;/x"},
+		{"/support/;/x", false, "/;/x"},
 	} {
 		u, err := url.Parse("http://h" + tc.path)
 		if err != nil {
@@ -121,5 +131,64 @@ func TestResponsesSealSessionIDs(t *testing.T) {
 	w.WriteHeader(http.StatusOK)
 	if _, ok := rec.Header()[sessionHeader]; ok {
 		t.Error("a response without a session ID got one")
+	}
+}
+
+// TestSessionHeaderSpellings: a header that CGI, WSGI or PHP read as the
+// session ID, under any spelling but the canonical one, is found, so that
+// the request is refused rather than carry an unchecked ID upstream.
+func TestSessionHeaderSpellings(t *testing.T) {
+	for _, tc := range []struct {
+		header http.Header
+		want   string
+	}{
+		{http.Header{}, ""},
+		{http.Header{"Mcp-Session-Id": {"x"}}, ""},
+		{http.Header{"Mcp-Session-Id": {"x"}, "Mcp-Protocol-Version": {"2025-06-18"}}, ""},
+		{http.Header{"Mcp-Session-Idx": {"x"}, "Mcp-Session-I": {"x"}, "Mcp-Session": {"x"}}, ""},
+		{http.Header{"Mcp\rSession\rId": {"x"}}, ""},
+		{http.Header{"Mcp_session_id": {"x"}}, "Mcp_session_id"},
+		{http.Header{"Mcp-Session-Id": {"x"}, "Mcp_Session_Id": {"y"}}, "Mcp_Session_Id"},
+		{http.Header{"Mcp-session_id": {"x"}}, "Mcp-session_id"},
+		{http.Header{"MCP_SESSION_ID": {"x"}}, "MCP_SESSION_ID"},
+		{http.Header{"mcp-session-id": {"x"}}, "mcp-session-id"},
+		{http.Header{"Mcp.session.id": {"x"}}, "Mcp.session.id"},
+		{http.Header{"Mcp_session.id": {"x"}}, "Mcp_session.id"},
+	} {
+		if got := sessionHeaderSpelling(tc.header); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestOpenSessionRefusesOtherSpellings: a request carrying the session ID
+// under another spelling of its header (alone, or beside a valid
+// Mcp-Session-Id) is refused with 400 before it can reach the upstream.
+func TestOpenSessionRefusesOtherSpellings(t *testing.T) {
+	ids := testSessionIDs(t, "acme")
+	g := &Handler{edge: authserver.New(authserver.Options{PublicURL: "https://mcp.example.com"}, nil)}
+	s := &authserver.Server{Name: "support", Issuer: testServer, Gateway: func() *authserver.Gateway { return &authserver.Gateway{Name: "acme"} }}
+	claims := &accesstoken.Claims{}
+	claims.Subject, claims.ClientID = testUser, testClient
+	sealed := ids.Seal(testServer, testUser, testClient, testID)
+	open := func(h http.Header) (*httptest.ResponseRecorder, bool) {
+		r := httptest.NewRequest(http.MethodPost, "https://mcp.example.com/support", nil)
+		r.Header = h
+		w := httptest.NewRecorder()
+		_, ok := g.openSession(w, r, s, claims, ids)
+		return w, ok
+	}
+	if w, ok := open(http.Header{"Mcp-Session-Id": {sealed}}); !ok {
+		t.Fatalf("the session's own ID refused: %d %s", w.Code, w.Body)
+	}
+	for _, h := range []http.Header{
+		{"Mcp_session_id": {"forged"}},
+		{"Mcp-Session-Id": {sealed}, "Mcp_Session_Id": {"forged"}},
+		{"Mcp-Session-Id": {sealed}, "Mcp-session_id": {"forged"}},
+		{"mcp-session-id": {"forged"}},
+	} {
+		if w, ok := open(h); ok || w.Code != http.StatusBadRequest {
+			t.Errorf("%v: ok %v, %d %s; want refused with 400", h, ok, w.Code, w.Body)
+		}
 	}
 }

@@ -163,6 +163,7 @@ func TestAttacksSessions(t *testing.T) {
 		for _, path := range []string{
 			"/support/../ops", "/support/%2e%2e/x", "/support/%2E%2e/x", "/support/.%2e", "/support/x/..", "/support/./x", "/support/.",
 			"/support/a%2fb", "/support/a%2Fb", "/support%2fx", "/support/a%5cb", "/support/a%5Cb", `/support/a\b`,
+			"/support/..;/ops", "/support/..;x=1/ops", "/support/.;/x", "/support/%2e%2e;/ops",
 		} {
 			before := e.support.Requests() + e.ops.Requests()
 			status, h, body := e.mcpRequest(t, http.MethodPost, path, victimTok, initializeBody, nil)
@@ -189,6 +190,41 @@ func TestAttacksSessions(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAttacksSessionsHeaderSpellings sends the session ID under another
+// spelling of its header, which CGI, WSGI and PHP read as Mcp-Session-Id.
+// Caddy drops headers with "_" unless the server's
+// expected_underscore_headers admits them, as here, where it drops the
+// canonical spelling instead: the victim's upstream session ID under the
+// other name would reach such an upstream unchecked. (A gateway of its
+// own: one process runs one Caddy config.)
+func TestAttacksSessionsHeaderSpellings(t *testing.T) {
+	e := startEnv(t, testenv.ProviderConfig{Users: []testenv.User{testenv.DefaultUser(), mallory}},
+		withGlobal("servers {\n\t\texpected_underscore_headers mcp_session_id\n\t}"))
+	whoCalls := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`
+	victim := e.register(t, "support-assistant")
+	victimTok := victim.login(t, "support-assistant", "").AccessToken
+	attacker := e.register(t, "support-assistant")
+	attacker.SignIn = url.Values{"username": {mallory.Username}, "password": {mallory.Password}}
+	attackerTok := attacker.login(t, "support-assistant", "").AccessToken
+	status, h, body := e.mcpRequest(t, http.MethodPost, "/support", victimTok, initializeBody, nil)
+	session := h.Get("Mcp-Session-Id")
+	if status != http.StatusOK || session == "" {
+		t.Fatalf("initialize: %d, session %q: %s", status, session, body)
+	}
+	raw := session[:max(0, strings.LastIndexByte(session, '.'))]
+	for _, header := range []http.Header{
+		{"Mcp_Session_Id": {raw}},
+		{"Mcp_session_id": {session}},
+		{"Mcp-Session-Id": {session}, "Mcp_Session_Id": {raw}},
+	} {
+		before := e.support.Requests()
+		status, _, body := e.mcpRequest(t, http.MethodPost, "/support", attackerTok, whoCalls, header)
+		if status != http.StatusBadRequest || e.support.Requests() != before {
+			t.Errorf("%v: %d %.200q, the upstream saw %d requests; want 400 and none", header, status, body, e.support.Requests()-before)
+		}
+	}
 }
 
 // mcpRequest sends one request to a server path of the gateway as a
