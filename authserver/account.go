@@ -94,6 +94,7 @@ type (
 		Gateways []*accountGateway
 		Several  bool // the site has several gateways: each gets a heading
 		SignedIn bool // in at least one gateway
+		Managed  bool // some app listed is managed by the organisation
 		Notice   string
 		CSRF     string
 		Action   string
@@ -111,6 +112,10 @@ type (
 		Source     string
 		Host       string
 		Unverified bool
+		// Managed: the client can get new tokens for the person without
+		// asking them (see Gateway.managedFor), so revoking it ends only
+		// its current access.
+		Managed    bool
 		Servers    []*accountServer
 		Authorized time.Time
 		LastUsed   time.Time
@@ -124,9 +129,11 @@ type (
 // accountNotices are what the page says after a form's action, named by
 // the redirect that follows it: fixed texts only, never the request's.
 var accountNotices = map[string]string{
-	"revoked":     "The app's access was revoked. It must ask you again before it can act for you.",
-	"revoked_all": "Every app's access was revoked. Each must ask you again before it can act for you.",
-	"signed_out":  "You signed out of this page.",
+	"revoked":             "The app's access was revoked. It must ask you again before it can act for you.",
+	"revoked_managed":     "The app's current access was revoked. It is managed by your organisation, so it can be given access again without asking you.",
+	"revoked_all":         "Every app's access was revoked. Each must ask you again before it can act for you.",
+	"revoked_all_managed": "Every app's access was revoked. Apps managed by your organisation can be given access again without asking you; the others must ask you again before they can act for you.",
+	"signed_out":          "You signed out of this page.",
 }
 
 func (e *Edge) showAccount(w http.ResponseWriter, r *http.Request) {
@@ -156,6 +163,7 @@ func (e *Edge) showAccount(w http.ResponseWriter, r *http.Request) {
 			e.accountStorageError(w, g, err)
 			return
 		}
+		view.Managed = view.Managed || slices.ContainsFunc(gv.Apps, func(a *accountApp) bool { return a.Managed })
 	}
 	title := "Connected apps"
 	e.render(w, http.StatusOK, accountPage, map[string]any{"Title": title, "Page": view})
@@ -213,6 +221,7 @@ func (e *Edge) connectedApps(ctx context.Context, g *Gateway, user string) ([]*a
 	apps := make([]*accountApp, 0, len(byClient))
 	for _, app := range byClient {
 		e.describeClient(lookups, g, app)
+		app.Managed = g.managedFor(app.ClientID, user)
 		apps = append(apps, app)
 	}
 	for key, set := range granted {
@@ -329,7 +338,11 @@ func (e *Edge) answerAccount(w http.ResponseWriter, r *http.Request) {
 		if !e.revokeForUser(w, g, user, clientID) {
 			return
 		}
-		http.Redirect(w, r, e.url(AccountPath, nil)+"?done=revoked", http.StatusSeeOther)
+		done := "revoked"
+		if g.managedFor(clientID, user) {
+			done = "revoked_managed"
+		}
+		http.Redirect(w, r, e.url(AccountPath, nil)+"?done="+done, http.StatusSeeOther)
 	default:
 		e.errorPage(w, http.StatusBadRequest, "Unknown action", "Reload the page and try again.")
 	}
@@ -338,7 +351,7 @@ func (e *Edge) answerAccount(w http.ResponseWriter, r *http.Request) {
 // revokeAll revokes every grant of the person at each gateway they are
 // signed in to.
 func (e *Edge) revokeAll(w http.ResponseWriter, r *http.Request, account string) {
-	signedIn := false
+	signedIn, managed := false, false
 	for _, g := range e.gateways() {
 		user, err := e.accountUser(r.Context(), g, account)
 		if err != nil {
@@ -349,6 +362,7 @@ func (e *Edge) revokeAll(w http.ResponseWriter, r *http.Request, account string)
 			continue
 		}
 		signedIn = true
+		managed = managed || g.managesAnyFor(user)
 		if !e.revokeForUser(w, g, user, "") {
 			return
 		}
@@ -357,7 +371,11 @@ func (e *Edge) revokeAll(w http.ResponseWriter, r *http.Request, account string)
 		e.accountSignedOut(w)
 		return
 	}
-	http.Redirect(w, r, e.url(AccountPath, nil)+"?done=revoked_all", http.StatusSeeOther)
+	done := "revoked_all"
+	if managed {
+		done = "revoked_all_managed"
+	}
+	http.Redirect(w, r, e.url(AccountPath, nil)+"?done="+done, http.StatusSeeOther)
 }
 
 // revokeForUser revokes user's grants at g, to clientID or, when it is
@@ -377,6 +395,35 @@ func (e *Edge) revokeForUser(w http.ResponseWriter, g *Gateway, user, clientID s
 		return false
 	}
 	return true
+}
+
+// managedFor says whether clientID can get new tokens for user at g
+// without asking them, whatever they revoke: a machine client of the
+// config acting as user (client credentials with as_user), or a client of
+// the config that an enterprise identity provider vouches for (a fresh
+// ID-JAG). Revoking such a client ends its current access only, and the
+// page says so rather than promise that it must ask again.
+func (g *Gateway) managedFor(clientID, user string) bool {
+	if m := g.Machines[clientID]; m != nil && m.AsUser != "" && m.AsUser == user {
+		return true
+	}
+	c := g.Clients[clientID]
+	return c != nil && c.Source == grants.SourceConfig && g.vouchedFor(clientID)
+}
+
+// managesAnyFor says whether some client of g is managedFor user.
+func (g *Gateway) managesAnyFor(user string) bool {
+	for id := range g.Machines {
+		if g.managedFor(id, user) {
+			return true
+		}
+	}
+	for _, idp := range g.EnterpriseIdPs {
+		if slices.ContainsFunc(idp.Clients, func(id string) bool { return g.managedFor(id, user) }) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Edge) accountSignedOut(w http.ResponseWriter) {

@@ -295,3 +295,66 @@ func TestAccountRevocation(t *testing.T) {
 		}
 	})
 }
+
+// TestAccountPageManagedApps: a client that gets new tokens for the person
+// without asking them (a machine client of the config acting as them, or
+// a client their organisation's identity provider vouches for with
+// ID-JAGs) is shown as managed by their organisation, and revoking it
+// says that it ends its current access only, where revoking any other
+// says the app must ask again. The page's general text promises that to
+// the others alone.
+func TestAccountPageManagedApps(t *testing.T) {
+	const opsBot = "ops-bot"
+	f := newAccountFixture(t)
+	ctx := context.Background()
+	g, s := f.be.gateway, f.be.servers[0]
+	g.Clients[opsBot] = &grants.Client{ID: opsBot, Name: "Ops Bot", Source: grants.SourceConfig, GrantTypes: []string{authserver.GrantClientCredentials}}
+	g.Machines = map[string]*authserver.MachineClient{opsBot: {AsUser: "alice", TokenKey: opsBot}}
+	g.EnterpriseIdPs = map[string]*authserver.EnterpriseIdP{"https://idp.corp.example": {Issuer: "https://idp.corp.example", Clients: []string{ticketBot}}}
+	if _, err := f.be.ledger.StartFamily(ctx, &grants.Family{ClientID: opsBot, Server: s.Name, Resource: s.Resource, User: "alice", Scopes: "tickets.read"}); err != nil {
+		t.Fatal(err)
+	}
+	alice := f.signIn(t, "alice", time.Now().Add(time.Minute))
+	page := f.page(t, alice)
+	const managed = "Managed by your organisation"
+	apps := map[string]string{} // name → its entry on the page
+	for _, entry := range strings.Split(page, `<li class="app">`)[1:] {
+		name, _, _ := strings.Cut(strings.TrimPrefix(entry, "<h3>"), "</h3>")
+		apps[name] = entry
+	}
+	for name, want := range map[string]bool{"Acme Desktop": false, "Ticket Bot": true, "Ops Bot": true} {
+		if entry, ok := apps[name]; !ok || strings.Contains(entry, managed) != want {
+			t.Errorf("%s: listed %v, shown as managed %v, want %v", name, ok, strings.Contains(entry, managed), want)
+		}
+	}
+	general, _, _ := strings.Cut(page, `<li class="app">`)
+	if strings.Contains(general, "at once; it must ask you again") || !strings.Contains(general, "can be given access again without asking you") {
+		t.Errorf("the page promises that every app must ask again:\n%s", general)
+	}
+
+	csrf := csrfOf(t, page)
+	for _, tc := range []struct {
+		client, done, say string
+	}{
+		{ticketBot, "revoked_managed", "without asking you"},
+		{opsBot, "revoked_managed", "without asking you"},
+		{acmeDesktop, "revoked", "must ask you again"},
+	} {
+		w := f.post(t, alice, url.Values{"action": {"revoke"}, "gateway": {"acme"}, "client_id": {tc.client}, "csrf": {csrf}})
+		if loc := w.Header().Get("Location"); w.Code != http.StatusSeeOther || loc != benchPublicURL+authserver.AccountPath+"?done="+tc.done {
+			t.Errorf("revoking %s: %d to %q, want done=%s", tc.client, w.Code, loc, tc.done)
+			continue
+		}
+		notice := regexp.MustCompile(`<p class="notice" role="status">([^<]*)</p>`).FindStringSubmatch(f.pageAt(t, w.Header().Get("Location"), alice))
+		if notice == nil || !strings.Contains(html.UnescapeString(notice[1]), tc.say) {
+			t.Errorf("after revoking %s the page says %q, want %q", tc.client, notice, tc.say)
+		}
+	}
+	if f.status(t, "alice", ticketBot) != http.StatusUnauthorized {
+		t.Error("a managed client's token outlived its revocation")
+	}
+	w := f.post(t, alice, url.Values{"action": {"revoke_all"}, "csrf": {csrf}})
+	if loc := w.Header().Get("Location"); loc != benchPublicURL+authserver.AccountPath+"?done=revoked_all_managed" {
+		t.Errorf("revoking every app with managed ones among them: %d to %q", w.Code, loc)
+	}
+}

@@ -82,12 +82,13 @@ var consentPage = template.Must(template.Must(template.Must(pages.Clone()).Parse
 var accountPage = template.Must(template.Must(template.Must(pages.Clone()).Funcs(template.FuncMap{"when": when}).Parse(scopeTemplate)).Parse(`{{define "content"}}{{with .Page}}
 <h1>Connected apps</h1>
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
-<p>The applications you allowed to use MCP servers on your behalf. Revoking one ends its access at once; it must ask you again before it can act for you.</p>
+<p>The applications you allowed to use MCP servers on your behalf. Revoking one ends its access at once; {{if .Managed}}unless it is managed by your organisation, {{end}}it must ask you again before it can act for you.{{if .Managed}} An app managed by your organisation can be given access again without asking you.{{end}}</p>
 {{range .Gateways}}<section aria-label="{{.Name}}">{{if $.Page.Several}}<h2>{{.Name}}</h2>{{end}}
 {{if .User}}<p class="meta">Signed in as <strong>{{.User}}</strong>.</p>
 {{if .Apps}}<ul class="apps">{{$gw := .Name}}{{range .Apps}}
 <li class="app"><h3>{{.Name}}</h3>
 <p class="meta">{{if eq .Source "config"}}Set up by the gateway's operator.{{else if eq .Source "metadata_document"}}Identified by its metadata document at <strong>{{.Host}}</strong>.{{else}}Registered itself with the gateway.{{end}}{{if .Unverified}} Its name is not verified.{{end}}</p>
+{{if .Managed}}<p class="meta"><strong>Managed by your organisation:</strong> revoking ends its current access, but it can be given access again without asking you.</p>{{end}}
 <dl>{{range .Servers}}<dt>{{.Name}}</dt><dd><ul>{{range .Scopes}}<li>{{template "scope" .}}</li>{{end}}</ul></dd>{{end}}</dl>
 <p class="meta">Authorized {{when .Authorized}}. Last used {{when .LastUsed}}.</p>
 <p class="meta scope-name">Client ID <code>{{.ClientID}}</code></p>
