@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
@@ -193,7 +194,8 @@ func truncate(s string, n int) string {
 // with an ID-JAG, for an authenticated client of the config that a trusted
 // identity provider may vouch for. The user the ID-JAG names is granted,
 // without a consent page, the scopes of its scope claim (all of which the
-// server must offer; none: those the client may have at the server),
+// server must offer; an absent claim: those the client may have at the
+// server; a claim with none of the server's scopes: invalid_scope),
 // narrowed by a scope parameter. The downstream token is the user's
 // brokered grant, so the user must have authorized the gateway once in a
 // browser; until then the answer is invalid_grant naming the
@@ -204,6 +206,12 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 	g := s.Gateway()
 	if client.Source != grants.SourceConfig || !g.vouchedFor(client.ID) {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "no enterprise identity provider of this gateway may vouch for this client; only clients of the config it names may redeem ID-JAGs"}
+	}
+	// An ID-JAG is a bearer credential: only a client that proved itself
+	// with a secret or a private_key_jwt assertion may redeem one, so a
+	// stolen ID-JAG is useless without the client's credential too.
+	if len(client.SecretHash) == 0 && client.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
+		return nil, errInvalidClient("a client that redeems ID-JAGs must authenticate with its credential; this client is public")
 	}
 	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
@@ -240,12 +248,17 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		if err != nil {
 			return nil, errInvalidGrant("the assertion's scope is unreadable: " + err.Error())
 		}
-		if vouched = vouched.Minus(ignoredScopes); !vouched.IsEmpty() {
-			if !s.Rule.Offered.ContainsAll(vouched) {
-				return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope " + vouched.Minus(s.Rule.Offered).String() + " is not offered by server " + s.Name + "; it offers " + s.Rule.Offered.String()}
-			}
-			granted = vouched.Intersect(allowed)
+		// A scope claim that is present vouches for those scopes alone:
+		// empty, or only scopes the gateway ignores, vouches for none,
+		// never for everything the client may have.
+		vouched = vouched.Minus(ignoredScopes)
+		switch {
+		case vouched.IsEmpty():
+			return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope vouches for none of server " + s.Name + "'s scopes; it offers " + s.Rule.Offered.String()}
+		case !s.Rule.Offered.ContainsAll(vouched):
+			return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope " + vouched.Minus(s.Rule.Offered).String() + " is not offered by server " + s.Name + "; it offers " + s.Rule.Offered.String()}
 		}
+		granted = vouched.Intersect(allowed)
 	}
 	if form.Has("scope") {
 		asked, err := scopes.Parse(form.Get("scope"))
@@ -350,6 +363,15 @@ func DiscoverJWKS(issuer string) func(ctx context.Context, hc *http.Client) (str
 				return "", fmt.Errorf("the metadata at %s names issuer %q, not %q", c, truncate(md.Issuer, 200), issuer)
 			case md.JWKSURI == "":
 				return "", fmt.Errorf("the metadata at %s has no jwks_uri", c)
+			}
+			// As a configured jwks_uri is checked: an absolute http(s)
+			// URL, https off loopback. A discovered URL holds no
+			// placeholder, which the check would leave for later.
+			if strings.Contains(md.JWKSURI, "{") {
+				return "", fmt.Errorf("the metadata at %s: jwks_uri %q is not a URL", c, truncate(md.JWKSURI, 200))
+			}
+			if err := downstream.CheckEndpointURL(md.JWKSURI); err != nil {
+				return "", fmt.Errorf("the metadata at %s: jwks_uri %w", c, err)
 			}
 			return md.JWKSURI, nil
 		}

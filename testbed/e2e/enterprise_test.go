@@ -45,7 +45,11 @@ func startEnterpriseEnv(t *testing.T) *enterpriseEnv {
 	}
 	t.Cleanup(func() { idp.Close() })
 	t.Setenv("AGENT_SECRET", agentSecret)
-	e := startEnv(t, testenv.ProviderConfig{}, withLines("", `client agent {
+	// The identity provider is not the downstream server: its users are
+	// tied to their downstream grants by email, as the gateway names them.
+	e := startEnv(t, testenv.ProviderConfig{}, withLines("", `identity claim email
+			login_scopes openid offline_access email
+			client agent {
 				secret {env.AGENT_SECRET}
 			}
 			client other-agent {
@@ -55,6 +59,7 @@ func startEnterpriseEnv(t *testing.T) *enterpriseEnv {
 			enterprise_idp `+idp.Issuer()+` {
 				discovery
 				clients agent
+				user_claim email
 			}`))
 	return &enterpriseEnv{env: e, idp: idp}
 }
@@ -113,7 +118,7 @@ func (e *enterpriseEnv) jwtBearer(t *testing.T, server, assertion, id, secret st
 // support-assistant.
 func (e *enterpriseEnv) claims(edit func(jwt.MapClaims)) jwt.MapClaims {
 	c := jwt.MapClaims{
-		"iss": e.idp.Issuer(), "sub": testenv.DefaultUser().Subject,
+		"iss": e.idp.Issuer(), "sub": testenv.DefaultUser().Subject, "email": testenv.DefaultUser().Email,
 		"aud": e.public + "/oauth/support-assistant", "resource": e.public + "/support",
 		"client_id": "agent", "jti": rand.Text(), "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(),
 	}
@@ -200,7 +205,7 @@ func TestEnterpriseManagedAuthorization(t *testing.T) {
 		if info.Subject != testenv.DefaultUser().Subject || !slices.Contains(info.Scopes, "tickets.read") || slices.Contains(info.Scopes, "accounts.read") {
 			t.Errorf("downstream token: %+v, want the user's narrowed to tickets.read", info)
 		}
-		if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Subject || who.XHeaders["X-Mcp-Scopes"] != "tickets.read" {
+		if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Email || who.XHeaders["X-Mcp-Scopes"] != "tickets.read" {
 			t.Errorf("placeholder headers at the upstream: %v", who.XHeaders)
 		}
 	})
@@ -264,6 +269,18 @@ func TestEnterpriseManagedAuthorizationRefusals(t *testing.T) {
 		}},
 		{name: "issued to another client than the caller", assertion: func() string {
 			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["client_id"] = "other-agent" }))
+		}},
+		{name: "the downstream server's subject with another user's email", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["email"] = "someone-else@example.com" }))
+		}},
+		{name: "a subject without the user claim", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { delete(c, "email") }))
+		}},
+		{name: "an empty scope claim", code: "invalid_scope", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["scope"] = "" }))
+		}},
+		{name: "a scope claim of ignored scopes only", code: "invalid_scope", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["scope"] = "openid offline_access" }))
 		}},
 		{name: "a client the identity provider may not vouch for", client: "other-agent", code: "unauthorized_client", assertion: func() string {
 			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["client_id"] = "other-agent" }))
