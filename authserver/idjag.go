@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
@@ -59,6 +60,10 @@ type EnterpriseIdP struct {
 	// UserClaim names the claim that identifies the user, as the
 	// gateway's identity rule does for the downstream grant; "" is sub.
 	UserClaim string
+	// DownstreamTokenExchange: the provider is the downstream server, and
+	// the ID-JAG of a user without a downstream grant is exchanged there
+	// for one.
+	DownstreamTokenExchange bool
 }
 
 // idjag is what a verified ID-JAG says.
@@ -198,8 +203,9 @@ func truncate(s string, n int) string {
 // server; a claim with none of the server's scopes: invalid_scope),
 // narrowed by a scope parameter. The downstream token is the user's
 // brokered grant, so the user must have authorized the gateway once in a
-// browser; until then the answer is invalid_grant naming the
-// authorization endpoint. No refresh token: the client exchanges a new
+// browser (or, with DownstreamTokenExchange, the ID-JAG is exchanged at
+// the downstream server for that grant); until then the answer is
+// invalid_grant naming the authorization endpoint. No refresh token: the client exchanges a new
 // ID-JAG when the access token expires, and the identity provider's
 // policy is asked again.
 func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, form url.Values) (*tokenResponse, *oauthError) {
@@ -284,6 +290,10 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		return nil, errServer("the gateway's storage is unavailable; retry with a new assertion")
 	}
 	switch grant, err := g.Ledger.Grant(ctx, a.User); {
+	case (isNotFound(err) || err == nil && grant.Dead) && a.IdP.DownstreamTokenExchange:
+		if oerr := e.exchangeIDJAG(ctx, s, client.ID, a, raw); oerr != nil {
+			return nil, oerr
+		}
 	case isNotFound(err), err == nil && grant.Dead:
 		// The gateway holds no downstream token for the user: they
 		// authorize once interactively, and ID-JAGs work from then on.
@@ -323,6 +333,35 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 	}
 	e.audit("token issued", s, client.ID, a.User, granted.String(), zap.String("grant_type", GrantJWTBearer), zap.String("idp", a.IdP.Issuer))
 	return resp, nil
+}
+
+// exchangeIDJAG obtains the downstream grant of a's user, who has none,
+// by exchanging the ID-JAG at the downstream server, which issued it
+// (RFC 8693), and keeps it as the callback keeps a browser sign-in's. The
+// downstream server's answer must name the same user, when it names one.
+func (e *Edge) exchangeIDJAG(ctx context.Context, s *Server, clientID string, a *idjag, raw string) *oauthError {
+	g := s.Gateway()
+	res, err := g.Downstream.ExchangeIDJAG(ctx, raw)
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			e.audit("token refused", s, clientID, a.User, "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", "the downstream server refused the ID-JAG exchange: "+re.ErrorCode))
+			return errInvalidGrant("the downstream server refused to exchange the assertion for the user's sign-in (" + re.ErrorCode + "); authorize once with the authorization code flow at " + s.Issuer + "/authorize")
+		}
+		e.log.Warn("exchanging an ID-JAG downstream", zap.String("server", s.Name), zap.Error(err))
+		return errServer("the downstream server could not be reached to exchange the assertion; retry with a new one")
+	}
+	if res.User != "" && res.User != a.User {
+		e.audit("token refused", s, clientID, a.User, "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", "the downstream ID-JAG exchange named another user"))
+		return errInvalidGrant("the downstream server's token for the assertion is another user's")
+	}
+	now := e.opts.Now()
+	if err := g.Broker.Put(ctx, &grants.Grant{User: a.User, Token: res.Token, Scopes: res.Scopes, CreatedAt: now, RefreshedAt: now}); err != nil {
+		e.log.Error("saving a grant", zap.String("gateway", g.Name), zap.Error(err))
+		return errServer("the gateway's storage is unavailable; retry with a new assertion")
+	}
+	e.audit("downstream grant by ID-JAG exchange", s, clientID, a.User, res.Scopes, zap.String("idp", a.IdP.Issuer))
+	return nil
 }
 
 // vouchedFor says whether an enterprise identity provider of g may issue

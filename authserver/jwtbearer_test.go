@@ -8,12 +8,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/authserver"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 )
 
@@ -98,6 +100,87 @@ func TestJWTBearerRefusals(t *testing.T) {
 		tok := wantTokens(t, te.redeem(te.idjag(key, agentClient, func(c jwt.MapClaims) { c["scope"] = "openid tickets.read" }), confidential()))
 		if tok.Scope != "tickets.read" {
 			t.Errorf("scope %q, want tickets.read", tok.Scope)
+		}
+	})
+}
+
+// TestJWTBearerDownstreamExchange: with DownstreamTokenExchange, the
+// ID-JAG of a user without a downstream grant is exchanged at the
+// downstream token endpoint and the answer kept as the user's grant, but
+// only when the downstream server answers for the same user.
+func TestJWTBearerDownstreamExchange(t *testing.T) {
+	// What the downstream server answers, and the exchange it got.
+	var (
+		mu        sync.Mutex
+		exchanged url.Values
+		userinfo  = "bob"
+		refuse    bool
+	)
+	set := func(user string, refusing bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		userinfo, refuse = user, refusing
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/token":
+			r.ParseForm()
+			exchanged = r.PostForm
+			if refuse {
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"error":"invalid_grant"}`))
+				return
+			}
+			w.Write([]byte(`{"access_token":"downstream-exchanged","token_type":"Bearer","refresh_token":"r","expires_in":3600,"scope":"openid tickets.read"}`))
+		case "/userinfo":
+			w.Write([]byte(`{"sub":"` + userinfo + `"}`))
+		}
+	}))
+	defer srv.Close()
+	te := newTestEdge(t)
+	key := te.withEnterpriseIdP()
+	te.gw.EnterpriseIdPs[idjagIssuer].DownstreamTokenExchange = true
+	te.gw.Downstream = downstream.New(downstream.Config{
+		ClientID:       downstreamClientID,
+		ClientAuth:     downstream.ClientAuth{Secret: "gateway-secret"},
+		Endpoints:      downstream.Metadata{AuthorizationEndpoint: downstreamAuthorize, TokenEndpoint: srv.URL + "/token"},
+		Scopes:         te.gw.Scopes.Tokens(),
+		LoginScopes:    []string{"openid", "offline_access"},
+		IdentitySource: downstream.SourceUserinfo,
+		IdentityClaim:  "sub",
+		UserinfoURL:    srv.URL + "/userinfo",
+		HTTPClient:     srv.Client(),
+	})
+	confidential := url.Values{"client_id": {agentClient}, "client_secret": {agentSecret}}
+	bob := func(c jwt.MapClaims) { c["sub"] = "bob" }
+
+	t.Run("the downstream server answers for another user", func(t *testing.T) {
+		set("mallory", false)
+		wantOAuthError(t, te.redeem(te.idjag(key, agentClient, bob), confidential), http.StatusBadRequest, "invalid_grant")
+		if _, err := te.gw.Ledger.Grant(t.Context(), "bob"); err == nil {
+			t.Error("a grant was kept for bob")
+		}
+	})
+	t.Run("the downstream server refuses", func(t *testing.T) {
+		set("bob", true)
+		w := te.redeem(te.idjag(key, agentClient, bob), confidential)
+		wantOAuthError(t, w, http.StatusBadRequest, "invalid_grant")
+	})
+	t.Run("the user's grant is obtained and kept", func(t *testing.T) {
+		set("bob", false)
+		assertion := te.idjag(key, agentClient, bob)
+		wantTokens(t, te.redeem(assertion, confidential))
+		mu.Lock()
+		defer mu.Unlock()
+		if exchanged.Get("subject_token") != assertion || exchanged.Get("subject_token_type") != downstream.TokenTypeIDJAG {
+			t.Errorf("the downstream exchange: %v", exchanged)
+		}
+		g, err := te.gw.Ledger.Grant(t.Context(), "bob")
+		if err != nil || g.Token.AccessToken != "downstream-exchanged" || g.Token.RefreshToken != "r" {
+			t.Fatalf("bob's grant: %+v, %v", g, err)
 		}
 	})
 }

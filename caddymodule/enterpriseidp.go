@@ -52,10 +52,22 @@ type EnterpriseIdPConfig struct {
 	// Default: the identity rule's claim, else "sub" (only for the
 	// authorization_server).
 	UserClaim string `json:"user_claim,omitempty"`
+
+	// DownstreamTokenExchange lets a user who has not yet authorized the
+	// gateway in a browser use ID-JAGs at once: the gateway trades the
+	// ID-JAG at the downstream token endpoint by RFC 8693 token exchange
+	// (subject_token_type urn:ietf:params:oauth:token-type:id-jag, with
+	// the gateway's client credentials and its whole scope set) for the
+	// user's downstream grant, and keeps it as the browser sign-in would.
+	// Only for a provider whose Issuer is the gateway's
+	// authorization_server, which must accept such an exchange from the
+	// gateway's client.
+	DownstreamTokenExchange bool `json:"downstream_token_exchange,omitempty"`
 }
 
 // unmarshalEnterpriseIdP parses: enterprise_idp <issuer> { jwks_uri <url>
-// | discovery; clients <client id...>; user_claim <claim> }
+// | discovery; clients <client id...>; user_claim <claim>;
+// downstream_token_exchange }
 func unmarshalEnterpriseIdP(d *caddyfile.Dispenser) (*EnterpriseIdPConfig, error) {
 	idp := new(EnterpriseIdPConfig)
 	if !d.NextArg() {
@@ -81,8 +93,13 @@ func unmarshalEnterpriseIdP(d *caddyfile.Dispenser) (*EnterpriseIdPConfig, error
 			idp.Clients = append(idp.Clients, ids...)
 		case "user_claim":
 			err = oneArg(d, &idp.UserClaim)
+		case "downstream_token_exchange":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			idp.DownstreamTokenExchange = true
 		default:
-			return nil, d.Errf("enterprise_idp %q: unrecognized option %q (expected jwks_uri, discovery, clients or user_claim)", idp.Issuer, d.Val())
+			return nil, d.Errf("enterprise_idp %q: unrecognized option %q (expected jwks_uri, discovery, clients, user_claim or downstream_token_exchange)", idp.Issuer, d.Val())
 		}
 		if err != nil {
 			return nil, err
@@ -132,6 +149,9 @@ func checkEnterpriseIdPs(path, who string, gw *Gateway) error {
 		if sameIssuer(idp.Issuer, gw.AuthorizationServer) {
 			continue
 		}
+		if idp.DownstreamTokenExchange {
+			return &ConfigError{p + "/downstream_token_exchange", fmt.Sprintf("%s: enterprise_idp %q: downstream_token_exchange needs the provider to be the downstream server, but the authorization_server is %s", who, idp.Issuer, gw.AuthorizationServer)}
+		}
 		// Another provider's subjects are not the downstream server's:
 		// only a claim both name the user by, such as an email address,
 		// ties its ID-JAG to the user's downstream grant.
@@ -179,6 +199,8 @@ func resolveEnterpriseIdPs(gw *Gateway, s *gateway.Settings) {
 			JWKSURI:   idp.JWKSURI,
 			Clients:   slices.Clone(idp.Clients),
 			UserClaim: cmp.Or(idp.UserClaim, claim),
+
+			DownstreamTokenExchange: idp.DownstreamTokenExchange,
 		})
 	}
 }

@@ -316,3 +316,68 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// TestEnterpriseManagedAuthorizationDownstreamExchange: where the
+// enterprise identity provider is the downstream server itself and its
+// enterprise_idp sets downstream_token_exchange, a user who never
+// authorized the gateway in a browser is not sent to the interactive
+// flow: the gateway exchanges the ID-JAG at the downstream token endpoint
+// for the user's downstream grant, and the tool call carries the user's
+// downstream token.
+func TestEnterpriseManagedAuthorizationDownstreamExchange(t *testing.T) {
+	t.Setenv("AGENT_SECRET", agentSecret)
+	e := startEnv(t, testenv.ProviderConfig{IDJAG: true, IDJAGClientID: "agent"}, withLines("", `client agent {
+				secret {env.AGENT_SECRET}
+			}
+			enterprise_idp DOWNSTREAM_ISSUER {
+				discovery
+				clients agent
+				downstream_token_exchange
+			}`), withEdit(func(e *env, caddyfile string) string {
+		return strings.ReplaceAll(caddyfile, "DOWNSTREAM_ISSUER", e.provider.Issuer())
+	}))
+	ee := &enterpriseEnv{env: e, idp: e.provider}
+	idTok := ee.idToken(t)
+	// The provider has one client, which the agent plays here; the ID-JAG
+	// names the agent's client ID at the gateway.
+	exchange := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		raw, _ := idTok.Extra("id_token").(string)
+		res, err := oauthex.ExchangeToken(ctx, e.provider.Endpoint().TokenURL, &oauthex.TokenExchangeRequest{
+			RequestedTokenType: oauthex.TokenTypeIDJAG,
+			Audience:           e.public + "/oauth/support-assistant",
+			Resource:           e.public + "/support",
+			SubjectToken:       raw,
+			SubjectTokenType:   oauthex.TokenTypeIDToken,
+		}, &oauthex.ClientCredentials{ClientID: testenv.DefaultClientID, ClientSecretAuth: &oauthex.ClientSecretAuth{ClientSecret: testenv.DefaultClientSecret}}, nil)
+		if err != nil {
+			t.Fatalf("token exchange at the identity provider: %v", err)
+		}
+		return res.AccessToken
+	}
+
+	t.Run("a user without a downstream grant gets one by the exchange", func(t *testing.T) {
+		tok := ee.jwtBearer(t, "support-assistant", exchange(), "agent", agentSecret)
+		if tok.Status != http.StatusOK {
+			t.Fatalf("token: %d %s %s", tok.Status, tok.Error, tok.Description)
+		}
+		who, info := e.downstreamOf(t, "/support", tok.AccessToken)
+		if info.Subject != testenv.DefaultUser().Subject || info.ClientID != testenv.DefaultClientID {
+			t.Errorf("downstream token: %+v, want the user's, issued to the gateway", info)
+		}
+		if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Subject {
+			t.Errorf("placeholder headers at the upstream: %v", who.XHeaders)
+		}
+	})
+
+	t.Run("the next ID-JAG uses the kept grant", func(t *testing.T) {
+		tok := ee.jwtBearer(t, "support-assistant", exchange(), "agent", agentSecret)
+		if tok.Status != http.StatusOK {
+			t.Fatalf("token: %d %s %s", tok.Status, tok.Error, tok.Description)
+		}
+		if _, info := e.downstreamOf(t, "/support", tok.AccessToken); info.Subject != testenv.DefaultUser().Subject {
+			t.Errorf("downstream token: %+v, want the user's", info)
+		}
+	})
+}
