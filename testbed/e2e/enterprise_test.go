@@ -47,8 +47,9 @@ func startEnterpriseEnv(t *testing.T) *enterpriseEnv {
 	t.Setenv("AGENT_SECRET", agentSecret)
 	// The identity provider is not the downstream server: its users are
 	// tied to their downstream grants by email, as the gateway names them.
-	e := startEnv(t, testenv.ProviderConfig{}, withLines("", `identity claim email
-			login_scopes openid offline_access email
+	e := startEnv(t, testenv.ProviderConfig{}, withEdit(func(_ *env, caddyfile string) string {
+		return strings.Replace(caddyfile, "identity claim sub", "identity claim email", 1)
+	}), withLines("", `login_scopes openid offline_access email
 			client agent {
 				secret {env.AGENT_SECRET}
 			}
