@@ -15,8 +15,10 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/accesstoken"
+	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/downstream"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
 )
@@ -58,6 +60,10 @@ type EnterpriseIdP struct {
 	// UserClaim names the claim that identifies the user, as the
 	// gateway's identity rule does for the downstream grant; "" is sub.
 	UserClaim string
+	// DownstreamTokenExchange: the provider is the downstream server, and
+	// the ID-JAG of a user without a downstream grant is exchanged there
+	// for one.
+	DownstreamTokenExchange bool
 }
 
 // idjag is what a verified ID-JAG says.
@@ -193,17 +199,25 @@ func truncate(s string, n int) string {
 // with an ID-JAG, for an authenticated client of the config that a trusted
 // identity provider may vouch for. The user the ID-JAG names is granted,
 // without a consent page, the scopes of its scope claim (all of which the
-// server must offer; none: those the client may have at the server),
+// server must offer; an absent claim: those the client may have at the
+// server; a claim with none of the server's scopes: invalid_scope),
 // narrowed by a scope parameter. The downstream token is the user's
 // brokered grant, so the user must have authorized the gateway once in a
-// browser; until then the answer is invalid_grant naming the
-// authorization endpoint. No refresh token: the client exchanges a new
+// browser (or, with DownstreamTokenExchange, the ID-JAG is exchanged at
+// the downstream server for that grant); until then the answer is
+// invalid_grant naming the authorization endpoint. No refresh token: the client exchanges a new
 // ID-JAG when the access token expires, and the identity provider's
 // policy is asked again.
 func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, form url.Values) (*tokenResponse, *oauthError) {
 	g := s.Gateway()
 	if client.Source != grants.SourceConfig || !g.vouchedFor(client.ID) {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "no enterprise identity provider of this gateway may vouch for this client; only clients of the config it names may redeem ID-JAGs"}
+	}
+	// An ID-JAG is a bearer credential: only a client that proved itself
+	// with a secret or a private_key_jwt assertion may redeem one, so a
+	// stolen ID-JAG is useless without the client's credential too.
+	if len(client.SecretHash) == 0 && client.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
+		return nil, errInvalidClient("a client that redeems ID-JAGs must authenticate with its credential; this client is public")
 	}
 	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
@@ -240,12 +254,17 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		if err != nil {
 			return nil, errInvalidGrant("the assertion's scope is unreadable: " + err.Error())
 		}
-		if vouched = vouched.Minus(ignoredScopes); !vouched.IsEmpty() {
-			if !s.Rule.Offered.ContainsAll(vouched) {
-				return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope " + vouched.Minus(s.Rule.Offered).String() + " is not offered by server " + s.Name + "; it offers " + s.Rule.Offered.String()}
-			}
-			granted = vouched.Intersect(allowed)
+		// A scope claim that is present vouches for those scopes alone:
+		// empty, or only scopes the gateway ignores, vouches for none,
+		// never for everything the client may have.
+		vouched = vouched.Minus(ignoredScopes)
+		switch {
+		case vouched.IsEmpty():
+			return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope vouches for none of server " + s.Name + "'s scopes; it offers " + s.Rule.Offered.String()}
+		case !s.Rule.Offered.ContainsAll(vouched):
+			return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "the assertion's scope " + vouched.Minus(s.Rule.Offered).String() + " is not offered by server " + s.Name + "; it offers " + s.Rule.Offered.String()}
 		}
+		granted = vouched.Intersect(allowed)
 	}
 	if form.Has("scope") {
 		asked, err := scopes.Parse(form.Get("scope"))
@@ -271,6 +290,10 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		return nil, errServer("the gateway's storage is unavailable; retry with a new assertion")
 	}
 	switch grant, err := g.Ledger.Grant(ctx, a.User); {
+	case (isNotFound(err) || err == nil && grant.Dead) && a.IdP.DownstreamTokenExchange:
+		if oerr := e.exchangeIDJAG(ctx, s, client.ID, a, raw); oerr != nil {
+			return nil, oerr
+		}
 	case isNotFound(err), err == nil && grant.Dead:
 		// The gateway holds no downstream token for the user: they
 		// authorize once interactively, and ID-JAGs work from then on.
@@ -312,6 +335,35 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 	return resp, nil
 }
 
+// exchangeIDJAG obtains the downstream grant of a's user, who has none,
+// by exchanging the ID-JAG at the downstream server, which issued it
+// (RFC 8693), and keeps it as the callback keeps a browser sign-in's. The
+// downstream server's answer must name the same user, when it names one.
+func (e *Edge) exchangeIDJAG(ctx context.Context, s *Server, clientID string, a *idjag, raw string) *oauthError {
+	g := s.Gateway()
+	res, err := g.Downstream.ExchangeIDJAG(ctx, raw)
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			e.audit("token refused", s, clientID, a.User, "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", "the downstream server refused the ID-JAG exchange: "+re.ErrorCode))
+			return errInvalidGrant("the downstream server refused to exchange the assertion for the user's sign-in (" + re.ErrorCode + "); authorize once with the authorization code flow at " + s.Issuer + "/authorize")
+		}
+		e.log.Warn("exchanging an ID-JAG downstream", zap.String("server", s.Name), zap.Error(err))
+		return errServer("the downstream server could not be reached to exchange the assertion; retry with a new one")
+	}
+	if res.User != "" && res.User != a.User {
+		e.audit("token refused", s, clientID, a.User, "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", "the downstream ID-JAG exchange named another user"))
+		return errInvalidGrant("the downstream server's token for the assertion is another user's")
+	}
+	now := e.opts.Now()
+	if err := g.Broker.Put(ctx, &grants.Grant{User: a.User, Token: res.Token, Scopes: res.Scopes, CreatedAt: now, RefreshedAt: now}); err != nil {
+		e.log.Error("saving a grant", zap.String("gateway", g.Name), zap.Error(err))
+		return errServer("the gateway's storage is unavailable; retry with a new assertion")
+	}
+	e.audit("downstream grant by ID-JAG exchange", s, clientID, a.User, res.Scopes, zap.String("idp", a.IdP.Issuer))
+	return nil
+}
+
 // vouchedFor says whether an enterprise identity provider of g may issue
 // ID-JAGs to clientID.
 func (g *Gateway) vouchedFor(clientID string) bool {
@@ -350,6 +402,15 @@ func DiscoverJWKS(issuer string) func(ctx context.Context, hc *http.Client) (str
 				return "", fmt.Errorf("the metadata at %s names issuer %q, not %q", c, truncate(md.Issuer, 200), issuer)
 			case md.JWKSURI == "":
 				return "", fmt.Errorf("the metadata at %s has no jwks_uri", c)
+			}
+			// As a configured jwks_uri is checked: an absolute http(s)
+			// URL, https off loopback. A discovered URL holds no
+			// placeholder, which the check would leave for later.
+			if strings.Contains(md.JWKSURI, "{") {
+				return "", fmt.Errorf("the metadata at %s: jwks_uri %q is not a URL", c, truncate(md.JWKSURI, 200))
+			}
+			if err := downstream.CheckEndpointURL(md.JWKSURI); err != nil {
+				return "", fmt.Errorf("the metadata at %s: jwks_uri %w", c, err)
 			}
 			return md.JWKSURI, nil
 		}

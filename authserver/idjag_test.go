@@ -5,6 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +96,35 @@ func TestVerifyIDJAG(t *testing.T) {
 				t.Fatalf("error %q, want %q", err, tc.want)
 			case tc.want == "" && (got.User != tc.user || got.Scope != tc.scope || got.ClientID != "agent" || got.ID != "j-1"):
 				t.Fatalf("got %+v, want user %q scope %q", got, tc.user, tc.scope)
+			}
+		})
+	}
+}
+
+// TestDiscoverJWKS: a jwks_uri found by discovery is checked as a
+// configured one is: an absolute http(s) URL, https off loopback.
+func TestDiscoverJWKS(t *testing.T) {
+	for _, tc := range []struct{ jwksURI, want string }{
+		{jwksURI: "https://idp.example/jwks"},
+		{jwksURI: "http://127.0.0.1:9/jwks"},
+		{jwksURI: "file:///etc/passwd", want: "absolute http(s) URL"},
+		{jwksURI: "http://idp.example/jwks", want: "use https"},
+		{jwksURI: "/jwks", want: "absolute http(s) URL"},
+		{jwksURI: "file:///{x}", want: "not a URL"},
+	} {
+		t.Run(tc.jwksURI, func(t *testing.T) {
+			var issuer string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": tc.jwksURI})
+			}))
+			defer srv.Close()
+			issuer = srv.URL
+			got, err := DiscoverJWKS(issuer)(t.Context(), srv.Client())
+			switch {
+			case tc.want == "" && (err != nil || got != tc.jwksURI):
+				t.Errorf("got %q, %v; want %q", got, err, tc.jwksURI)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got %q, %v; want an error with %q", got, err, tc.want)
 			}
 		})
 	}

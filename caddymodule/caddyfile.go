@@ -322,8 +322,11 @@ func unmarshalGateway(d *caddyfile.Dispenser, record func(string, *caddyfile.Dis
 		if field := jsonField[d.Val()]; field != "" {
 			record(field, d)
 		}
-		if d.Val() == "client" {
+		switch d.Val() {
+		case "client":
 			record(fmt.Sprintf("clients/%d", len(gw.Clients)), d)
+		case "enterprise_idp":
+			record(fmt.Sprintf("enterprise_idps/%d", len(gw.EnterpriseIdPs)), d)
 		}
 		switch d.Val() {
 		case "authorization_server":

@@ -211,3 +211,44 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken string, scopes 
 	}
 	return c.tokenRequest(ctx, meta, params, scopes)
 }
+
+// TokenTypeIDJAG is the token type of an Identity Assertion JWT
+// Authorization Grant (the MCP extension
+// io.modelcontextprotocol/enterprise-managed-authorization).
+const TokenTypeIDJAG = "urn:ietf:params:oauth:token-type:id-jag"
+
+// ExchangeIDJAG trades idjag, an ID-JAG the downstream server issued
+// itself, for the user's downstream token set (RFC 8693 token exchange with
+// the gateway's client authentication), asking for the gateway's whole
+// scope set as the authorization code flow does, bound to the configured
+// audience. Result.User is the identity the response resolves to, or ""
+// when the identity comes from an ID token and the response has none: the
+// caller then relies on the ID-JAG's user, whom the same server named. A
+// refusal by the server is an *oauth2.RetrieveError.
+func (c *Client) ExchangeIDJAG(ctx context.Context, idjag string) (*Result, error) {
+	meta, err := c.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	params := url.Values{
+		"grant_type":           {tokenExchangeGrant},
+		"subject_token":        {idjag},
+		"subject_token_type":   {TokenTypeIDJAG},
+		"requested_token_type": {accessTokenType},
+	}
+	if p := c.audienceParam(); p != "" {
+		params.Set(p, c.cfg.Resource)
+	}
+	tok, err := c.tokenRequest(ctx, meta, params, c.ScopesFor(c.cfg.Scopes))
+	if err != nil {
+		return nil, fmt.Errorf("exchanging the ID-JAG at the downstream server: %w", err)
+	}
+	res := &Result{Token: tok}
+	res.Scopes, _ = tok.Extra("scope").(string)
+	if raw, _ := tok.Extra("id_token").(string); raw != "" || c.cfg.IdentitySource == SourceUserinfo {
+		if res.User, err = c.resolveUser(ctx, tok); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}

@@ -274,7 +274,7 @@ func (r *Runtime) enterpriseIdPs() map[string]*authserver.EnterpriseIdP {
 		if idp.JWKSURI == "" {
 			keys.Discover = authserver.DiscoverJWKS(idp.Issuer)
 		}
-		out[idp.Issuer] = &authserver.EnterpriseIdP{Issuer: idp.Issuer, Keys: keys, Clients: idp.Clients, UserClaim: idp.UserClaim}
+		out[idp.Issuer] = &authserver.EnterpriseIdP{Issuer: idp.Issuer, Keys: keys, Clients: idp.Clients, UserClaim: idp.UserClaim, DownstreamTokenExchange: idp.DownstreamTokenExchange}
 	}
 	return out
 }

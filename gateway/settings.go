@@ -107,7 +107,7 @@ func (s *Settings) Fingerprint() string {
 	}
 	write(strconv.Itoa(len(s.EnterpriseIdPs)))
 	for _, idp := range s.EnterpriseIdPs {
-		write(idp.Issuer, idp.JWKSURI, idp.UserClaim, strconv.Itoa(len(idp.Clients)))
+		write(idp.Issuer, idp.JWKSURI, idp.UserClaim, strconv.FormatBool(idp.DownstreamTokenExchange), strconv.Itoa(len(idp.Clients)))
 		write(idp.Clients...)
 	}
 	write(strconv.Itoa(len(s.TrustedClientHosts)))
@@ -175,6 +175,10 @@ type EnterpriseIdP struct {
 	Clients []string
 	// UserClaim names the claim that identifies the user.
 	UserClaim string
+	// DownstreamTokenExchange: the provider is the downstream server, and
+	// a user without a downstream grant gets one by exchanging the ID-JAG
+	// there.
+	DownstreamTokenExchange bool
 }
 
 // digest is the hex SHA-256 of a secret, "" for none.

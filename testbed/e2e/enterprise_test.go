@@ -45,7 +45,12 @@ func startEnterpriseEnv(t *testing.T) *enterpriseEnv {
 	}
 	t.Cleanup(func() { idp.Close() })
 	t.Setenv("AGENT_SECRET", agentSecret)
-	e := startEnv(t, testenv.ProviderConfig{}, withLines("", `client agent {
+	// The identity provider is not the downstream server: its users are
+	// tied to their downstream grants by email, as the gateway names them.
+	e := startEnv(t, testenv.ProviderConfig{}, withEdit(func(_ *env, caddyfile string) string {
+		return strings.Replace(caddyfile, "identity claim sub", "identity claim email", 1)
+	}), withLines("", `login_scopes openid offline_access email
+			client agent {
 				secret {env.AGENT_SECRET}
 			}
 			client other-agent {
@@ -55,6 +60,7 @@ func startEnterpriseEnv(t *testing.T) *enterpriseEnv {
 			enterprise_idp `+idp.Issuer()+` {
 				discovery
 				clients agent
+				user_claim email
 			}`))
 	return &enterpriseEnv{env: e, idp: idp}
 }
@@ -113,7 +119,7 @@ func (e *enterpriseEnv) jwtBearer(t *testing.T, server, assertion, id, secret st
 // support-assistant.
 func (e *enterpriseEnv) claims(edit func(jwt.MapClaims)) jwt.MapClaims {
 	c := jwt.MapClaims{
-		"iss": e.idp.Issuer(), "sub": testenv.DefaultUser().Subject,
+		"iss": e.idp.Issuer(), "sub": testenv.DefaultUser().Subject, "email": testenv.DefaultUser().Email,
 		"aud": e.public + "/oauth/support-assistant", "resource": e.public + "/support",
 		"client_id": "agent", "jti": rand.Text(), "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(),
 	}
@@ -200,7 +206,7 @@ func TestEnterpriseManagedAuthorization(t *testing.T) {
 		if info.Subject != testenv.DefaultUser().Subject || !slices.Contains(info.Scopes, "tickets.read") || slices.Contains(info.Scopes, "accounts.read") {
 			t.Errorf("downstream token: %+v, want the user's narrowed to tickets.read", info)
 		}
-		if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Subject || who.XHeaders["X-Mcp-Scopes"] != "tickets.read" {
+		if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Email || who.XHeaders["X-Mcp-Scopes"] != "tickets.read" {
 			t.Errorf("placeholder headers at the upstream: %v", who.XHeaders)
 		}
 	})
@@ -265,6 +271,18 @@ func TestEnterpriseManagedAuthorizationRefusals(t *testing.T) {
 		{name: "issued to another client than the caller", assertion: func() string {
 			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["client_id"] = "other-agent" }))
 		}},
+		{name: "the downstream server's subject with another user's email", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["email"] = "someone-else@example.com" }))
+		}},
+		{name: "a subject without the user claim", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { delete(c, "email") }))
+		}},
+		{name: "an empty scope claim", code: "invalid_scope", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["scope"] = "" }))
+		}},
+		{name: "a scope claim of ignored scopes only", code: "invalid_scope", assertion: func() string {
+			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["scope"] = "openid offline_access" }))
+		}},
 		{name: "a client the identity provider may not vouch for", client: "other-agent", code: "unauthorized_client", assertion: func() string {
 			return e.sign(t, nil, e.claims(func(c jwt.MapClaims) { c["client_id"] = "other-agent" }))
 		}},
@@ -298,4 +316,69 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// TestEnterpriseManagedAuthorizationDownstreamExchange: where the
+// enterprise identity provider is the downstream server itself and its
+// enterprise_idp sets downstream_token_exchange, a user who never
+// authorized the gateway in a browser is not sent to the interactive
+// flow: the gateway exchanges the ID-JAG at the downstream token endpoint
+// for the user's downstream grant, and the tool call carries the user's
+// downstream token.
+func TestEnterpriseManagedAuthorizationDownstreamExchange(t *testing.T) {
+	t.Setenv("AGENT_SECRET", agentSecret)
+	e := startEnv(t, testenv.ProviderConfig{IDJAG: true, IDJAGClientID: "agent"}, withLines("", `client agent {
+				secret {env.AGENT_SECRET}
+			}
+			enterprise_idp DOWNSTREAM_ISSUER {
+				discovery
+				clients agent
+				downstream_token_exchange
+			}`), withEdit(func(e *env, caddyfile string) string {
+		return strings.ReplaceAll(caddyfile, "DOWNSTREAM_ISSUER", e.provider.Issuer())
+	}))
+	ee := &enterpriseEnv{env: e, idp: e.provider}
+	idTok := ee.idToken(t)
+	// The provider has one client, which the agent plays here; the ID-JAG
+	// names the agent's client ID at the gateway.
+	exchange := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		raw, _ := idTok.Extra("id_token").(string)
+		res, err := oauthex.ExchangeToken(ctx, e.provider.Endpoint().TokenURL, &oauthex.TokenExchangeRequest{
+			RequestedTokenType: oauthex.TokenTypeIDJAG,
+			Audience:           e.public + "/oauth/support-assistant",
+			Resource:           e.public + "/support",
+			SubjectToken:       raw,
+			SubjectTokenType:   oauthex.TokenTypeIDToken,
+		}, &oauthex.ClientCredentials{ClientID: testenv.DefaultClientID, ClientSecretAuth: &oauthex.ClientSecretAuth{ClientSecret: testenv.DefaultClientSecret}}, nil)
+		if err != nil {
+			t.Fatalf("token exchange at the identity provider: %v", err)
+		}
+		return res.AccessToken
+	}
+
+	t.Run("a user without a downstream grant gets one by the exchange", func(t *testing.T) {
+		tok := ee.jwtBearer(t, "support-assistant", exchange(), "agent", agentSecret)
+		if tok.Status != http.StatusOK {
+			t.Fatalf("token: %d %s %s", tok.Status, tok.Error, tok.Description)
+		}
+		who, info := e.downstreamOf(t, "/support", tok.AccessToken)
+		if info.Subject != testenv.DefaultUser().Subject || info.ClientID != testenv.DefaultClientID {
+			t.Errorf("downstream token: %+v, want the user's, issued to the gateway", info)
+		}
+		if who.XHeaders["X-Mcp-User"] != testenv.DefaultUser().Subject {
+			t.Errorf("placeholder headers at the upstream: %v", who.XHeaders)
+		}
+	})
+
+	t.Run("the next ID-JAG uses the kept grant", func(t *testing.T) {
+		tok := ee.jwtBearer(t, "support-assistant", exchange(), "agent", agentSecret)
+		if tok.Status != http.StatusOK {
+			t.Fatalf("token: %d %s %s", tok.Status, tok.Error, tok.Description)
+		}
+		if _, info := e.downstreamOf(t, "/support", tok.AccessToken); info.Subject != testenv.DefaultUser().Subject {
+			t.Errorf("downstream token: %+v, want the user's", info)
+		}
+	})
 }

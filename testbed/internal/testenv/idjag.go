@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,69 @@ func (p *Provider) serveIDJAG(w http.ResponseWriter, r *http.Request) {
 		"token_type":        "N_A",
 		"scope":             form.Get("scope"),
 		"expires_in":        int(IDJAGLifetime.Seconds()),
+	})
+}
+
+// redeemIDJAG answers a token exchange of an ID-JAG this provider issued,
+// still valid, for the user's tokens: the client authenticates with its
+// secret, and gets an access token with the scopes it asks for that the
+// provider offers, bound to the resource it names, and a refresh token.
+func (p *Provider) redeemIDJAG(w http.ResponseWriter, r *http.Request) {
+	form := r.PostForm
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	if id != p.store.clientID || subtle.ConstantTimeCompare([]byte(secret), p.store.clientSecret) != 1 {
+		writeOAuthError(w, http.StatusUnauthorized, errors.New("invalid_client: client authentication failed"))
+		return
+	}
+	var claims jwt.RegisteredClaims
+	tok, err := jwt.ParseWithClaims(form.Get("subject_token"), &claims, func(*jwt.Token) (any, error) {
+		return &p.store.signingKey.key.PublicKey, nil
+	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(p.issuer), jwt.WithExpirationRequired())
+	if err != nil || tok.Header["typ"] != "oauth-id-jag+jwt" {
+		writeOAuthError(w, http.StatusBadRequest, errors.New("invalid_grant: the subject token is not a valid ID-JAG of this provider"))
+		return
+	}
+	if _, ok := p.store.user(claims.Subject); !ok {
+		writeOAuthError(w, http.StatusBadRequest, errors.New("invalid_grant: unknown user"))
+		return
+	}
+	audience, err := p.store.audienceFor(r.Context())
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, errors.New("invalid_target: unknown resource"))
+		return
+	}
+	var scopes []string
+	for _, s := range strings.Fields(form.Get("scope")) {
+		if slices.Contains([]string{"openid", "profile", "email", "offline_access"}, s) || slices.Contains(p.store.apiScopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	access, refresh, expiry := p.store.issueTokens(claims.Subject, id, scopes, audience)
+	at := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": p.issuer, "sub": claims.Subject, "aud": audienceOrClient(audience, id), "client_id": id,
+		"jti": access, "iat": time.Now().Unix(), "exp": expiry.Unix(), "scope": strings.Join(scopes, " "),
+	})
+	at.Header["kid"] = p.store.signingKey.id
+	signed, err := at.SignedString(p.store.signingKey.key)
+	if err != nil {
+		writeOAuthError(w, http.StatusInternalServerError, errors.New("server_error: "+err.Error()))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(map[string]any{
+		"issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+		"access_token":      signed,
+		"refresh_token":     refresh,
+		"token_type":        "Bearer",
+		"scope":             strings.Join(scopes, " "),
+		"expires_in":        int(time.Until(expiry).Seconds()),
 	})
 }
 

@@ -153,6 +153,11 @@ type ProviderConfig struct {
 	IDJAG bool
 	// IDJAGClientID is the client_id of the ID-JAGs: the client's ID at
 	// the MCP authorization server; default the provider's ClientID.
+	// An IDJAG provider also redeems, for its client, an ID-JAG it issued
+	// (RFC 8693, subject_token_type
+	// urn:ietf:params:oauth:token-type:id-jag) for the user's access and
+	// refresh tokens, as a downstream server that is also the enterprise
+	// identity provider may.
 	IDJAGClientID string
 }
 
@@ -380,6 +385,10 @@ func (p *Provider) observe(next http.Handler) http.Handler {
 				r = r.WithContext(withResources(r.Context(), r.PostForm[p.cfg.AudienceParameter]))
 				if p.cfg.IDJAG && r.PostForm.Get("grant_type") == tokenExchangeGrant && r.PostForm.Get("requested_token_type") == TokenTypeIDJAG {
 					p.serveIDJAG(w, r)
+					return
+				}
+				if p.cfg.IDJAG && r.PostForm.Get("grant_type") == tokenExchangeGrant && r.PostForm.Get("subject_token_type") == TokenTypeIDJAG {
+					p.redeemIDJAG(w, r)
 					return
 				}
 			}

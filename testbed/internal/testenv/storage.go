@@ -446,6 +446,21 @@ func clientOf(req op.TokenRequest) (string, error) {
 	return "", oidc.ErrUnsupportedGrantType()
 }
 
+// issueTokens starts a grant for subject and clientID outside op (an
+// exchanged ID-JAG): it records an access token and a refresh token, which
+// op's refresh grant then rotates, and returns the access token's ID, the
+// refresh token and the access token's expiry.
+func (s *storage) issueTokens(subject, clientID string, scopes, audience []string) (string, string, time.Time) {
+	req := &refreshGrant{subject: subject, clientID: clientID, scopes: slices.Clone(scopes), audience: slices.Clone(audience), authTime: time.Now()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req.token = rand.Text()
+	req.expiry = time.Now().Add(refreshTokenTTL)
+	s.refreshTokens[req.token] = req
+	t := s.newAccessTokenLocked(req, clientID)
+	return t.id, req.token, t.expiry
+}
+
 // CreateAccessToken implements op.Storage.
 func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
 	clientID, err := clientOf(req)
