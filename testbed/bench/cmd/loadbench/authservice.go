@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -36,10 +38,13 @@ type gatewayState struct {
 	ledger *grants.Ledger
 }
 
-// gatewayPrefix is where the gateway named acme keeps its records.
-const gatewayPrefix = "mcp_gateway/acme"
+// legacyGatewayDir is where a gateway named acme finds records kept before
+// gateways recorded their auth boundary: it claims the directory as its own
+// on first use (see gateway.Boundary), so records seeded there are its.
+const legacyGatewayDir = "mcp_gateway/acme"
 
-func loadGatewayState(ctx context.Context, s store.Store, encryptionKey string) (*gatewayState, error) {
+// loadGatewayState reads the gateway state kept under dir.
+func loadGatewayState(ctx context.Context, s store.Store, dir, encryptionKey string) (*gatewayState, error) {
 	key, err := store.KeyFromSecret(encryptionKey)
 	if err != nil {
 		return nil, err
@@ -48,11 +53,11 @@ func loadGatewayState(ctx context.Context, s store.Store, encryptionKey string) 
 	if err != nil {
 		return nil, err
 	}
-	keys, err := accesstoken.LoadKeyset(ctx, s, gatewayPrefix+"/signing_keys", sealer, nil)
+	keys, err := accesstoken.LoadKeyset(ctx, s, dir+"/signing_keys", sealer, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayState{sealer: sealer, keys: keys, ledger: grants.NewLedger(s, gatewayPrefix, sealer, nil)}, nil
+	return &gatewayState{sealer: sealer, keys: keys, ledger: grants.NewLedger(s, dir, sealer, nil)}, nil
 }
 
 // startAuthService serves /verify on addr, refreshing downstream tokens
@@ -105,3 +110,26 @@ func (a *authService) verify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *authService) close() { a.server.Close() }
+
+// storageDirOf asks the admin API at admin where the running gateway named
+// name keeps its records (its auth boundary's directory).
+func storageDirOf(hc *http.Client, admin, name string) (string, error) {
+	resp, err := hc.Get("http://" + admin + "/mcp_gateway/gateways")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var gateways []struct {
+		Name    string `json:"name"`
+		Storage string `json:"storage"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&gateways); err != nil {
+		return "", fmt.Errorf("reading the admin API's list of gateways: %w", err)
+	}
+	for _, g := range gateways {
+		if g.Name == name && g.Storage != "" {
+			return g.Storage, nil
+		}
+	}
+	return "", fmt.Errorf("the admin API at %s names no storage directory for gateway %q", admin, name)
+}

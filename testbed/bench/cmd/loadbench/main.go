@@ -273,7 +273,11 @@ func run(ctx context.Context, cfg *config) (err error) {
 		resources = append(resources, public+"/"+r.name)
 	}
 
-	st, err := loadGatewayState(ctx, &certmagic.FileStorage{Path: gwStorage}, env.encryptionKey)
+	dir, err := storageDirOf(env.http, gwAdmin, "acme")
+	if err != nil {
+		return err
+	}
+	st, err := loadGatewayState(ctx, &certmagic.FileStorage{Path: gwStorage}, dir, env.encryptionKey)
 	if err != nil {
 		return fmt.Errorf("reading the gateway's storage for the auth service: %w", err)
 	}
@@ -511,7 +515,7 @@ func report(cfg *config, routes []route, targets []*target, codes, refreshes rat
 		fmt.Printf("  %-22s RSS %6.1f MiB (peak %6.1f MiB), Go heap in use after GC %6.1f MiB\n",
 			m.label, mib(m.rss), mib(m.peak), mib(m.heapInuse))
 	}
-	fmt.Printf("  first requests of %d users (each a cold token and a storage read): %.0f/s, p50 %s, p99 %s\n",
+	fmt.Printf("  first requests of %d users (each an initialize: a cold token and a storage read): %.0f/s, p50 %s, p99 %s\n",
 		mem.serve.requests, mem.serve.rate(), fmtDur(mem.serve.p50), fmtDur(mem.serve.p99))
 }
 

@@ -148,7 +148,7 @@ func measureMemory(ctx context.Context, cfg *config, env *environment, n, users 
 	run := &memoryRun{grants: n}
 	dir := filepath.Join(cfg.workdir, "memory-storage")
 	store := seedStore{&certmagic.FileStorage{Path: dir}}
-	st, err := loadGatewayState(ctx, store, env.encryptionKey)
+	st, err := loadGatewayState(ctx, store, legacyGatewayDir, env.encryptionKey)
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +228,12 @@ func measureMemory(ctx context.Context, cfg *config, env *environment, n, users 
 						return
 					}
 					t0 := time.Now()
-					resp, body, err := post(env.http, s.url, "Bearer "+tok, s.id, "ping", "", `{"jsonrpc":"2.0","id":"u`+strconv.Itoa(i)+`","method":"ping"}`)
+					// A session belongs to the user who opened it: each
+					// user's first request opens one of its own.
+					resp, body, err := post(env.http, s.url, "Bearer "+tok, "", "initialize", "",
+						`{"jsonrpc":"2.0","id":"u`+strconv.Itoa(i)+`","method":"initialize","params":{"protocolVersion":"`+protocolVersion+`","capabilities":{},"clientInfo":{"name":"loadbench","version":"1"}}}`)
 					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("ping as %s: status %d: %.200s", seedUser(i), resp.StatusCode, body)
+						err = fmt.Errorf("initialize as %s: status %d: %.200s", seedUser(i), resp.StatusCode, body)
 					}
 					if err != nil {
 						errs.set(err)
