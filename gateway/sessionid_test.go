@@ -124,3 +124,25 @@ func FuzzSessionID(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSessionIDs is the cost the session binding adds to a proxied
+// request: Open of the client's session ID on the way in, and Seal of the
+// upstream's on the way out (when the upstream sends one).
+func BenchmarkSessionIDs(b *testing.B) {
+	ids := testSessionIDs(b, "acme")
+	sealed := ids.Seal(testServer, testUser, testClient, testID)
+	b.Run("open", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := ids.Open(testServer, testUser, testClient, sealed); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("seal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ids.Seal(testServer, testUser, testClient, testID)
+		}
+	})
+}
