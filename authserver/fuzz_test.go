@@ -1,9 +1,16 @@
 package authserver
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/grants"
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/scopes"
@@ -130,6 +137,47 @@ func FuzzAuthorizeRequest(f *testing.F) {
 		}
 		if req.resource != s.Resource {
 			t.Fatalf("resource %q, want %q", req.resource, s.Resource)
+		}
+	})
+}
+
+// FuzzVerifyIDJAG: whatever an enterprise identity provider's assertion
+// holds, verifyIDJAG neither panics nor accepts one that breaks its rule.
+// The seeds are a valid ID-JAG and damaged forms of it.
+func FuzzVerifyIDJAG(f *testing.F) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Unix(1_800_000_000, 0)
+	idp := &EnterpriseIdP{Issuer: "https://idp.example", Clients: []string{"agent"}}
+	rule := idjagRule{
+		IdPs:     map[string]*EnterpriseIdP{idp.Issuer: idp},
+		Audience: "https://gw.example/oauth/support",
+		Resource: "https://gw.example/support",
+		ClientID: "agent",
+		Key:      func(*EnterpriseIdP, string) (crypto.PublicKey, error) { return &key.PublicKey, nil },
+		Now:      now,
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"iss": idp.Issuer, "sub": "u-1", "aud": rule.Audience, "resource": rule.Resource,
+		"client_id": "agent", "jti": "j-1", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"scope": "tickets.read",
+	})
+	tok.Header["typ"] = IDJAGType
+	valid, err := tok.SignedString(key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	head, rest, _ := strings.Cut(valid, ".")
+	payload, sig, _ := strings.Cut(rest, ".")
+	for _, seed := range []string{valid, head + "." + payload + ".", head + "." + payload, valid + ".", "." + payload + "." + sig, valid[:len(valid)-3]} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, err := verifyIDJAG(raw, rule)
+		if err != nil {
+			return
+		}
+		if got.IdP != idp || got.ClientID != "agent" || got.User == "" || got.ID == "" || !got.ExpiresAt.After(now) {
+			t.Fatalf("accepted %q as %+v", raw, got)
 		}
 	})
 }
