@@ -181,3 +181,40 @@ func FuzzVerifyIDJAG(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyAssertion: whatever a private_key_jwt client assertion holds,
+// reading its subject and verifying it neither panics nor accepts one that
+// breaks its rule. The seeds are a valid assertion and damaged forms of it.
+func FuzzVerifyAssertion(f *testing.F) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Unix(1_800_000_000, 0)
+	const issuer = "https://mcp.example.com/oauth/support"
+	rule := assertionRule{
+		ClientID:  "ci-bot",
+		Audiences: []string{issuer + "/token", issuer},
+		Key:       func(string) (crypto.PublicKey, error) { return &key.PublicKey, nil },
+		Now:       now,
+	}
+	valid, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"iss": "ci-bot", "sub": "ci-bot", "aud": issuer, "jti": "j-1",
+		"iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+	}).SignedString(key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	head, rest, _ := strings.Cut(valid, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	for _, seed := range []string{valid, head + "." + payload + ".", valid + ".", valid[:len(valid)-3]} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		_, _ = assertionSubject(raw)
+		got, err := verifyAssertion(raw, rule)
+		if err != nil {
+			return
+		}
+		if got.ClientID != "ci-bot" || got.ID == "" || !got.ExpiresAt.After(now) {
+			t.Fatalf("accepted %q as %+v", raw, got)
+		}
+	})
+}
