@@ -293,10 +293,16 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // writeError answers with the JSON error body (error, error_description)
 // of the gateway's own answers on a server path.
 func writeError(w http.ResponseWriter, status int, code, description string) {
+	writeGatewayAnswer(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// writeGatewayAnswer writes body, the gateway's own answer on a server
+// path, as JSON that no cache keeps.
+func writeGatewayAnswer(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // openSession checks the session ID of a request against its token, and
@@ -388,10 +394,7 @@ const (
 // writeRPCError answers a request refused before any of its messages was
 // read with a JSON-RPC error without an id, as MCP servers do.
 func writeRPCError(w http.ResponseWriter, status, code int, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	writeGatewayAnswer(w, status, map[string]any{
 		"jsonrpc": "2.0",
 		"id":      nil,
 		"error":   map[string]any{"code": code, "message": message},
