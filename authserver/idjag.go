@@ -122,7 +122,7 @@ func verifyIDJAG(raw string, rule idjagRule) (*idjag, error) {
 		return nil, fmt.Errorf("the assertion's issuer %q is not an identity provider this gateway trusts", truncate(unverified.Issuer, 200))
 	}
 	var claims idjagClaims
-	_, err = jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err = jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return rule.Key(idp, kid)
 	},
@@ -132,19 +132,8 @@ func verifyIDJAG(raw string, rule idjagRule) (*idjag, error) {
 		jwt.WithLeeway(assertionLeeway),
 		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
 	)
-	switch alg, _ := tok.Header["alg"].(string); {
-	case !slices.Contains(AssertionAlgorithms, alg):
-		return nil, fmt.Errorf("the assertion's alg %q is not accepted; the identity provider signs with one of %s", truncate(alg, 16), strings.Join(AssertionAlgorithms, ", "))
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, errors.New("the assertion has expired; exchange the ID token for a new one")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return nil, errors.New("the assertion has no exp")
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return nil, errors.New("the assertion is not valid yet (nbf or iat in the future); check the clocks")
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return nil, errors.New("the assertion's signature does not verify with the identity provider's keys")
-	case err != nil:
-		return nil, fmt.Errorf("the assertion is invalid: %w", err)
+	if err := jwtRefusal("the assertion", "the identity provider's keys", "exchange the ID token for a new one", tok, err); err != nil {
+		return nil, err
 	}
 	audience := func(a string) bool { return strings.TrimSuffix(a, "/") == rule.Audience }
 	switch {
@@ -191,6 +180,7 @@ func cmpOr(a, b string) string {
 	return b
 }
 
+// truncate cuts s to at most n bytes, for quoting untrusted input in errors.
 func truncate(s string, n int) string {
 	return s[:min(len(s), n)]
 }
