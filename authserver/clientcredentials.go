@@ -112,36 +112,12 @@ func (e *Edge) clientCredentials(ctx context.Context, s *Server, client *grants.
 			return nil, errInvalidGrant("the sign-in at the identity provider of the user this client acts as has ended: they authorize again in a browser")
 		}
 	}
-	now := e.opts.Now()
-	fam := &grants.Family{
-		ClientID:  client.ID,
-		Server:    s.Name,
-		Resource:  s.Resource,
-		User:      m.AsUser,
-		Scopes:    granted.String(),
-		CreatedAt: now,
-		// The family only carries the access token's revocation: it
-		// ends with the token, and its refresh token is never handed out.
-		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
-	}
-	if _, err := g.Ledger.StartFamily(ctx, fam); err != nil {
-		e.log.Error("starting a token family", zap.String("server", s.Name), zap.Error(err))
-		return nil, errServer("the gateway's storage is unavailable; retry")
-	}
-	resp, oerr := e.sign(s, accesstoken.Claims{
-		Issuer:    s.Issuer,
+	return e.issueWithoutRefresh(ctx, s, m.AsUser, accesstoken.Claims{
 		Subject:   client.ID, // RFC 9068 §2.2: no resource owner, the client
-		Audience:  s.Resource,
 		Scope:     granted.String(),
 		ClientID:  client.ID,
-		FamilyRef: fam.Ref,
 		GrantType: GrantClientCredentials,
 	})
-	if oerr != nil {
-		return nil, oerr
-	}
-	e.audit("token issued", s, client.ID, m.AsUser, granted.String(), zap.String("grant_type", GrantClientCredentials))
-	return resp, nil
 }
 
 // errNotMachine refuses a client credentials token whose client the

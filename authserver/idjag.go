@@ -293,36 +293,12 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		e.log.Error("reading a downstream grant", zap.String("server", s.Name), zap.Error(err))
 		return nil, errServer("the gateway's storage is unavailable; retry")
 	}
-	fam := &grants.Family{
-		ClientID:  client.ID,
-		Server:    s.Name,
-		Resource:  s.Resource,
-		User:      a.User,
-		Scopes:    granted.String(),
-		CreatedAt: now,
-		// As for the client credentials grant, the family carries only
-		// the access token's revocation; its refresh token is never
-		// handed out.
-		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
-	}
-	if _, err := g.Ledger.StartFamily(ctx, fam); err != nil {
-		e.log.Error("starting a token family", zap.String("server", s.Name), zap.Error(err))
-		return nil, errServer("the gateway's storage is unavailable; retry")
-	}
-	resp, oerr := e.sign(s, accesstoken.Claims{
-		Issuer:    s.Issuer,
+	return e.issueWithoutRefresh(ctx, s, a.User, accesstoken.Claims{
 		Subject:   a.User,
-		Audience:  s.Resource,
 		Scope:     granted.String(),
 		ClientID:  client.ID,
-		FamilyRef: fam.Ref,
 		GrantType: GrantJWTBearer,
-	})
-	if oerr != nil {
-		return nil, oerr
-	}
-	e.audit("token issued", s, client.ID, a.User, granted.String(), zap.String("grant_type", GrantJWTBearer), zap.String("idp", a.IdP.Issuer))
-	return resp, nil
+	}, zap.String("idp", a.IdP.Issuer))
 }
 
 // exchangeIDJAG obtains the downstream grant of a's user, who has none,
