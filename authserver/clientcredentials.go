@@ -70,16 +70,10 @@ func (e *Edge) clientCredentials(ctx context.Context, s *Server, client *grants.
 	if m == nil || client.Source != grants.SourceConfig {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "only clients configured with client_credentials at the gateway may use this grant; this client authorizes with a user instead"}
 	}
-	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
+	if oerr := e.checkTarget(s, client, form); oerr != nil {
+		return nil, oerr
 	}
-	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
-	}
-	allowed := s.Rule.Offered
-	if !m.Scopes.IsEmpty() {
-		allowed = allowed.Intersect(m.Scopes)
-	}
+	allowed := machineScopes(s, m)
 	granted := allowed
 	if form.Has("scope") {
 		asked, err := scopes.Parse(form.Get("scope"))
@@ -118,6 +112,29 @@ func (e *Edge) clientCredentials(ctx context.Context, s *Server, client *grants.
 		ClientID:  client.ID,
 		GrantType: GrantClientCredentials,
 	})
+}
+
+// checkTarget refuses a token for server s, asked for without a user's
+// authorization, that the client may not be granted, or whose resource
+// parameter names another server.
+func (e *Edge) checkTarget(s *Server, client *grants.Client, form url.Values) *oauthError {
+	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
+		return &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
+	}
+	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
+		return &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
+	}
+	return nil
+}
+
+// machineScopes is what server s may grant the machine client m (nil for
+// a client that is none): the scopes s offers, narrowed to m's own when
+// the config names any.
+func machineScopes(s *Server, m *MachineClient) scopes.Set {
+	if m == nil || m.Scopes.IsEmpty() {
+		return s.Rule.Offered
+	}
+	return s.Rule.Offered.Intersect(m.Scopes)
 }
 
 // errNotMachine refuses a client credentials token whose client the

@@ -209,11 +209,8 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 	if len(client.SecretHash) == 0 && client.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
 		return nil, errInvalidClient("a client that redeems ID-JAGs must authenticate with its credential; this client is public")
 	}
-	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
-	}
-	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
+	if oerr := e.checkTarget(s, client, form); oerr != nil {
+		return nil, oerr
 	}
 	raw := form.Get("assertion")
 	if raw == "" {
@@ -234,10 +231,7 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		e.audit("token refused", s, client.ID, "", "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", err.Error()))
 		return nil, errInvalidGrant(err.Error())
 	}
-	allowed := s.Rule.Offered
-	if m := g.Machines[client.ID]; m != nil && !m.Scopes.IsEmpty() {
-		allowed = allowed.Intersect(m.Scopes)
-	}
+	allowed := machineScopes(s, g.Machines[client.ID])
 	granted := allowed
 	if a.HasScope {
 		vouched, err := scopes.Parse(a.Scope)
