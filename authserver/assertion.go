@@ -213,16 +213,10 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 		return nil, fmt.Errorf("the client assertion is larger than %d bytes", maxAssertionBytes)
 	}
 	var claims jwt.RegisteredClaims
-	tok, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err := assertionParser(rule.Now).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return rule.Key(kid)
-	},
-		jwt.WithValidMethods(AssertionAlgorithms),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(assertionLeeway),
-		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
-	)
+	})
 	if err := jwtRefusal("the client assertion", "the client's key", "make one per request", tok, err); err != nil {
 		return nil, err
 	}
@@ -241,11 +235,23 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 	return &assertion{ClientID: rule.ClientID, ID: claims.ID, ExpiresAt: claims.ExpiresAt.Time}, nil
 }
 
-// jwtRefusal turns the error of a jwt.ParseWithClaims with
-// AssertionAlgorithms into a refusal the client can act on, or nil for none.
-// what names the JWT ("the client assertion"), keysOf whose keys sign it and
-// renew how to get another once it has expired. tok is nil when raw was not
-// a JWT at all.
+// assertionParser parses the JWTs that clients and identity providers
+// assert to this server: signed with one of AssertionAlgorithms, exp
+// required, iat checked, and the clocks' leeway at time now.
+func assertionParser(now time.Time) *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods(AssertionAlgorithms),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(assertionLeeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+}
+
+// jwtRefusal turns the error of an assertionParser into a refusal the
+// client can act on, or nil for none. what names the JWT ("the client
+// assertion"), keysOf whose keys sign it and renew how to get another once
+// it has expired. tok is nil when the input was not a JWT at all.
 func jwtRefusal(what, keysOf, renew string, tok *jwt.Token, err error) error {
 	if err == nil {
 		return nil

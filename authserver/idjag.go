@@ -122,16 +122,10 @@ func verifyIDJAG(raw string, rule idjagRule) (*idjag, error) {
 		return nil, fmt.Errorf("the assertion's issuer %q is not an identity provider this gateway trusts", truncate(unverified.Issuer, 200))
 	}
 	var claims idjagClaims
-	tok, err = jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err = assertionParser(rule.Now).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return rule.Key(idp, kid)
-	},
-		jwt.WithValidMethods(AssertionAlgorithms),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(assertionLeeway),
-		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
-	)
+	})
 	if err := jwtRefusal("the assertion", "the identity provider's keys", "exchange the ID token for a new one", tok, err); err != nil {
 		return nil, err
 	}
