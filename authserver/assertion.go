@@ -213,33 +213,12 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 		return nil, fmt.Errorf("the client assertion is larger than %d bytes", maxAssertionBytes)
 	}
 	var claims jwt.RegisteredClaims
-	tok, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err := assertionParser(rule.Now).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return rule.Key(kid)
-	},
-		jwt.WithValidMethods(AssertionAlgorithms),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(assertionLeeway),
-		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
-	)
-	alg := ""
-	if tok != nil {
-		alg, _ = tok.Header["alg"].(string)
-	}
-	switch {
-	case err != nil && alg != "" && !slices.Contains(AssertionAlgorithms, alg):
-		return nil, fmt.Errorf("the client assertion's alg %q is not accepted; sign with one of %s", alg[:min(len(alg), 16)], strings.Join(AssertionAlgorithms, ", "))
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, errors.New("the client assertion has expired")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return nil, errors.New("the client assertion has no exp")
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return nil, errors.New("the client assertion is not valid yet (nbf or iat in the future); check the clocks")
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return nil, errors.New("the client assertion's signature does not verify with the client's key")
-	case err != nil:
-		return nil, fmt.Errorf("the client assertion is invalid: %w", err)
+	})
+	if err := jwtRefusal("the client assertion", "the client's key", "make one per request", tok, err); err != nil {
+		return nil, err
 	}
 	switch {
 	case claims.Issuer != rule.ClientID || claims.Subject != rule.ClientID:
@@ -254,6 +233,46 @@ func verifyAssertion(raw string, rule assertionRule) (*assertion, error) {
 		return nil, fmt.Errorf("the client assertion's jti is longer than %d bytes", maxJTIBytes)
 	}
 	return &assertion{ClientID: rule.ClientID, ID: claims.ID, ExpiresAt: claims.ExpiresAt.Time}, nil
+}
+
+// assertionParser parses the JWTs that clients and identity providers
+// assert to this server: signed with one of AssertionAlgorithms, exp
+// required, iat checked, and the clocks' leeway at time now.
+func assertionParser(now time.Time) *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods(AssertionAlgorithms),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(assertionLeeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+}
+
+// jwtRefusal turns the error of an assertionParser into a refusal the
+// client can act on, or nil for none. what names the JWT ("the client
+// assertion"), keysOf whose keys sign it and renew how to get another once
+// it has expired. tok is nil when the input was not a JWT at all.
+func jwtRefusal(what, keysOf, renew string, tok *jwt.Token, err error) error {
+	if err == nil {
+		return nil
+	}
+	alg := ""
+	if tok != nil {
+		alg, _ = tok.Header["alg"].(string)
+	}
+	switch {
+	case alg != "" && !slices.Contains(AssertionAlgorithms, alg):
+		return fmt.Errorf("%s's alg %q is not accepted; it must be signed with one of %s", what, truncate(alg, 16), strings.Join(AssertionAlgorithms, ", "))
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return fmt.Errorf("%s has expired; %s", what, renew)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return fmt.Errorf("%s has no exp", what)
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return fmt.Errorf("%s is not valid yet (nbf or iat in the future); check the clocks", what)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return fmt.Errorf("%s's signature does not verify with %s", what, keysOf)
+	}
+	return fmt.Errorf("%s is invalid: %w", what, err)
 }
 
 // authenticateAssertion authenticates a client by private_key_jwt: a

@@ -70,16 +70,10 @@ func (e *Edge) clientCredentials(ctx context.Context, s *Server, client *grants.
 	if m == nil || client.Source != grants.SourceConfig {
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "only clients configured with client_credentials at the gateway may use this grant; this client authorizes with a user instead"}
 	}
-	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
+	if oerr := e.checkTarget(s, client, form); oerr != nil {
+		return nil, oerr
 	}
-	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
-	}
-	allowed := s.Rule.Offered
-	if !m.Scopes.IsEmpty() {
-		allowed = allowed.Intersect(m.Scopes)
-	}
+	allowed := machineScopes(s, m)
 	granted := allowed
 	if form.Has("scope") {
 		asked, err := scopes.Parse(form.Get("scope"))
@@ -112,36 +106,35 @@ func (e *Edge) clientCredentials(ctx context.Context, s *Server, client *grants.
 			return nil, errInvalidGrant("the sign-in at the identity provider of the user this client acts as has ended: they authorize again in a browser")
 		}
 	}
-	now := e.opts.Now()
-	fam := &grants.Family{
-		ClientID:  client.ID,
-		Server:    s.Name,
-		Resource:  s.Resource,
-		User:      m.AsUser,
-		Scopes:    granted.String(),
-		CreatedAt: now,
-		// The family only carries the access token's revocation: it
-		// ends with the token, and its refresh token is never handed out.
-		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
-	}
-	if _, err := g.Ledger.StartFamily(ctx, fam); err != nil {
-		e.log.Error("starting a token family", zap.String("server", s.Name), zap.Error(err))
-		return nil, errServer("the gateway's storage is unavailable; retry")
-	}
-	resp, oerr := e.sign(s, accesstoken.Claims{
-		Issuer:    s.Issuer,
+	return e.issueWithoutRefresh(ctx, s, m.AsUser, accesstoken.Claims{
 		Subject:   client.ID, // RFC 9068 §2.2: no resource owner, the client
-		Audience:  s.Resource,
 		Scope:     granted.String(),
 		ClientID:  client.ID,
-		FamilyRef: fam.Ref,
 		GrantType: GrantClientCredentials,
 	})
-	if oerr != nil {
-		return nil, oerr
+}
+
+// checkTarget refuses a token for server s, asked for without a user's
+// authorization, that the client may not be granted, or whose resource
+// parameter names another server.
+func (e *Edge) checkTarget(s *Server, client *grants.Client, form url.Values) *oauthError {
+	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
+		return &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
 	}
-	e.audit("token issued", s, client.ID, m.AsUser, granted.String(), zap.String("grant_type", GrantClientCredentials))
-	return resp, nil
+	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
+		return &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
+	}
+	return nil
+}
+
+// machineScopes is what server s may grant the machine client m (nil for
+// a client that is none): the scopes s offers, narrowed to m's own when
+// the config names any.
+func machineScopes(s *Server, m *MachineClient) scopes.Set {
+	if m == nil || m.Scopes.IsEmpty() {
+		return s.Rule.Offered
+	}
+	return s.Rule.Offered.Intersect(m.Scopes)
 }
 
 // errNotMachine refuses a client credentials token whose client the

@@ -122,29 +122,12 @@ func verifyIDJAG(raw string, rule idjagRule) (*idjag, error) {
 		return nil, fmt.Errorf("the assertion's issuer %q is not an identity provider this gateway trusts", truncate(unverified.Issuer, 200))
 	}
 	var claims idjagClaims
-	_, err = jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+	tok, err = assertionParser(rule.Now).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return rule.Key(idp, kid)
-	},
-		jwt.WithValidMethods(AssertionAlgorithms),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(assertionLeeway),
-		jwt.WithTimeFunc(func() time.Time { return rule.Now }),
-	)
-	switch alg, _ := tok.Header["alg"].(string); {
-	case !slices.Contains(AssertionAlgorithms, alg):
-		return nil, fmt.Errorf("the assertion's alg %q is not accepted; the identity provider signs with one of %s", truncate(alg, 16), strings.Join(AssertionAlgorithms, ", "))
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, errors.New("the assertion has expired; exchange the ID token for a new one")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return nil, errors.New("the assertion has no exp")
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return nil, errors.New("the assertion is not valid yet (nbf or iat in the future); check the clocks")
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return nil, errors.New("the assertion's signature does not verify with the identity provider's keys")
-	case err != nil:
-		return nil, fmt.Errorf("the assertion is invalid: %w", err)
+	})
+	if err := jwtRefusal("the assertion", "the identity provider's keys", "exchange the ID token for a new one", tok, err); err != nil {
+		return nil, err
 	}
 	audience := func(a string) bool { return strings.TrimSuffix(a, "/") == rule.Audience }
 	switch {
@@ -191,6 +174,7 @@ func cmpOr(a, b string) string {
 	return b
 }
 
+// truncate cuts s to at most n bytes, for quoting untrusted input in errors.
 func truncate(s string, n int) string {
 	return s[:min(len(s), n)]
 }
@@ -219,11 +203,8 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 	if len(client.SecretHash) == 0 && client.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
 		return nil, errInvalidClient("a client that redeems ID-JAGs must authenticate with its credential; this client is public")
 	}
-	if len(client.Servers) > 0 && !contains(client.Servers, s.Name) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: "this client may not be authorized for server " + s.Name}
-	}
-	if form.Has("resource") && !e.resourceMatches(s, form.Get("resource")) {
-		return nil, &oauthError{Status: http.StatusBadRequest, Code: "invalid_target", Description: "resource must be " + s.Resource}
+	if oerr := e.checkTarget(s, client, form); oerr != nil {
+		return nil, oerr
 	}
 	raw := form.Get("assertion")
 	if raw == "" {
@@ -244,10 +225,7 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		e.audit("token refused", s, client.ID, "", "", zap.String("grant_type", GrantJWTBearer), zap.String("reason", err.Error()))
 		return nil, errInvalidGrant(err.Error())
 	}
-	allowed := s.Rule.Offered
-	if m := g.Machines[client.ID]; m != nil && !m.Scopes.IsEmpty() {
-		allowed = allowed.Intersect(m.Scopes)
-	}
+	allowed := machineScopes(s, g.Machines[client.ID])
 	granted := allowed
 	if a.HasScope {
 		vouched, err := scopes.Parse(a.Scope)
@@ -303,36 +281,12 @@ func (e *Edge) jwtBearer(ctx context.Context, s *Server, client *grants.Client, 
 		e.log.Error("reading a downstream grant", zap.String("server", s.Name), zap.Error(err))
 		return nil, errServer("the gateway's storage is unavailable; retry")
 	}
-	fam := &grants.Family{
-		ClientID:  client.ID,
-		Server:    s.Name,
-		Resource:  s.Resource,
-		User:      a.User,
-		Scopes:    granted.String(),
-		CreatedAt: now,
-		// As for the client credentials grant, the family carries only
-		// the access token's revocation; its refresh token is never
-		// handed out.
-		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
-	}
-	if _, err := g.Ledger.StartFamily(ctx, fam); err != nil {
-		e.log.Error("starting a token family", zap.String("server", s.Name), zap.Error(err))
-		return nil, errServer("the gateway's storage is unavailable; retry")
-	}
-	resp, oerr := e.sign(s, accesstoken.Claims{
-		Issuer:    s.Issuer,
+	return e.issueWithoutRefresh(ctx, s, a.User, accesstoken.Claims{
 		Subject:   a.User,
-		Audience:  s.Resource,
 		Scope:     granted.String(),
 		ClientID:  client.ID,
-		FamilyRef: fam.Ref,
 		GrantType: GrantJWTBearer,
-	})
-	if oerr != nil {
-		return nil, oerr
-	}
-	e.audit("token issued", s, client.ID, a.User, granted.String(), zap.String("grant_type", GrantJWTBearer), zap.String("idp", a.IdP.Issuer))
-	return resp, nil
+	}, zap.String("idp", a.IdP.Issuer))
 }
 
 // exchangeIDJAG obtains the downstream grant of a's user, who has none,

@@ -31,25 +31,15 @@ func TestResourceMetadata(t *testing.T) {
 		{"/.well-known/oauth-protected-resource/teams", nil},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
-			w := httptest.NewRecorder()
-			served := te.edge.ServeOAuth(w, httptest.NewRequest(http.MethodGet, publicURL+tc.path, nil))
-			if tc.want == nil {
-				if served {
-					t.Fatalf("served %d %s, want it left to the site", w.Code, w.Body)
-				}
-				return
-			}
-			if !served || w.Code != http.StatusOK {
-				t.Fatalf("served %v, %d %s", served, w.Code, w.Body)
-			}
 			var md struct {
 				Resource             string   `json:"resource"`
 				AuthorizationServers []string `json:"authorization_servers"`
 				ScopesSupported      []string `json:"scopes_supported"`
 				BearerMethods        []string `json:"bearer_methods_supported"`
 			}
-			if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil {
-				t.Fatal(err)
+			w := getMetadata(t, te.edge, tc.path, tc.want != nil, &md)
+			if tc.want == nil {
+				return
 			}
 			s := tc.want
 			if md.Resource != publicURL+s.Path || !slices.Equal(md.AuthorizationServers, []string{publicURL + "/oauth/" + s.Name}) ||
@@ -83,20 +73,10 @@ func TestAuthServerMetadata(t *testing.T) {
 		{"/oauth/unknown/.well-known/openid-configuration", nil},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
-			w := httptest.NewRecorder()
-			served := te.edge.ServeOAuth(w, httptest.NewRequest(http.MethodGet, publicURL+tc.path, nil))
-			if tc.want == nil {
-				if served {
-					t.Fatalf("served %d %s, want it left to the site", w.Code, w.Body)
-				}
-				return
-			}
-			if !served || w.Code != http.StatusOK {
-				t.Fatalf("served %v, %d %s", served, w.Code, w.Body)
-			}
 			var md map[string]any
-			if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil {
-				t.Fatal(err)
+			w := getMetadata(t, te.edge, tc.path, tc.want != nil, &md)
+			if tc.want == nil {
+				return
 			}
 			issuer := publicURL + "/oauth/" + tc.want.Name
 			for member, want := range map[string]any{
@@ -126,6 +106,26 @@ func TestAuthServerMetadata(t *testing.T) {
 			wantCORS(t, w)
 		})
 	}
+}
+
+// getMetadata GETs the document at path from edge. It fails the test when
+// the edge serves a path it should leave to the site, or does not serve
+// one it should (served), whose body it decodes into md.
+func getMetadata(t *testing.T, edge *authserver.Edge, path string, served bool, md any) *httptest.ResponseRecorder {
+	t.Helper()
+	w := httptest.NewRecorder()
+	got := edge.ServeOAuth(w, httptest.NewRequest(http.MethodGet, publicURL+path, nil))
+	switch {
+	case !served && got:
+		t.Fatalf("served %d %s, want it left to the site", w.Code, w.Body)
+	case served && (!got || w.Code != http.StatusOK):
+		t.Fatalf("served %v, %d %s", got, w.Code, w.Body)
+	case served:
+		if err := json.Unmarshal(w.Body.Bytes(), md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
 }
 
 // TestMetadataSingleServer: with one server the root documents are

@@ -47,7 +47,7 @@ func RevokeGrants(ctx context.Context, l *grants.Ledger, v *accesstoken.Verifier
 	revoked = make([]string, 0, len(ids))
 	for _, id := range ids {
 		switch _, err := RevokeFamily(ctx, l, v, id, reason, now); {
-		case errors.Is(err, grants.ErrNotFound):
+		case isNotFound(err):
 		case err != nil:
 			return revoked, 0, err
 		default:
@@ -98,7 +98,7 @@ func ForgetConsents(ctx context.Context, l *grants.Ledger, f grants.FamilyFilter
 		return 0, nil
 	case f.User != "" && f.ClientID != "" && f.Server != "":
 		switch _, err := l.Consent(ctx, f.User, f.ClientID, f.Server); {
-		case errors.Is(err, grants.ErrNotFound):
+		case isNotFound(err):
 			return 0, nil
 		case err != nil:
 			return 0, err

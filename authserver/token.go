@@ -238,6 +238,34 @@ func (e *Edge) issue(s *Server, client *grants.Client, user, familyRef string, g
 	})
 }
 
+// issueWithoutRefresh answers a grant that hands out no refresh token
+// (client credentials, jwt-bearer): it starts a family for user that only
+// carries the access token's revocation, so it ends with the token, signs
+// an access token of claims in it, and audits the issue with extra.
+func (e *Edge) issueWithoutRefresh(ctx context.Context, s *Server, user string, claims accesstoken.Claims, extra ...zap.Field) (*tokenResponse, *oauthError) {
+	now := e.opts.Now()
+	fam := &grants.Family{
+		ClientID:  claims.ClientID,
+		Server:    s.Name,
+		Resource:  s.Resource,
+		User:      user,
+		Scopes:    claims.Scope,
+		CreatedAt: now,
+		ExpiresAt: now.Add(e.opts.AccessTokenTTL),
+	}
+	if _, err := s.Gateway().Ledger.StartFamily(ctx, fam); err != nil {
+		e.log.Error("starting a token family", zap.String("server", s.Name), zap.Error(err))
+		return nil, errServer("the gateway's storage is unavailable; retry")
+	}
+	claims.Issuer, claims.Audience, claims.FamilyRef = s.Issuer, s.Resource, fam.Ref
+	resp, oerr := e.sign(s, claims)
+	if oerr != nil {
+		return nil, oerr
+	}
+	e.audit("token issued", s, claims.ClientID, user, claims.Scope, append([]zap.Field{zap.String("grant_type", claims.GrantType)}, extra...)...)
+	return resp, nil
+}
+
 // sign signs an access token of claims, valid from now for the access
 // token lifetime, and answers it without a refresh token.
 func (e *Edge) sign(s *Server, claims accesstoken.Claims) (*tokenResponse, *oauthError) {
