@@ -16,16 +16,13 @@ import (
 // refresh rotates the family's token.
 func ExampleLedger() {
 	ctx := context.Background()
-	s := store.NewMemoryStore() // in Caddy: ctx.Storage()
-	key, err := store.LoadOrCreateKey(ctx, s, "mcp_gateway/acme/encryption_key")
+	// The gateway's storage and sealer; the store package's example shows
+	// where a gateway's come from (its storage, and the key kept there).
+	sealer, err := store.NewSealer(make([]byte, store.KeySize))
 	if err != nil {
 		log.Fatal(err)
 	}
-	sealer, err := store.NewSealer(key)
-	if err != nil {
-		log.Fatal(err)
-	}
-	ledger := grants.NewLedger(s, "mcp_gateway/acme", sealer, nil)
+	ledger := grants.NewLedger(store.NewMemoryStore(), "mcp_gateway/acme", sealer, nil)
 
 	// The downstream login completed: issue a code for the MCP client.
 	code, err := ledger.IssueCode(ctx, &grants.Code{

@@ -441,8 +441,10 @@ func TestAuthorizationRefusals(t *testing.T) {
 // TestShortLifetimes covers what only the passing of time refuses: an
 // expired access token, an expired authorization code, and a rotated
 // refresh token presented after its grace window. The lifetimes are short
-// so the sleeps are too; each assertion depends only on having slept at
-// least that long, so a slow machine cannot make it fail.
+// so the waits are too. The access token is checked until it expires; a
+// code or refresh token cannot be tried before then without using it up,
+// so those sleep past their lifetime, and each assertion depends only on
+// having slept at least that long, so a slow machine cannot make it fail.
 func TestShortLifetimes(t *testing.T) {
 	e := startEnv(t, testenv.ProviderConfig{},
 		withLines("authorization_code_lifetime 1s\n\t\trefresh_grace 1s\n\t\taccess_token_lifetime 1s", ""))
@@ -453,10 +455,12 @@ func TestShortLifetimes(t *testing.T) {
 		// Seen once, so the verified-token cache holds it: expiry must
 		// still apply.
 		bearerStatus(t, e.public+"/support", tok.AccessToken)
-		time.Sleep(1500 * time.Millisecond)
-		if status, challenge := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusUnauthorized || !strings.Contains(challenge, "invalid_token") {
-			t.Fatalf("an expired access token: %d %s", status, challenge)
-		}
+		waitUntil(t, 5*time.Second, "the access token expires", func() error {
+			if status, challenge := challengeOf(t, e.public+"/support", tok.AccessToken); status != http.StatusUnauthorized || !strings.Contains(challenge, "invalid_token") {
+				return fmt.Errorf("an expired access token: %d %s", status, challenge)
+			}
+			return nil
+		})
 	})
 
 	t.Run("expired code", func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/auth/extauth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
@@ -81,17 +82,8 @@ func (e *env) clientCredentials(t *testing.T, server string, form url.Values, ba
 	if basicID != "" {
 		req.SetBasicAuth(url.QueryEscape(basicID), url.QueryEscape(basicSecret))
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok tokens
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil {
-		t.Fatalf("token response (status %d) unreadable: %v", resp.StatusCode, err)
-	}
-	tok.Status, tok.Header = resp.StatusCode, resp.Header
-	return answered(t, tok, nil)
+	tok, err := testenv.ReadTokens(http.DefaultClient.Do(req))
+	return answered(t, tok, err)
 }
 
 // assertion signs a client assertion of clientID for aud.
@@ -132,6 +124,31 @@ func (e *env) downstreamOf(t *testing.T, path, bearer string) (testenv.WhoAmI, t
 	return who, info
 }
 
+// downstreamVia connects the go-sdk client to path with handler
+// authorizing it, calls whoami, and returns what the provider says of the
+// token the upstream received.
+func (e *env) downstreamVia(t *testing.T, path string, handler auth.OAuthHandler) (testenv.WhoAmI, testenv.TokenInfo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := mcp.NewClient(&mcp.Implementation{Name: "sdk-oauth-handler", Version: "1"}, nil)
+	session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + path, OAuthHandler: handler}, nil)
+	if err != nil {
+		t.Fatalf("connecting with %T: %v", handler, err)
+	}
+	defer session.Close()
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	who := whoami(t, res)
+	info, ok := e.provider.TokenInfo(strings.TrimPrefix(who.Authorization, "Bearer "))
+	if !ok {
+		t.Fatalf("the upstream got %q, which the provider did not issue", who.Authorization)
+	}
+	return who, info
+}
+
 // TestClientCredentials covers the MCP authorization extension
 // io.modelcontextprotocol/oauth-client-credentials: clients of the config
 // with no person present obtain tokens with their secret or a
@@ -164,23 +181,7 @@ func TestClientCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cl := mcp.NewClient(&mcp.Implementation{Name: "ci-pipeline", Version: "1"}, nil)
-		session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + "/support", OAuthHandler: h}, nil)
-		if err != nil {
-			t.Fatalf("connecting with the client credentials grant: %v", err)
-		}
-		defer session.Close()
-		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		who := whoami(t, res)
-		info, ok := e.provider.TokenInfo(strings.TrimPrefix(who.Authorization, "Bearer "))
-		if !ok {
-			t.Fatalf("the upstream got %q, which the provider did not issue", who.Authorization)
-		}
+		who, info := e.downstreamVia(t, "/support", h)
 		// The gateway's own downstream client's token, for what ci-bot
 		// was granted at this server (support's scopes within ci-bot's)
 		// and the gateway's audience.

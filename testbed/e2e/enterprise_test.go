@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/modelcontextprotocol/go-sdk/auth/extauth"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
 
@@ -102,17 +99,8 @@ func (e *enterpriseEnv) exchange(t *testing.T, idToken *oauth2.Token, server, pa
 func (e *enterpriseEnv) jwtBearer(t *testing.T, server, assertion, id, secret string) tokens {
 	t.Helper()
 	form := url.Values{"grant_type": {jwtBearer}, "assertion": {assertion}, "client_id": {id}, "client_secret": {secret}}
-	resp, err := http.PostForm(e.public+"/oauth/"+server+"/token", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok tokens
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil {
-		t.Fatalf("token response (status %d) unreadable: %v", resp.StatusCode, err)
-	}
-	tok.Status, tok.Header = resp.StatusCode, resp.Header
-	return answered(t, tok, nil)
+	tok, err := testenv.ReadTokens(http.PostForm(e.public+"/oauth/"+server+"/token", form))
+	return answered(t, tok, err)
 }
 
 // claims are a valid ID-JAG's claims for the default user, agent and
@@ -184,23 +172,7 @@ func TestEnterpriseManagedAuthorization(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cl := mcp.NewClient(&mcp.Implementation{Name: "enterprise-agent", Version: "1"}, nil)
-		session, err := cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.public + "/support", OAuthHandler: h}, nil)
-		if err != nil {
-			t.Fatalf("connecting with an ID-JAG: %v", err)
-		}
-		defer session.Close()
-		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		who := whoami(t, res)
-		info, ok := e.provider.TokenInfo(strings.TrimPrefix(who.Authorization, "Bearer "))
-		if !ok {
-			t.Fatalf("the upstream got %q, which the downstream provider did not issue", who.Authorization)
-		}
+		who, info := e.downstreamVia(t, "/support", h)
 		// The user's downstream grant, narrowed to the scope the identity
 		// provider vouched for.
 		if info.Subject != testenv.DefaultUser().Subject || !slices.Contains(info.Scopes, "tickets.read") || slices.Contains(info.Scopes, "accounts.read") {

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"regexp"
@@ -50,14 +51,21 @@ func TestMetrics(t *testing.T) {
 
 	// A reload keeps the counts and registers the collectors again.
 	e.load("tickets.read accounts.read")
-	time.Sleep(2500 * time.Millisecond)
-	bearerStatus(t, e.public+"/support", tok.AccessToken) // refreshes the downstream token
-	after := scrape(t, e)
+	// A call refreshes the downstream token once it is due.
+	refreshes := `caddy_mcp_gateway_downstream_refreshes_total{gateway="acme",result="ok"}`
+	var after map[string]float64
+	waitUntil(t, 10*time.Second, "a call after the reload refreshes the downstream token", func() error {
+		bearerStatus(t, e.public+"/support", tok.AccessToken)
+		if after = scrape(t, e); after[refreshes] <= metrics[refreshes] {
+			return errors.New("no downstream refresh counted since the reload")
+		}
+		return nil
+	})
 	allowed := `caddy_mcp_gateway_requests_total{gateway="acme",result="allowed",server="support-assistant"}`
 	if after[allowed] < metrics[allowed]+1 {
 		t.Errorf("after a reload %s = %v, was %v", allowed, after[allowed], metrics[allowed])
 	}
-	if n := after[`caddy_mcp_gateway_downstream_refreshes_total{gateway="acme",result="ok"}`]; n < 1 {
+	if n := after[refreshes]; n < 1 {
 		t.Errorf("no downstream refresh counted: %v", n)
 	}
 	if n := after[`caddy_mcp_gateway_downstream_refresh_duration_seconds_count{gateway="acme"}`]; n < 1 {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -188,11 +189,13 @@ func TestDownstreamRefreshAndRevocation(t *testing.T) {
 	if e.provider.RevokeUserTokens(testenv.DefaultUser().Subject) == 0 {
 		t.Fatal("the provider had no tokens to revoke")
 	}
-	time.Sleep(2500 * time.Millisecond)
-	status, challenge := challengeOf(t, e.public+"/support", tok.AccessToken)
-	if status != http.StatusUnauthorized || !strings.Contains(challenge, "resource_metadata=") {
-		t.Fatalf("after the downstream revocation: %d %s", status, challenge)
-	}
+	waitUntil(t, 10*time.Second, "the revoked grant sends the client to authorize", func() error {
+		status, challenge := challengeOf(t, e.public+"/support", tok.AccessToken)
+		if status != http.StatusUnauthorized || !strings.Contains(challenge, "resource_metadata=") {
+			return fmt.Errorf("after the downstream revocation: %d %s", status, challenge)
+		}
+		return nil
+	})
 	again := c.login(t, "support-assistant", "")
 	if status, _ := challengeOf(t, e.public+"/support", again.AccessToken); status != http.StatusOK {
 		t.Errorf("after authorizing again: %d", status)

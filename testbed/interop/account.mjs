@@ -9,7 +9,7 @@
 // "REVOKED <application>" once the page no longer lists it and exits 1 on
 // any failure.
 
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/chromium.mjs';
 
 const [accountUrl, expectJSON, revoke, screenshot] = process.argv.slice(2);
 if (!accountUrl || !expectJSON || !revoke) {
@@ -18,12 +18,7 @@ if (!accountUrl || !expectJSON || !revoke) {
 }
 const expected = JSON.parse(expectJSON);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  // Nothing but 127.0.0.1 is reachable here: keep Chromium from trying.
-  args: ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 try {
   // No JavaScript: the page must work without it.
   const context = await browser.newContext({ viewport: { width: 760, height: 900 }, deviceScaleFactor: 1, javaScriptEnabled: false });

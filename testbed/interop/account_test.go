@@ -4,11 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddy-mcp-gateway/caddy-mcp-gateway/testbed/internal/testenv"
 )
@@ -20,12 +17,7 @@ import (
 // token too, while the other application keeps working. With
 // MCP_GATEWAY_SCREENSHOT=1 it saves the page to docs/img/account.png.
 func TestAccountPage(t *testing.T) {
-	requireModule(t, "playwright-core")
-	chromium := chromiumBinary(t)
-	g := startGateway(t, gatewayOptions{
-		handler: `product_name "Acme Support"`,
-		acme:    `scope_description tickets.read "Read your support tickets"` + "\n" + `scope_description accounts.read "See your account details"`,
-	})
+	g, chromium := startBrowserGateway(t)
 	redirect, _ := redirectTarget(t)
 	params := url.Values{"scope": {"tickets.read accounts.read"}, "resource": {g.public + "/support"}}
 	login := func(name string) (*client, tokens) {
@@ -42,11 +34,7 @@ func TestAccountPage(t *testing.T) {
 
 	shows, _ := json.Marshal([]string{"Acme Desktop", "Ticket Bot", "Registered itself", "support-assistant",
 		"Read your support tickets", "tickets.read", "See your account details", "Signed in as " + testenv.DefaultUser().Subject})
-	args := []string{"account.mjs", g.public + "/oauth/account", string(shows), "Acme Desktop"}
-	if os.Getenv(screenshotEnv) == "1" {
-		args = append(args, filepath.Join("..", "..", "docs", "img", "account.png"))
-	}
-	out := runNode(t, 90*time.Second, []string{"CHROMIUM=" + chromium}, args...)
+	out := runChromium(t, chromium, "account.png", "account.mjs", g.public+"/oauth/account", string(shows), "Acme Desktop")
 	if !strings.Contains(out, "REVOKED Acme Desktop") {
 		t.Fatalf("the browser did not revoke Acme Desktop:\n%s", out)
 	}

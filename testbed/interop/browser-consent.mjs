@@ -8,7 +8,7 @@
 // CHROMIUM names the browser binary (default /usr/bin/chromium). It prints
 // the final URL as "LANDED <url>" and exits 1 on any failure.
 
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/chromium.mjs';
 
 const [authorizationUrl, redirectUri, decision, expectJSON, screenshot] = process.argv.slice(2);
 if (!authorizationUrl || !redirectUri || !['approve', 'deny'].includes(decision) || !expectJSON) {
@@ -17,12 +17,7 @@ if (!authorizationUrl || !redirectUri || !['approve', 'deny'].includes(decision)
 }
 const expected = JSON.parse(expectJSON);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  // Nothing but 127.0.0.1 is reachable here: keep Chromium from trying.
-  args: ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext({ viewport: { width: 760, height: 640 }, deviceScaleFactor: 1 });
   const page = await context.newPage();

@@ -32,6 +32,30 @@ func chromiumBinary(t *testing.T) string {
 	return path
 }
 
+// startBrowserGateway starts a gateway with the product name and scope
+// descriptions its pages show, and returns it with the Chromium to open
+// them in.
+func startBrowserGateway(t *testing.T) (*gateway, string) {
+	t.Helper()
+	requireModule(t, "playwright-core")
+	chromium := chromiumBinary(t)
+	return startGateway(t, gatewayOptions{
+		handler: `product_name "Acme Support"`,
+		acme:    `scope_description tickets.read "Read your support tickets"` + "\n" + `scope_description accounts.read "See your account details"`,
+	}), chromium
+}
+
+// runChromium runs a browser script in node with chromium, and with
+// docs/img/<screenshot> as its last argument where screenshotEnv asks for
+// the page and screenshot is not empty.
+func runChromium(t *testing.T, chromium, screenshot string, args ...string) string {
+	t.Helper()
+	if screenshot != "" && os.Getenv(screenshotEnv) == "1" {
+		args = append(args, filepath.Join("..", "..", "docs", "img", screenshot))
+	}
+	return runNode(t, 90*time.Second, []string{"CHROMIUM=" + chromium}, args...)
+}
+
 // redirectTarget is a native client's loopback redirect URI, listening: it
 // records the query each request brings.
 func redirectTarget(t *testing.T) (string, <-chan url.Values) {
@@ -64,12 +88,7 @@ func redirectTarget(t *testing.T) (string, <-chan url.Values) {
 // provider's Sign in, lands on the client's redirect URI with a code that
 // redeems; a click on Deny lands there with error=access_denied.
 func TestRealBrowserConsent(t *testing.T) {
-	requireModule(t, "playwright-core")
-	chromium := chromiumBinary(t)
-	g := startGateway(t, gatewayOptions{
-		handler: `product_name "Acme Support"`,
-		acme:    `scope_description tickets.read "Read your support tickets"` + "\n" + `scope_description accounts.read "See your account details"`,
-	})
+	g, chromium := startBrowserGateway(t)
 	redirect, landed := redirectTarget(t)
 	c := g.register(t, "support-assistant", map[string]any{"client_name": "Acme Desktop", "redirect_uris": []string{redirect},
 		"token_endpoint_auth_method": "none"})
@@ -81,11 +100,11 @@ func TestRealBrowserConsent(t *testing.T) {
 			verifier, challenge := testenv.PKCE()
 			authorize := c.AuthorizeURL("support-assistant", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"},
 				"scope": {"tickets.read accounts.read"}, "resource": {g.public + "/support"}})
-			args := []string{"browser-consent.mjs", authorize, redirect, decision, string(shows)}
-			if decision == "approve" && os.Getenv(screenshotEnv) == "1" {
-				args = append(args, filepath.Join("..", "..", "docs", "img", "consent.png"))
+			screenshot := ""
+			if decision == "approve" {
+				screenshot = "consent.png"
 			}
-			out := runNode(t, 90*time.Second, []string{"CHROMIUM=" + chromium}, args...)
+			out := runChromium(t, chromium, screenshot, "browser-consent.mjs", authorize, redirect, decision, string(shows))
 			if !strings.Contains(out, "LANDED "+redirect+"?") {
 				t.Fatalf("the browser did not land on the redirect URI:\n%s", out)
 			}

@@ -16,6 +16,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ClientCredentialsProvider, PrivateKeyJwtProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
 
+import { check, passed, step } from './lib/steps.mjs';
+
 const [gatewayArg] = process.argv.slice(2);
 const secret = process.env.CI_BOT_SECRET;
 const privateKey = process.env.KEY_BOT_PRIVATE_KEY;
@@ -24,24 +26,6 @@ if (!gatewayArg || !secret || !privateKey) {
   process.exit(2);
 }
 const gateway = new URL(gatewayArg);
-
-const passed = [];
-async function step(name, fn) {
-  try {
-    const result = await fn();
-    passed.push(name);
-    console.log(`ok - ${name}`);
-    return result;
-  } catch (err) {
-    console.log(`not ok - ${name}`);
-    console.error(err?.stack ?? err);
-    process.exit(1);
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 // callWhoami connects with provider to the server at path, lists the
 // tools, calls whoami and reports what the upstream saw.

@@ -12,6 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { UnauthorizedError, refreshAuthorization } from '@modelcontextprotocol/sdk/client/auth.js';
 
 import { ScriptedBrowser, authorizeInBrowser } from './lib/browser.mjs';
+import { check, passed, step } from './lib/steps.mjs';
 
 const [gatewayArg, lifetimeArg] = process.argv.slice(2);
 if (!gatewayArg || !lifetimeArg) {
@@ -24,24 +25,6 @@ const lifetime = Number(lifetimeArg);
 // browser stops when it is sent there, as a real browser would hand the
 // code to the listening client.
 const REDIRECT = 'http://127.0.0.1:33500/callback';
-
-const passed = [];
-async function step(name, fn) {
-  try {
-    const result = await fn();
-    passed.push(name);
-    console.log(`ok - ${name}`);
-    return result;
-  } catch (err) {
-    console.log(`not ok - ${name}`);
-    console.error(err?.stack ?? err);
-    process.exit(1);
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 function equal(got, want, what) {
   if (JSON.stringify(got) !== JSON.stringify(want)) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,15 +30,7 @@ const (
 // ID token this provider issued to it, still valid.
 func (p *Provider) serveIDJAG(w http.ResponseWriter, r *http.Request) {
 	form := r.PostForm
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		id, _ = url.QueryUnescape(id)
-		secret, _ = url.QueryUnescape(secret)
-	} else {
-		id, secret = form.Get("client_id"), form.Get("client_secret")
-	}
-	if id != p.store.clientID || subtle.ConstantTimeCompare([]byte(secret), p.store.clientSecret) != 1 {
-		writeOAuthError(w, http.StatusUnauthorized, errors.New("invalid_client: client authentication failed"))
+	if !p.authenticateClient(w, r) {
 		return
 	}
 	if form.Get("subject_token_type") != tokenTypeIDToken {
@@ -80,9 +71,7 @@ func (p *Provider) serveIDJAG(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusInternalServerError, errors.New("server_error: "+err.Error()))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{
+	writeTokens(w, map[string]any{
 		"issued_token_type": TokenTypeIDJAG,
 		"access_token":      signed,
 		"token_type":        "N_A",
@@ -97,17 +86,10 @@ func (p *Provider) serveIDJAG(w http.ResponseWriter, r *http.Request) {
 // provider offers, bound to the resource it names, and a refresh token.
 func (p *Provider) redeemIDJAG(w http.ResponseWriter, r *http.Request) {
 	form := r.PostForm
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		id, _ = url.QueryUnescape(id)
-		secret, _ = url.QueryUnescape(secret)
-	} else {
-		id, secret = form.Get("client_id"), form.Get("client_secret")
-	}
-	if id != p.store.clientID || subtle.ConstantTimeCompare([]byte(secret), p.store.clientSecret) != 1 {
-		writeOAuthError(w, http.StatusUnauthorized, errors.New("invalid_client: client authentication failed"))
+	if !p.authenticateClient(w, r) {
 		return
 	}
+	id := p.store.clientID
 	var claims jwt.RegisteredClaims
 	tok, err := jwt.ParseWithClaims(form.Get("subject_token"), &claims, func(*jwt.Token) (any, error) {
 		return &p.store.signingKey.key.PublicKey, nil
@@ -142,9 +124,7 @@ func (p *Provider) redeemIDJAG(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusInternalServerError, errors.New("server_error: "+err.Error()))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{
+	writeTokens(w, map[string]any{
 		"issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
 		"access_token":      signed,
 		"refresh_token":     refresh,
@@ -152,6 +132,31 @@ func (p *Provider) redeemIDJAG(w http.ResponseWriter, r *http.Request) {
 		"scope":             strings.Join(scopes, " "),
 		"expires_in":        int(time.Until(expiry).Seconds()),
 	})
+}
+
+// authenticateClient checks the secret of the provider's client, by HTTP
+// Basic (form-encoded, RFC 6749 §2.3.1) or in the form, in constant time,
+// and answers invalid_client when it is not.
+func (p *Provider) authenticateClient(w http.ResponseWriter, r *http.Request) bool {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if p.store.AuthorizeClientIDSecret(r.Context(), id, secret) != nil {
+		writeOAuthError(w, http.StatusUnauthorized, errors.New("invalid_client: client authentication failed"))
+		return false
+	}
+	return true
+}
+
+// writeTokens answers a token request with fields, uncached.
+func writeTokens(w http.ResponseWriter, fields map[string]any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(fields)
 }
 
 // SignIDJAG signs claims with the provider's key as an ID-JAG: header typ

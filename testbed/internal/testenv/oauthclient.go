@@ -202,7 +202,13 @@ func (c *OAuthClient) Token(server string, form url.Values) (Tokens, error) {
 		hc = http.DefaultClient
 	}
 	form.Set("client_id", c.ID)
-	resp, err := hc.PostForm(c.Issuer(server)+"/token", form)
+	return ReadTokens(hc.PostForm(c.Issuer(server)+"/token", form))
+}
+
+// ReadTokens reads the answer of a request to a token endpoint, as
+// http.Client.Do returns it, and closes its body. The error is only for a
+// failed exchange with the endpoint; its refusals are in the Tokens.
+func ReadTokens(resp *http.Response, err error) (Tokens, error) {
 	if err != nil {
 		return Tokens{}, err
 	}
